@@ -1,0 +1,90 @@
+"""make_app: the Tornado application, its routes and settings, built from explicit collaborators."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import tornado.web
+
+from sentra.auth import TokenService
+from sentra.config import Config
+from sentra.handlers.agents import AgentHandler, AgentsHandler
+from sentra.handlers.base import NotFoundHandler
+from sentra.handlers.logs import LogsHandler, TokenBucket
+from sentra.handlers.static import StaticHandler
+from sentra.handlers.streams import LogStreamHandler, MultiStreamHandler, Seed001StreamHandler
+from sentra.handlers.system import HealthHandler, MetricsHandler, OpenAPIHandler
+from sentra.handlers.tickets import StreamTicketsHandler
+from sentra.metrics import Metrics
+from sentra.registry import TopicRegistry
+from sentra.store import Store
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+AGENT = r"(?P<agent_id>[^/]+)"
+_TOKEN_IN_URL = re.compile(r"((?:^|[?&])(?:token|ticket)=)[^&]*")
+access_log = logging.getLogger("sentra.access")
+
+
+def mask_tokens(uri: str) -> str:
+    """The URI with the value of every token= or ticket= parameter replaced by ***."""
+    return _TOKEN_IN_URL.sub(r"\1***", uri)
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """One access-log line per request, with tokens masked."""
+    status = handler.get_status()
+    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    request = handler.request
+    millis = 1000.0 * request.request_time()
+    access_log.log(
+        level,
+        "%d %s %s (%s) %.1fms",
+        status,
+        request.method,
+        mask_tokens(request.uri or ""),
+        request.remote_ip,
+        millis,
+    )
+
+
+def make_app(
+    config: Config,
+    store: Store,
+    registry: TopicRegistry,
+    tokens: TokenService | None,
+    *,
+    static_dir: Path = STATIC_DIR,
+) -> tornado.web.Application:
+    """The Sentra application; tests build as many independent ones as they like."""
+    metrics = Metrics(registry)
+    store.on_commit = metrics.observe_commit
+    rate = config["limits.ingest_rate"]
+    routes: list[Any] = [
+        (r"/healthz", HealthHandler),
+        (r"/metrics", MetricsHandler),
+        (r"/api/openapi\.json", OpenAPIHandler),
+        (r"/api/agents", AgentsHandler),
+        (rf"/api/agents/{AGENT}", AgentHandler),
+        (rf"/api/agents/{AGENT}/logs", LogsHandler),
+        (rf"/api/agents/{AGENT}/logs/stream", LogStreamHandler),
+        (rf"/api/v1/stream-logs/request/{AGENT}", Seed001StreamHandler),
+        (r"/api/streams", MultiStreamHandler),
+        (r"/api/stream-tickets", StreamTicketsHandler),
+        (r"/api/.*", NotFoundHandler),
+        (r"/(.*)", StaticHandler, {"path": str(static_dir), "default_filename": "index.html"}),
+    ]
+    return tornado.web.Application(
+        routes,
+        sentra_config=config,
+        sentra_store=store,
+        sentra_registry=registry,
+        sentra_tokens=tokens,
+        sentra_metrics=metrics,
+        sentra_rate=TokenBucket(rate) if rate > 0 else None,
+        log_function=log_request if config["server.access_log"] else (lambda handler: None),
+        default_handler_class=NotFoundHandler,
+        compress_response=False,
+    )

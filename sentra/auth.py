@@ -1,0 +1,181 @@
+"""Tokens: the signing key, creating and verifying JWTs, scopes and the revocation list."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from sentra.config import Config, parse_duration
+from sentra.errors import Forbidden, Unauthorized
+
+SCOPE_WRITE = "logs:write"
+SCOPE_READ = "logs:read"
+SCOPE_ADMIN = "admin"
+ALL_SCOPES = (SCOPE_WRITE, SCOPE_READ, SCOPE_ADMIN)
+LOCAL_USER = "local"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the subject, the scopes granted and, for tickets, the one agent allowed."""
+
+    subject: str
+    scopes: frozenset[str]
+    jti: str | None = None
+    expires_at: float | None = None
+    agent: str | None = None
+    parent_jti: str | None = None
+    claims: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def is_admin(self) -> bool:
+        """Admins read and write every agent."""
+        return SCOPE_ADMIN in self.scopes
+
+    def require(self, scope: str) -> None:
+        """Raise Forbidden unless the token carries `scope` (admin carries all)."""
+        if scope not in self.scopes and not self.is_admin:
+            raise Forbidden(f"this token lacks the {scope!r} scope", code="insufficient_scope")
+
+    def may_access(self, owner: str, agent_id: str) -> bool:
+        """True if this caller owns the agent (or is admin) and, for a ticket, it is the ticket's agent."""
+        if self.agent is not None:
+            # A ticket is minted only after its parent token was checked against this agent's owner.
+            return self.agent == agent_id
+        return self.is_admin or owner == self.subject
+
+
+def secret_file_for(db_path: Path) -> Path:
+    """Where the generated HS256 secret lives: next to the database."""
+    return db_path.with_name(db_path.name + ".secret")
+
+
+def load_or_create_secret(config: Config) -> str:
+    """The configured HS256 secret, or one generated on first start into a 0600 file next to the DB."""
+    if config["auth.jwt_secret"]:
+        return str(config["auth.jwt_secret"])
+    path = secret_file_for(config.db_path)
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret + "\n")
+    return secret
+
+
+class TokenService:
+    """Signs Sentra's own tokens and verifies every incoming one against the key and revocation list."""
+
+    def __init__(self, config: Config) -> None:
+        self.algorithm: str = config["auth.algorithm"]
+        self.subject_claim: str = config["auth.subject_claim"]
+        self.audience: str = config["auth.audience"]
+        self.ticket_ttl: float = config["auth.ticket_ttl"]
+        self.revoked: set[str] = set()
+        self._secret: str | None = None
+        if self.algorithm.startswith("HS"):
+            self._secret = load_or_create_secret(config)
+            self._verify_key: Any = self._secret
+        else:
+            self._verify_key = Path(config["auth.public_key_file"]).read_text()
+
+    @property
+    def can_sign(self) -> bool:
+        """True when Sentra holds the signing key (HS*), so it can mint tokens and tickets."""
+        return self._secret is not None
+
+    def create(
+        self,
+        subject: str,
+        scopes: list[str] | None = None,
+        ttl: float | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> str:
+        """A signed token for `subject`; no `scopes` means read+write on its own agents."""
+        if self._secret is None:
+            raise Forbidden("this server verifies tokens from an identity provider and cannot mint its own")
+        now = int(time.time())
+        claims: dict[str, Any] = {self.subject_claim: subject, "iat": now, "jti": uuid.uuid4().hex}
+        if scopes:
+            unknown = [s for s in scopes if s not in ALL_SCOPES]
+            if unknown:
+                raise ValueError(f"unknown scope {unknown[0]!r}; scopes are {', '.join(ALL_SCOPES)}")
+            claims["scope"] = " ".join(scopes)
+        if ttl:
+            claims["exp"] = now + int(ttl)
+        if self.audience:
+            claims["aud"] = self.audience
+        claims.update(extra or {})
+        return jwt.encode(claims, self._secret, algorithm=self.algorithm)
+
+    def create_ticket(self, parent: Principal, agent_id: str) -> tuple[str, float]:
+        """A short-lived read-only token for one agent, tied to the caller's own token."""
+        extra: dict[str, Any] = {"agent": agent_id, "typ": "ticket"}
+        if parent.jti:
+            extra["pjti"] = parent.jti
+        if parent.expires_at:
+            extra["pexp"] = parent.expires_at
+        token = self.create(parent.subject, [SCOPE_READ], self.ticket_ttl, extra)
+        return token, time.time() + self.ticket_ttl
+
+    def verify(self, token: str) -> Principal:
+        """The caller behind `token`; raises Unauthorized for anything not valid right now."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._verify_key,
+                algorithms=[self.algorithm],
+                audience=self.audience or None,
+                options={"require": [], "verify_aud": bool(self.audience)},
+                leeway=5,
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("the token has expired", code="token_expired") from None
+        except jwt.ImmatureSignatureError:
+            raise Unauthorized("the token is not valid yet", code="invalid_token") from None
+        except jwt.InvalidSignatureError:
+            raise Unauthorized("the token's signature is not valid", code="invalid_token") from None
+        except jwt.InvalidTokenError as exc:
+            raise Unauthorized(f"the token is not valid: {exc}", code="invalid_token") from None
+        subject = claims.get(self.subject_claim)
+        if not isinstance(subject, str) or not subject:
+            raise Unauthorized(f"the token has no {self.subject_claim!r} claim", code="invalid_token")
+        jti = claims.get("jti") if isinstance(claims.get("jti"), str) else None
+        parent_jti = claims.get("pjti") if isinstance(claims.get("pjti"), str) else None
+        if (jti and jti in self.revoked) or (parent_jti and parent_jti in self.revoked):
+            raise Unauthorized("the token has been revoked", code="token_revoked")
+        scope = claims.get("scope")
+        scopes = frozenset(scope.split()) if isinstance(scope, str) else frozenset({SCOPE_READ, SCOPE_WRITE})
+        expiries = [float(v) for v in (claims.get("exp"), claims.get("pexp")) if isinstance(v, int | float)]
+        agent = claims.get("agent") if claims.get("typ") == "ticket" else None
+        return Principal(
+            subject=subject,
+            scopes=scopes,
+            jti=jti,
+            # A ticket only opens a stream: the stream then lives as long as the token that asked for it.
+            expires_at=(float(claims["pexp"]) if "pexp" in claims else None)
+            if agent is not None
+            else (min(expiries) if expiries else None),
+            agent=agent if isinstance(agent, str) else None,
+            parent_jti=parent_jti,
+            claims=claims,
+        )
+
+
+LOCAL_PRINCIPAL = Principal(subject=LOCAL_USER, scopes=frozenset({SCOPE_READ, SCOPE_WRITE, SCOPE_ADMIN}))
+
+
+def parse_ttl(text: str | None) -> float | None:
+    """A token lifetime from the command line ("30d", "12h"); None or "never" for no expiry."""
+    if text is None or text == "never":
+        return None
+    return parse_duration(text)

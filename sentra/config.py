@@ -1,0 +1,260 @@
+"""Sentra's settings: one declarative table that drives sentra.toml, the command line and the README."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting is unknown or has the wrong type; the message is one line for the operator."""
+
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kib": 1024,
+    "kb": 1000,
+    "mib": 1024**2,
+    "mb": 1000**2,
+    "gib": 1024**3,
+    "gb": 1000**3,
+}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number or a string such as "15s", "5m", "24h", "30d" or "250ms"."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 15s, 5m, 24h or 30d")
+    if isinstance(value, int | float):
+        return float(value)
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*", str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a duration such as 15s, 5m, 24h or 30d")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from an integer or a string such as "8MiB", "256KiB" or "1GB"."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 256KiB or 8MiB")
+    if isinstance(value, int):
+        return value
+    match = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]i?[bB]|[bB])?\s*", str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a size such as 256KiB or 8MiB")
+    return int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").lower()]
+
+
+def _parse_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{value!r} is not an integer")
+    return value
+
+
+def _parse_str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a string")
+    return value
+
+
+def _parse_bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{value!r} is not true or false")
+    return value
+
+
+def _parse_str_list(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"{value!r} is not a list of strings")
+    return list(value)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its dotted name, how to parse it, its default and one line of help."""
+
+    name: str
+    kind: str
+    default: Any
+    help: str
+
+    @property
+    def parse(self) -> Callable[[Any], Any]:
+        """The parser that turns a TOML or command-line value into this setting's type."""
+        return _PARSERS[self.kind]
+
+
+_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "int": _parse_int,
+    "str": _parse_str,
+    "bool": _parse_bool,
+    "duration": parse_duration,
+    "size": parse_size,
+    "list": _parse_str_list,
+}
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("server.host", "str", "127.0.0.1", "Address to listen on; 0.0.0.0 exposes Sentra to the network."),
+    Setting("server.port", "int", 8765, "TCP port to listen on; 0 picks a free one."),
+    Setting("server.public_url", "str", "", "URL printed at start-up and used in links; empty: http://host:port."),
+    Setting("server.access_log", "bool", True, "Log one line per HTTP request (tokens in URLs are masked)."),
+    Setting("server.cors_origins", "list", [], "Origins allowed to call the API from a browser; empty: CORS off."),
+    Setting(
+        "server.metrics_allow",
+        "list",
+        ["127.0.0.1", "::1"],
+        "Addresses that may read /metrics without an admin token.",
+    ),
+    Setting("storage.db", "str", "sentra.db", "Path of the SQLite database file (created if missing)."),
+    Setting(
+        "storage.synchronous",
+        "str",
+        "NORMAL",
+        "SQLite synchronous mode: NORMAL survives a crash of Sentra, FULL also a power cut.",
+    ),
+    Setting("storage.commit_max_lines", "int", 20000, "Most lines written in one group commit."),
+    Setting(
+        "auth.mode",
+        "str",
+        "jwt",
+        "jwt: every request needs a token; none: no auth, loopback only, owner 'local'.",
+    ),
+    Setting(
+        "auth.jwt_secret",
+        "str",
+        "",
+        "HS256 secret; empty: generated on first start into <db>.secret (mode 0600).",
+    ),
+    Setting("auth.algorithm", "str", "HS256", "JWT algorithm: HS256, or RS256/ES256 with auth.public_key_file."),
+    Setting("auth.public_key_file", "str", "", "PEM public key of your identity provider for RS256/ES256 tokens."),
+    Setting("auth.subject_claim", "str", "sub", "Claim that names the user who owns agents."),
+    Setting("auth.audience", "str", "", "Required 'aud' claim; empty: not checked."),
+    Setting("auth.ticket_ttl", "duration", "60s", "Lifetime of a stream ticket from POST /api/stream-tickets."),
+    Setting("auth.cookie_name", "str", "sentra_token", "Cookie that carries the token for the browser viewer."),
+    Setting("limits.max_body_size", "size", "8MiB", "Largest ingest request body (413 above it)."),
+    Setting("limits.max_line_size", "size", "256KiB", "Largest single line, message and fields (400 above it)."),
+    Setting("limits.max_lines_per_request", "int", 10000, "Most lines in one ingest request (413 above it)."),
+    Setting("limits.max_streams_per_user", "int", 1000, "Most open streams per user (429 above it)."),
+    Setting(
+        "limits.ingest_rate",
+        "int",
+        0,
+        "Lines per second per token, with a burst of one second's worth; 0: no limit.",
+    ),
+    Setting(
+        "limits.subscriber_buffer",
+        "int",
+        10000,
+        "Lines waiting for one slow subscriber before its stream is cut.",
+    ),
+    Setting("streams.heartbeat", "duration", "15s", "Interval of the keep-alive comment on idle streams."),
+    Setting("streams.retry", "duration", "2s", "Reconnect delay hinted to EventSource clients with `retry:`."),
+    Setting(
+        "agents.timeout",
+        "duration",
+        "0s",
+        "A running agent silent this long is marked failed (reason timeout); 0: never.",
+    ),
+    Setting("retention.max_lines_per_agent", "int", 0, "Keep only the newest N lines of each agent; 0: keep all."),
+    Setting("retention.max_age", "duration", "0s", "Delete finished agents older than this; 0: keep forever."),
+    Setting("retention.interval", "duration", "60s", "How often retention and agent timeouts are enforced."),
+    Setting("retention.idempotency_ttl", "duration", "24h", "How long an Idempotency-Key answer is kept."),
+)
+
+SETTINGS_BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
+
+
+@dataclass
+class Config:
+    """Parsed settings, read as `config["limits.max_body_size"]` or through the typed properties."""
+
+    values: dict[str, Any] = field(default_factory=lambda: {s.name: s.parse(s.default) for s in SETTINGS})
+    source: str = "defaults"
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Config:
+        """A copy with the given dotted settings replaced (parsed and checked)."""
+        values = dict(self.values)
+        for name, raw in overrides.items():
+            values[name] = _checked(name, raw, self.source)
+        return Config(values, self.source)
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite database file."""
+        return Path(self.values["storage.db"])
+
+    @property
+    def auth_enabled(self) -> bool:
+        """False when auth.mode is "none"."""
+        return bool(self.values["auth.mode"] != "none")
+
+
+def _checked(name: str, raw: Any, source: str) -> Any:
+    setting = SETTINGS_BY_NAME.get(name)
+    if setting is None:
+        raise ConfigError(f"{source}: unknown setting {name!r}")
+    try:
+        return setting.parse(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {name}: {exc}") from None
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and f"{name}" not in SETTINGS_BY_NAME:
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Defaults, then the TOML file (if any), then overrides; raises ConfigError with one clear line."""
+    config = Config()
+    if path is not None:
+        source = str(path)
+        try:
+            with open(path, "rb") as handle:
+                table = tomllib.load(handle)
+        except FileNotFoundError:
+            raise ConfigError(f"{source}: config file not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+        config = Config(config.values, source).with_overrides(_flatten(table))
+    config = config.with_overrides(dict(overrides or {}))
+    _validate(config)
+    return config
+
+
+def _validate(config: Config) -> None:
+    if config["auth.mode"] not in ("jwt", "none"):
+        raise ConfigError(f"{config.source}: auth.mode must be 'jwt' or 'none', not {config['auth.mode']!r}")
+    if config["auth.algorithm"] not in ("HS256", "HS384", "HS512", "RS256", "ES256"):
+        raise ConfigError(f"{config.source}: auth.algorithm must be HS256, HS384, HS512, RS256 or ES256")
+    if config["auth.algorithm"][:2] in ("RS", "ES") and not config["auth.public_key_file"]:
+        raise ConfigError(f"{config.source}: auth.algorithm {config['auth.algorithm']} needs auth.public_key_file")
+    if config["storage.synchronous"].upper() not in ("NORMAL", "FULL"):
+        raise ConfigError(f"{config.source}: storage.synchronous must be NORMAL or FULL")
+    if not 0 <= config["server.port"] <= 65535:
+        raise ConfigError(f"{config.source}: server.port must be between 0 and 65535")
+
+
+def settings_markdown() -> str:
+    """The config reference as a Markdown table (kept in the README; a test compares them)."""
+    rows = ["| setting | type | default | meaning |", "|---|---|---|---|"]
+    for setting in SETTINGS:
+        default = setting.default
+        shown = "true" if default is True else "false" if default is False else repr(default).replace("'", '"')
+        rows.append(f"| `{setting.name}` | {setting.kind} | `{shown}` | {setting.help} |")
+    return "\n".join(rows)

@@ -1,0 +1,90 @@
+"""Typed API errors: handlers raise them, one `write_error` renders {"error": {"code", "message"}}."""
+
+from __future__ import annotations
+
+import tornado.web
+
+
+class ApiError(tornado.web.HTTPError):
+    """An error with an HTTP status, a stable machine code and a message that says what was wrong.
+
+    It is a Tornado HTTPError so that Tornado answers with its status and logs no traceback.
+    """
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(self.status)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.headers = headers or {}
+
+
+class BadRequest(ApiError):
+    """The request is malformed: bad JSON, a wrong type, an invalid id or parameter."""
+
+    status = 400
+    code = "bad_request"
+
+
+class Unauthorized(ApiError):
+    """No valid token: missing, malformed, expired, revoked or badly signed."""
+
+    status = 401
+    code = "not_authenticated"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        error = "invalid_token" if code not in (None, "not_authenticated") else "invalid_request"
+        challenge = f'Bearer realm="sentra", error="{error}"'
+        super().__init__(message, code=code, headers={"WWW-Authenticate": challenge})
+
+
+class Forbidden(ApiError):
+    """Authenticated, but not the owner of the agent or lacking the scope."""
+
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(ApiError):
+    """No such agent or route."""
+
+    status = 404
+    code = "not_found"
+
+
+class Conflict(ApiError):
+    """The request conflicts with the agent's state: it exists already, or it has finished."""
+
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(ApiError):
+    """The body or the number of lines is above the configured limit."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class TooManyRequests(ApiError):
+    """A rate or connection limit was hit; Retry-After says when to come back."""
+
+    status = 429
+    code = "too_many_requests"
+
+
+class StorageFull(ApiError):
+    """The disk is full: nothing was written; retry when space returns."""
+
+    status = 507
+    code = "storage_full"
+
+
+class ServiceUnavailable(ApiError):
+    """The database cannot be written right now, or the server is shutting down."""
+
+    status = 503
+    code = "unavailable"

@@ -1,0 +1,177 @@
+"""BaseHandler: typed access to the app's collaborators, authentication, ownership checks, one error shape."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import tornado.web
+
+from sentra.auth import LOCAL_PRINCIPAL, SCOPE_READ, SCOPE_WRITE, Principal, TokenService
+from sentra.config import Config
+from sentra.errors import ApiError, BadRequest, Forbidden, NotFound, Unauthorized
+from sentra.lines import check_agent_id
+from sentra.metrics import Metrics
+from sentra.models import Agent
+from sentra.registry import TopicRegistry
+from sentra.store import Store
+
+JSON_TYPE = "application/json; charset=utf-8"
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    """Every Sentra handler: JSON errors, auth in a fixed order, security headers."""
+
+    _principal: Principal | None = None
+
+    @property
+    def config(self) -> Config:
+        """The server's settings."""
+        return self.settings["sentra_config"]  # type: ignore[no-any-return]
+
+    @property
+    def store(self) -> Store:
+        """The SQLite store."""
+        return self.settings["sentra_store"]  # type: ignore[no-any-return]
+
+    @property
+    def registry(self) -> TopicRegistry:
+        """The topic registry of open streams."""
+        return self.settings["sentra_registry"]  # type: ignore[no-any-return]
+
+    @property
+    def tokens(self) -> TokenService | None:
+        """The token verifier, or None when auth.mode is "none"."""
+        return self.settings["sentra_tokens"]  # type: ignore[no-any-return]
+
+    @property
+    def metrics(self) -> Metrics:
+        """Prometheus counters."""
+        return self.settings["sentra_metrics"]  # type: ignore[no-any-return]
+
+    def set_default_headers(self) -> None:
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Referrer-Policy", "no-referrer")
+        origin = self.request.headers.get("Origin")
+        if origin and origin in self.config["server.cors_origins"]:
+            self.set_header("Access-Control-Allow-Origin", origin)
+            self.set_header("Access-Control-Allow-Credentials", "true")
+            self.set_header(
+                "Access-Control-Allow-Headers", "Authorization, Content-Type, Idempotency-Key, Last-Event-ID"
+            )
+            self.set_header("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE, OPTIONS")
+            self.set_header("Vary", "Origin")
+
+    def options(self, *args: str) -> None:
+        """CORS pre-flight: answered (with headers only for allowed origins)."""
+        self.set_status(204)
+
+    def check_xsrf_cookie(self) -> None:
+        """Sentra takes no form posts; cookie-authenticated writes are guarded by SameSite=Strict."""
+
+    # ---- authentication and authorisation -----------------------------------------------------
+
+    def token_from_request(self) -> str | None:
+        """The bearer token from the Authorization header, ?token= or the viewer's cookie."""
+        header = self.request.headers.get("Authorization")
+        if header is not None:
+            scheme, _, value = header.partition(" ")
+            if scheme.lower() != "bearer" or not value.strip():
+                raise Unauthorized("the Authorization header must be 'Bearer <token>'", code="invalid_token")
+            return value.strip()
+        token = self.get_query_argument("token", None)
+        if token:
+            return token
+        return self.get_cookie(self.config["auth.cookie_name"]) or None
+
+    @property
+    def principal(self) -> Principal:
+        """The authenticated caller; raises Unauthorized (401) if there is none."""
+        if self._principal is None:
+            tokens = self.tokens
+            if tokens is None:
+                self._principal = LOCAL_PRINCIPAL
+            else:
+                token = self.token_from_request()
+                if token is None:
+                    raise Unauthorized(
+                        "authentication required: send 'Authorization: Bearer <token>' or ?token=",
+                        code="not_authenticated",
+                    )
+                self._principal = tokens.verify(token)
+        return self._principal
+
+    async def agent_for(self, agent_id: str, scope: str = SCOPE_READ) -> Agent:
+        """Authenticate, check scope, then the agent's existence and owner, in that order."""
+        principal = self.principal
+        principal.require(scope)
+        check_agent_id(agent_id)
+        agent = await self.store.get_agent(agent_id)
+        if agent is None:
+            raise NotFound(f"no agent {agent_id!r}", code="agent_not_found")
+        if not principal.may_access(agent.owner, agent.id):
+            raise Forbidden(f"agent {agent_id!r} belongs to another user", code="not_owner")
+        return agent
+
+    def require_write(self) -> Principal:
+        """The caller, if allowed to write logs (and not holding a read-only stream ticket)."""
+        principal = self.principal
+        principal.require(SCOPE_WRITE)
+        if principal.agent is not None:
+            raise Forbidden("a stream ticket can only read", code="insufficient_scope")
+        return principal
+
+    # ---- request and response bodies ----------------------------------------------------------
+
+    def json_body(self) -> dict[str, Any]:
+        """The request body as a JSON object; BadRequest if it is anything else."""
+        if not self.request.body.strip():
+            return {}
+        try:
+            value = json.loads(self.request.body)
+        except (ValueError, RecursionError) as exc:
+            raise BadRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
+        if not isinstance(value, dict):
+            raise BadRequest("the body must be a JSON object", code="invalid_json")
+        return value
+
+    def int_argument(self, name: str, default: int | None = None, *, minimum: int = 0) -> int | None:
+        """An integer query argument; BadRequest naming it if it is not one."""
+        raw = self.get_query_argument(name, None)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise BadRequest(f"query parameter {name!r} must be an integer, not {raw[:40]!r}") from None
+        if value < minimum:
+            raise BadRequest(f"query parameter {name!r} must be at least {minimum}")
+        return value
+
+    def write_json(self, value: Any, status: int = 200) -> None:
+        """Send `value` as the JSON response."""
+        self.set_status(status)
+        self.set_header("Content-Type", JSON_TYPE)
+        self.finish(json.dumps(value, ensure_ascii=False))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Render every error as {"error": {"code", "message"}}."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, ApiError):
+            code, message = exc.code, exc.message
+            for name, value in exc.headers.items():
+                self.set_header(name, value)
+        elif isinstance(exc, tornado.web.HTTPError):
+            code = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}.get(status_code, "http_error")
+            message = exc.log_message % exc.args if exc.log_message else self._reason
+        else:
+            code, message = "internal_error", "internal server error; the server logged the details"
+        self.set_header("Content-Type", JSON_TYPE)
+        self.finish(json.dumps({"error": {"code": code, "message": message}}, ensure_ascii=False))
+
+
+class NotFoundHandler(BaseHandler):
+    """Any path Sentra does not serve: a JSON 404."""
+
+    def prepare(self) -> None:
+        raise NotFound(f"no such path {self.request.path[:200]!r}", code="not_found")

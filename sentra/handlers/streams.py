@@ -1,0 +1,350 @@
+"""Server-Sent Event streams: seed 000's /logs/stream, seed 001's stream-logs route, and /api/streams."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import tornado.iostream
+
+from sentra import sse
+from sentra.errors import BadRequest, Forbidden, NotFound, TooManyRequests
+from sentra.handlers.agents import parse_label_arguments
+from sentra.handlers.base import BaseHandler
+from sentra.handlers.logs import query_from_arguments
+from sentra.lines import Line, check_agent_id
+from sentra.models import Agent
+from sentra.registry import AgentUpdate, Subscription
+from sentra.store import LineQuery
+
+CATCH_UP_PAGE = 2000
+_STOP_REASONS = ("token_expired", "token_revoked")
+
+
+class _Gone(Exception):
+    """The client went away or the stream was cut: stop writing."""
+
+
+class StreamHandler(BaseHandler):
+    """The machinery every stream shares: SSE headers, a subscription, heartbeats, cut-offs, expiry."""
+
+    sub: Subscription | None = None
+
+    def on_connection_close(self) -> None:
+        if self.sub is not None:
+            self.sub.cut("closed")
+
+    def resume_argument(self) -> str | None:
+        """The resume point: the Last-Event-ID header wins over ?after=."""
+        header = self.request.headers.get("Last-Event-ID")
+        if header is not None and header.strip():
+            return header.strip()
+        return self.get_query_argument("after", None) or None
+
+    def open_subscription(self, agent_ids: set[str], matcher: Callable[[Agent], bool] | None = None) -> Subscription:
+        """Register a subscription (429 past the per-user limit) before any history is read."""
+        principal = self.principal
+        limit = self.config["limits.max_streams_per_user"]
+        if self.registry.streams_of(principal.subject) >= limit:
+            raise TooManyRequests(
+                f"{limit} streams are already open for this user; close one first",
+                code="too_many_streams",
+                headers={"Retry-After": "5"},
+            )
+        sub = Subscription(
+            principal.subject,
+            jti=principal.parent_jti or principal.jti,
+            agent_ids=agent_ids,
+            label_filter=matcher,
+            max_pending=self.config["limits.subscriber_buffer"],
+        )
+        sub.on_cut = self._on_cut
+        self.sub = sub
+        self.registry.subscribe(sub)
+        return sub
+
+    def _on_cut(self, reason: str) -> None:
+        # A reader that stopped reading may be parked in flush(): closing the socket frees it, and
+        # the client resumes from its Last-Event-ID out of SQLite.
+        if reason in ("overflow", "closed") and self.request.connection is not None:
+            self.request.connection.close()  # type: ignore[attr-defined]
+
+    def start_events(self) -> None:
+        """Send the SSE headers and the reconnect hint."""
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")
+        self.set_header("Connection", "keep-alive")
+        self.write(sse.retry_hint(int(self.config["streams.retry"] * 1000)))
+
+    async def send(self, data: bytes) -> None:
+        """Write and flush; _Gone if the client has left."""
+        if self.sub is not None and self.sub.cut_reason in ("overflow", "closed"):
+            raise _Gone
+        self.write(data)
+        try:
+            await self.flush()
+        except tornado.iostream.StreamClosedError:
+            raise _Gone from None
+
+    async def next_items(self, heartbeat: bytes) -> list[Any] | str:
+        """Wait for queued items, sending heartbeats; a string is the reason the stream must end."""
+        assert self.sub is not None
+        expires_at = self.principal.expires_at
+        interval = self.config["streams.heartbeat"]
+        while True:
+            if self.sub.cut_reason is not None:
+                return self.sub.cut_reason
+            timeout = interval
+            if expires_at is not None:
+                timeout = min(timeout, expires_at - time.time())
+                if timeout <= 0:
+                    self.registry.cut(self.sub, "token_expired")
+                    return "token_expired"
+            if await self.sub.wait(timeout):
+                if self.sub.cut_reason is not None:
+                    return self.sub.cut_reason
+                return self.sub.take()
+            if expires_at is None or time.time() < expires_at:
+                await self.send(heartbeat)
+
+    async def run(self, body: Callable[[], Any]) -> None:
+        """Run a stream body until it ends, the client leaves or the stream is cut."""
+        try:
+            await body()
+        except _Gone:
+            pass
+        finally:
+            if self.sub is not None:
+                self.registry.unsubscribe(self.sub)
+        if not self._finished and self.request.connection is not None:
+            try:
+                self.finish()
+            except tornado.iostream.StreamClosedError:
+                pass
+
+
+class AgentStreamHandler(StreamHandler):
+    """One agent's stream; subclasses choose the wire format."""
+
+    agent_may_be_missing = False
+
+    def encode(self, agent: Agent, lines: list[Line], cursor: int, extra: dict[str, Any]) -> bytes:
+        """The event(s) for lines; `extra` carries final/status/reason/skipped."""
+        raise NotImplementedError
+
+    def heartbeat(self) -> bytes:
+        """What is sent on an idle stream."""
+        return sse.comment("heartbeat")
+
+    async def get(self, agent_id: str) -> None:
+        """Open the stream: replay from the resume point out of SQLite, then follow live."""
+        check_agent_id(agent_id)
+        principal = self.principal
+        principal.require("logs:read")
+        agent = await self.store.get_agent(agent_id)
+        if agent is None and not self.agent_may_be_missing:
+            raise NotFound(f"no agent {agent_id!r}", code="agent_not_found")
+        if agent is not None and not principal.may_access(agent.owner, agent.id):
+            raise Forbidden(f"agent {agent_id!r} belongs to another user", code="not_owner")
+        query = query_from_arguments(self)
+        raw = self.resume_argument()
+        if raw is not None and not raw.isdigit():
+            raise BadRequest(f"the resume point must be a seq number, not {raw[:40]!r}")
+        resume = int(raw) if raw is not None else None
+        tail = self.int_argument("tail")
+        if agent is not None and agent.finished and resume is not None and resume >= agent.last_seq:
+            self.set_status(204)
+            return
+        self.open_subscription(
+            set(),
+            lambda candidate: candidate.id == agent_id and principal.may_access(candidate.owner, candidate.id),
+        )
+        self.start_events()
+        await self.run(lambda: self._follow(agent_id, resume, tail, query))
+
+    async def _follow(self, agent_id: str, resume: int | None, tail: int | None, query: LineQuery) -> None:
+        assert self.sub is not None
+        agent = await self.store.get_agent(agent_id)
+        cursor = resume or 0
+        held: list[Line] = []
+        extra: dict[str, Any] = {}
+        if agent is not None:
+            upto = agent.last_seq
+            if tail is not None and resume is None:
+                held = await self.store.lines_before(agent, upto + 1, limit=tail, query=query) if tail else []
+            else:
+                if cursor + 1 < agent.first_seq:
+                    extra = {"skipped": agent.first_seq - cursor - 1, "first_seq": agent.first_seq}
+                while cursor < upto:
+                    page = await self.store.lines_after(agent, cursor, upto=upto, limit=CATCH_UP_PAGE, query=query)
+                    if held:
+                        await self.send(self.encode(agent, held, held[-1].seq, extra))
+                        extra = {}
+                    held = page
+                    if len(page) < CATCH_UP_PAGE:
+                        break
+                    cursor = page[-1].seq
+            cursor = max(cursor, upto)
+            if agent.finished:
+                await self.send(self.encode(agent, held, cursor, {**extra, "final": True}))
+                return
+            if held or extra:
+                await self.send(self.encode(agent, held, cursor, extra))
+        while True:
+            items = await self.next_items(self.heartbeat())
+            if isinstance(items, str):
+                if items in _STOP_REASONS and agent is not None:
+                    await self.send(self.encode(agent, [], cursor, {"final": False, "reason": items}))
+                return
+            lines: list[Line] = []
+            for item in items:
+                if isinstance(item, AgentUpdate):
+                    agent = item.agent
+                    if item.deleted or agent.finished:
+                        extra = {"final": True, "reason": "deleted"} if item.deleted else {"final": True}
+                        await self.send(self.encode(agent, lines, cursor, extra))
+                        return
+                elif item.seq > cursor:
+                    cursor = item.seq
+                    if query.matches(item):
+                        lines.append(item)
+            if lines and agent is not None:
+                await self.send(self.encode(agent, lines, cursor, {}))
+
+
+class LogStreamHandler(AgentStreamHandler):
+    """GET /api/agents/{id}/logs/stream: seed 000's coalesced {"logs", "status", "lines"} events."""
+
+    def encode(self, agent: Agent, lines: list[Line], cursor: int, extra: dict[str, Any]) -> bytes:
+        if extra.get("final") is True and agent.reason and "reason" not in extra:
+            extra = {**extra, "reason": agent.reason}
+        return sse.logs_event(lines, agent.status, event_id=str(cursor), extra=extra)
+
+
+class Seed001StreamHandler(AgentStreamHandler):
+    """GET /api/v1/stream-logs/request/{id}: seed 001's one event per line, heartbeats and an end event."""
+
+    agent_may_be_missing = True
+
+    def heartbeat(self) -> bytes:
+        return sse.seed001_heartbeat(time.time())
+
+    def encode(self, agent: Agent, lines: list[Line], cursor: int, extra: dict[str, Any]) -> bytes:
+        events = b"".join(sse.seed001_log_event(line, agent) for line in lines)
+        if "final" in extra:
+            events += sse.seed001_end(agent, event_id=str(cursor), reason=extra.get("reason"))
+        return events
+
+
+class MultiStreamHandler(StreamHandler):
+    """GET /api/streams?agent=A&agent=B or ?label=k=v: many agents over one connection."""
+
+    async def get(self) -> None:
+        """Replay each agent from its cursor, then follow all of them live."""
+        principal = self.principal
+        principal.require("logs:read")
+        ids = self.get_query_arguments("agent")
+        wanted = parse_label_arguments(self.get_query_arguments("label"))
+        if not ids and not wanted:
+            raise BadRequest("name the agents with ?agent=ID (repeatable) or ?label=key=value")
+        if principal.agent is not None and (wanted or set(ids) != {principal.agent}):
+            raise Forbidden("a stream ticket reads only its own agent", code="not_owner")
+        agents: dict[str, Agent] = {}
+        for agent_id in ids:
+            agents[agent_id] = await self.agent_for(agent_id)
+        query = query_from_arguments(self)
+        raw = self.resume_argument()
+        try:
+            cursors = sse.parse_cursor(raw) if raw else {}
+        except ValueError as exc:
+            raise BadRequest(f"the resume point is not a stream cursor: {exc}") from None
+        owner = None if principal.is_admin else principal.subject
+        if wanted:
+            for agent in await self.store.list_agents(owner, labels=wanted, limit=10000):
+                agents.setdefault(agent.id, agent)
+        if raw and agents and all(a.finished and cursors.get(a.id, 0) >= a.last_seq for a in agents.values()):
+            self.set_status(204)
+            return
+
+        def matcher(agent: Agent) -> bool:
+            return bool(wanted) and agent.matches_labels(wanted) and principal.may_access(agent.owner, agent.id)
+
+        self.open_subscription(set(agents), matcher if wanted else None)
+        self.start_events()
+        await self.run(lambda: self._follow(list(agents), wanted, owner, cursors, query))
+
+    async def _follow(
+        self,
+        ids: list[str],
+        wanted: dict[str, str],
+        owner: str | None,
+        cursors: dict[str, int],
+        query: LineQuery,
+    ) -> None:
+        agents: dict[str, Agent] = {}
+        for agent_id in ids:
+            agent = await self.store.get_agent(agent_id)
+            if agent is not None:
+                agents[agent_id] = agent
+        if wanted:
+            for agent in await self.store.list_agents(owner, labels=wanted, limit=10000):
+                agents.setdefault(agent.id, agent)
+        done: set[str] = set()
+        for agent in agents.values():
+            cursor = cursors.get(agent.id, 0)
+            while cursor < agent.last_seq:
+                page = await self.store.lines_after(
+                    agent, cursor, upto=agent.last_seq, limit=CATCH_UP_PAGE, query=query
+                )
+                cursor = page[-1].seq if len(page) == CATCH_UP_PAGE else agent.last_seq
+                cursors[agent.id] = cursor
+                if page:
+                    await self.send(self._event(page, cursors))
+            cursors[agent.id] = max(cursor, agent.last_seq)
+            if agent.finished:
+                done.add(agent.id)
+                await self.send(self._final(agent, [], cursors))
+        while not agents or len(done) < len(agents):
+            items = await self.next_items(sse.comment("heartbeat"))
+            if isinstance(items, str):
+                if items in _STOP_REASONS:
+                    await self.send(
+                        sse.logs_event(
+                            [],
+                            "running",
+                            event_id=sse.format_cursor(cursors),
+                            extra={"final": False, "reason": items},
+                        )
+                    )
+                return
+            lines: list[Line] = []
+            for item in items:
+                if isinstance(item, AgentUpdate):
+                    agents[item.agent.id] = item.agent
+                    if item.agent.id not in done and (item.deleted or item.agent.finished):
+                        done.add(item.agent.id)
+                        mine = [line for line in lines if line.agent == item.agent.id]
+                        lines = [line for line in lines if line.agent != item.agent.id]
+                        if lines:
+                            await self.send(self._event(lines, cursors))
+                            lines = []
+                        await self.send(self._final(item.agent, mine, cursors, deleted=item.deleted))
+                elif item.seq > cursors.get(item.agent, 0):
+                    cursors[item.agent] = item.seq
+                    if query.matches(item):
+                        lines.append(item)
+            if lines:
+                await self.send(self._event(lines, cursors))
+
+    @staticmethod
+    def _event(lines: list[Line], cursors: dict[str, int]) -> bytes:
+        return sse.logs_event(lines, "running", event_id=sse.format_cursor(cursors))
+
+    @staticmethod
+    def _final(agent: Agent, lines: list[Line], cursors: dict[str, int], *, deleted: bool = False) -> bytes:
+        extra: dict[str, Any] = {"final": True, "agent": agent.id}
+        if deleted or agent.reason:
+            extra["reason"] = "deleted" if deleted else agent.reason
+        return sse.logs_event(lines, agent.status, event_id=sse.format_cursor(cursors), extra=extra)

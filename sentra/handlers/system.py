@@ -1,0 +1,57 @@
+"""GET /healthz, GET /metrics and GET /api/openapi.json."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+
+from sentra.errors import Forbidden, ServiceUnavailable, Unauthorized
+from sentra.handlers.base import JSON_TYPE, BaseHandler
+from sentra.openapi import openapi_document
+
+
+class HealthHandler(BaseHandler):
+    """Liveness and database check, no auth."""
+
+    async def get(self) -> None:
+        """200 {"status": "ok"} if the database answers, else 503."""
+        try:
+            await self.store.check()
+        except Exception as exc:
+            raise ServiceUnavailable(f"the database does not answer: {exc}", code="database_unavailable") from None
+        self.write_json({"status": "ok", "open_streams": self.registry.open_streams})
+
+
+class MetricsHandler(BaseHandler):
+    """Prometheus text format, for admin tokens or allow-listed addresses."""
+
+    def get(self) -> None:
+        """The metrics, if the caller may see them."""
+        if not self._address_allowed():
+            try:
+                allowed = self.principal.is_admin
+            except Unauthorized:
+                raise Unauthorized("metrics need an admin token or an address in server.metrics_allow") from None
+            if not allowed:
+                raise Forbidden("metrics need an admin token or an address in server.metrics_allow")
+        self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        self.finish(self.metrics.render())
+
+    def _address_allowed(self) -> bool:
+        remote = self.request.remote_ip or ""
+        for entry in self.config["server.metrics_allow"]:
+            try:
+                if ipaddress.ip_address(remote) in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                continue
+        return False
+
+
+class OpenAPIHandler(BaseHandler):
+    """The OpenAPI 3.1 description of this API."""
+
+    def get(self) -> None:
+        """The document, as JSON."""
+        self.set_header("Content-Type", JSON_TYPE)
+        self.finish(json.dumps(openapi_document()))

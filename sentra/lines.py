@@ -1,0 +1,285 @@
+"""Log lines: the record shared by store, registry and wire formats, and the ingest body parser."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sentra.errors import BadRequest, PayloadTooLarge
+
+LEVELS: dict[str, int] = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
+LEVEL_ALIASES: dict[str, str] = {"WARN": "WARNING", "FATAL": "CRITICAL", "TRACE": "DEBUG", "ERR": "ERROR"}
+AGENT_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+STATUSES = ("running", "completed", "failed")
+FINISHED = ("completed", "failed")
+
+# Seed 001's publisher writes {"agent_name", "msg", "request_id", "timestamp", "source"}; other loggers
+# use levelname/log_source. The first name present wins; the rest stay in `fields`.
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "message": ("message", "msg"),
+    "ts": ("ts", "timestamp"),
+    "level": ("level", "levelname"),
+    "source": ("source", "log_source"),
+}
+
+
+@dataclass(slots=True)
+class Line:
+    """One stored log line of one agent; `wire` caches its encodings so each is built once."""
+
+    agent: str
+    seq: int
+    ts: float
+    level: str
+    message: str
+    source: str
+    fields: dict[str, Any]
+    wire: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def levelno(self) -> int:
+        """The numeric level (DEBUG 10 … CRITICAL 50), for minimum-level filters."""
+        return LEVELS[self.level]
+
+    def to_json(self) -> dict[str, Any]:
+        """The line as the API shows it."""
+        return {
+            "agent": self.agent,
+            "seq": self.seq,
+            "ts": self.ts,
+            "level": self.level,
+            "message": self.message,
+            "source": self.source,
+            "fields": self.fields,
+        }
+
+
+@dataclass(slots=True)
+class NewLine:
+    """A parsed, validated line before the store gives it a seq."""
+
+    ts: float
+    level: str
+    message: str
+    source: str
+    fields: dict[str, Any]
+
+
+def check_agent_id(agent_id: str) -> str:
+    """Return `agent_id` if it is 1–128 characters of A-Za-z0-9._:- , else raise BadRequest."""
+    if not AGENT_ID_RE.fullmatch(agent_id):
+        raise BadRequest(
+            f"invalid agent id {agent_id[:140]!r}: use 1-128 characters of A-Z a-z 0-9 . _ : -",
+            code="invalid_agent_id",
+        )
+    return agent_id
+
+
+def parse_level(value: Any) -> str:
+    """An upper-case level name from a name in any case or a numeric logging level."""
+    if isinstance(value, bool):
+        raise ValueError("level must be a name such as INFO or a number such as 20")
+    if isinstance(value, int | float):
+        number = int(value)
+        if number < 0:
+            raise ValueError(f"level {value} is negative")
+        name = "DEBUG"
+        for level_name, level_no in LEVELS.items():
+            if number >= level_no:
+                name = level_name
+        return name
+    if isinstance(value, str):
+        upper = value.strip().upper()
+        if upper.isdigit():
+            return parse_level(int(upper))
+        upper = LEVEL_ALIASES.get(upper, upper)
+        if upper in LEVELS:
+            return upper
+        raise ValueError(f"unknown level {value[:40]!r}; use DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    raise ValueError("level must be a name such as INFO or a number such as 20")
+
+
+def normalize_epoch(number: float) -> float:
+    """Seconds since the epoch from seconds, milliseconds, microseconds or nanoseconds."""
+    for _ in range(3):
+        if abs(number) < 1e11:  # before the year 5138 in seconds: it is seconds
+            break
+        number /= 1000.0
+    return number
+
+
+def parse_ts(value: Any) -> float:
+    """Epoch seconds from a number (s, ms, µs or ns) or an ISO 8601 string (UTC if no offset)."""
+    if isinstance(value, bool):
+        raise ValueError("ts must be epoch seconds or an ISO 8601 time")
+    if isinstance(value, int | float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("ts must be a finite number")
+        return normalize_epoch(float(value))
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return normalize_epoch(float(text))
+        except ValueError:
+            pass
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"ts {value[:60]!r} is neither epoch seconds nor an ISO 8601 time") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.timestamp()
+    raise ValueError("ts must be epoch seconds or an ISO 8601 time")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _loads(text: str) -> Any:
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def _check_text(text: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} contains an unpaired UTF-16 surrogate") from None
+
+
+def line_from_object(obj: Any, now: float, max_line_size: int) -> NewLine:
+    """A NewLine from one decoded JSON value (an object or a plain string); raises ValueError."""
+    if isinstance(obj, str):
+        obj = {"message": obj}
+    if not isinstance(obj, dict):
+        raise ValueError(f"expected an object or a string, got {type(obj).__name__}")
+    data = dict(obj)
+    picked: dict[str, Any] = {}
+    for canonical, names in _ALIASES.items():
+        for name in names:
+            if name in data:
+                picked[canonical] = data.pop(name)
+                break
+    fields = data.pop("fields", {})
+    if not isinstance(fields, dict):
+        raise ValueError("'fields' must be a JSON object")
+    fields = {**data, **fields}
+    if "message" not in picked:
+        raise ValueError("missing 'message' (or 'msg')")
+    message = picked["message"]
+    if not isinstance(message, str):
+        raise ValueError(f"'message' must be a string, got {type(message).__name__}")
+    _check_text(message, "'message'")
+    level = parse_level(picked["level"]) if picked.get("level") is not None else "INFO"
+    ts = parse_ts(picked["ts"]) if picked.get("ts") is not None else now
+    source = picked.get("source")
+    if source is None:
+        source = ""
+    if not isinstance(source, str):
+        raise ValueError(f"'source' must be a string, got {type(source).__name__}")
+    if len(source) > 256:
+        raise ValueError("'source' is longer than 256 characters")
+    size = len(message.encode("utf-8"))
+    if fields:
+        encoded_fields = json.dumps(fields, ensure_ascii=False)
+        _check_text(encoded_fields, "'fields'")
+        size += len(encoded_fields.encode("utf-8"))
+    if size > max_line_size:
+        raise ValueError(f"line is {size} bytes, above the limit of {max_line_size}")
+    return NewLine(ts=ts, level=level, message=message, source=source, fields=fields)
+
+
+def _body_kind(content_type: str, body: bytes) -> str:
+    """json, ndjson or text for a Content-Type; raises BadRequest for one Sentra cannot read."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media in (
+        "application/x-ndjson",
+        "application/jsonl",
+        "application/x-jsonlines",
+        "application/ndjson",
+    ):
+        return "ndjson"
+    if media == "text/plain":
+        return "text"
+    if media == "application/json" or media.endswith("+json"):
+        return "json"
+    if media in ("", "application/x-www-form-urlencoded", "application/octet-stream"):
+        # curl -d sends form-urlencoded by default: read what the body plainly is.
+        return "json" if body.lstrip()[:1] in (b"{", b"[") else "text"
+    raise BadRequest(
+        f"unsupported Content-Type {content_type[:80]!r}: send application/json, application/x-ndjson or text/plain",
+        code="unsupported_media_type",
+    )
+
+
+def parse_body(
+    body: bytes, content_type: str, *, max_line_size: int, max_lines: int, now: float | None = None
+) -> list[NewLine]:
+    """Parse an ingest body (JSON object/array, NDJSON or text) into lines; any bad line rejects all."""
+    now = time.time() if now is None else now
+    kind = _body_kind(content_type, body)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"the body is not valid UTF-8 (byte {exc.start})", code="invalid_utf8") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if kind == "json":
+        items = _json_items(text)
+    elif kind == "ndjson":
+        items = _ndjson_items(text)
+    else:
+        items = _text_items(text)
+    if not items:
+        raise BadRequest("the request has no lines", code="empty_batch")
+    if len(items) > max_lines:
+        raise PayloadTooLarge(
+            f"the request has {len(items)} lines, above the limit of {max_lines} per request",
+            code="too_many_lines",
+        )
+    lines: list[NewLine] = []
+    for number, item in items:
+        try:
+            lines.append(line_from_object(item, now, max_line_size))
+        except ValueError as exc:
+            raise BadRequest(f"line {number}: {exc}", code="invalid_line") from None
+    return lines
+
+
+def _json_items(text: str) -> list[tuple[int, Any]]:
+    if not text.strip():
+        return []
+    try:
+        value = _loads(text)
+    except ValueError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
+    if isinstance(value, list):
+        return list(enumerate(value, start=1))
+    return [(1, value)]
+
+
+def _ndjson_items(text: str) -> list[tuple[int, Any]]:
+    items: list[tuple[int, Any]] = []
+    for number, raw in enumerate(text.split("\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            items.append((number, _loads(raw)))
+        except ValueError as exc:
+            raise BadRequest(f"line {number}: not valid JSON: {exc}", code="invalid_json") from None
+    return items
+
+
+def _text_items(text: str) -> list[tuple[int, Any]]:
+    if text == "":
+        return []
+    if text.endswith("\n"):
+        text = text[:-1]
+    return [(n, raw[:-1] if raw.endswith("\r") else raw) for n, raw in enumerate(text.split("\n"), start=1)]

@@ -1,0 +1,80 @@
+"""The agent record and the commit-listener protocol shared by the store and the topic registry."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from sentra.lines import FINISHED, Line
+
+
+@dataclass(slots=True)
+class Agent:
+    """One agent run: who owns it, its status and where its line sequence stands."""
+
+    pk: int
+    id: str
+    name: str
+    owner: str
+    status: str
+    reason: str | None
+    labels: dict[str, str]
+    created_at: float
+    updated_at: float
+    last_line_at: float | None = None
+    first_seq: int = 1
+    last_seq: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        """True once the agent is completed or failed: no more lines will come."""
+        return self.status in FINISHED
+
+    @property
+    def line_count(self) -> int:
+        """Lines currently stored (retention may have removed the oldest)."""
+        return max(0, self.last_seq - self.first_seq + 1)
+
+    def copy(self) -> Agent:
+        """A copy the writer can change before its transaction commits."""
+        return replace(self, labels=dict(self.labels))
+
+    def matches_labels(self, wanted: dict[str, str]) -> bool:
+        """True if every wanted label is set to the wanted value."""
+        return all(self.labels.get(key) == value for key, value in wanted.items())
+
+    def to_json(self) -> dict[str, Any]:
+        """The agent as the API shows it."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "owner": self.owner,
+            "status": self.status,
+            "reason": self.reason,
+            "labels": self.labels,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "last_line_at": self.last_line_at,
+            "line_count": self.line_count,
+            "first_seq": self.first_seq,
+            "last_seq": self.last_seq,
+        }
+
+    def labels_json(self) -> str:
+        """Labels as stored in SQLite."""
+        return json.dumps(self.labels, ensure_ascii=False, sort_keys=True)
+
+
+class CommitListener(Protocol):
+    """Told synchronously, in commit order, of everything the store has just made durable."""
+
+    def lines_committed(self, agent: Agent, lines: list[Line]) -> None:
+        """New lines of `agent` are durable."""
+
+    def agent_changed(self, agent: Agent) -> None:
+        """The agent was created, renamed, relabelled or changed status."""
+
+    def agent_deleted(self, agent: Agent) -> None:
+        """The agent and its lines are gone."""

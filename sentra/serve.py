@@ -1,0 +1,164 @@
+"""serve(config): the one owner of the lifecycle — open, listen, maintain, then drain and close on a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import ipaddress
+import logging
+import signal
+import socket
+import sqlite3
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+import tornado.httpserver
+import tornado.netutil
+
+from sentra.app import make_app
+from sentra.auth import TokenService
+from sentra.config import Config, ConfigError
+from sentra.registry import TopicRegistry
+from sentra.store import Store
+
+log = logging.getLogger("sentra")
+SHUTDOWN_GRACE = 10.0
+REVOCATION_POLL = 1.0
+
+
+class StartupError(RuntimeError):
+    """The server cannot start; the message is one line for the operator."""
+
+
+def is_loopback(host: str) -> bool:
+    """True if `host` only reaches this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def _watch_revocations(store: Store, tokens: TokenService, registry: TopicRegistry) -> None:
+    last = 0
+    while True:
+        for rowid, jti in await store.revoked_since(last):
+            last = rowid
+            if jti not in tokens.revoked:
+                tokens.revoked.add(jti)
+                registry.cut_token(jti)
+        await asyncio.sleep(REVOCATION_POLL)
+
+
+async def _maintain(store: Store, config: Config) -> None:
+    timeout = config["agents.timeout"]
+    period = config["retention.interval"]
+    if timeout > 0:
+        period = min(period, max(0.5, timeout / 4))
+    while True:
+        await asyncio.sleep(period)
+        try:
+            if timeout > 0:
+                for agent_id in await store.fail_idle_agents(timeout):
+                    log.info("agent %s failed: no line for %.0f s", agent_id, timeout)
+            await store.enforce_retention(
+                config["retention.max_lines_per_agent"],
+                config["retention.max_age"],
+                config["retention.idempotency_ttl"],
+            )
+        except Exception:
+            log.exception("maintenance failed; will retry")
+
+
+async def _open_store(config: Config) -> Store:
+    store = Store(
+        config.db_path,
+        synchronous=config["storage.synchronous"],
+        commit_max_lines=config["storage.commit_max_lines"],
+    )
+    try:
+        await store.open()
+    except sqlite3.Error as exc:
+        await store.close()
+        raise StartupError(f"cannot open the database {config.db_path}: {exc}") from None
+    except OSError as exc:
+        raise StartupError(f"cannot open the database {config.db_path}: {exc.strerror or exc}") from None
+    return store
+
+
+def _banner(config: Config, port: int, tokens: TokenService | None, out: TextIO) -> None:
+    host = config["server.host"]
+    shown = f"[{host}]" if ":" in host else host
+    url = config["server.public_url"] or f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else shown}:{port}"
+    url = url.rstrip("/") + "/"
+    print(f"Sentra listening on {url} (database {config.db_path})", file=out, flush=True)
+    if tokens is None:
+        print("Auth is off (auth.mode = none): every agent is owned by 'local'.", file=out, flush=True)
+    elif tokens.can_sign and is_loopback(host):
+        # Like Jupyter's login URL: a local user gets going without a separate step.
+        token = tokens.create(getpass.getuser(), ttl=30 * 86400)
+        print(f"Open {url}?token={token}", file=out, flush=True)
+        print(f"or export SENTRA_URL={url.rstrip('/')} SENTRA_TOKEN={token}", file=out, flush=True)
+
+
+async def serve(
+    config: Config,
+    *,
+    out: TextIO = sys.stdout,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[int], None] | None = None,
+) -> None:
+    """Run the server until SIGINT/SIGTERM (or `stop`), then shut down without losing a line."""
+    host = config["server.host"]
+    if not config.auth_enabled and not is_loopback(host):
+        raise ConfigError(f"auth.mode = none is refused on {host}: bind to 127.0.0.1 or turn auth on")
+    try:
+        tokens = TokenService(config) if config.auth_enabled else None
+    except OSError as exc:
+        raise StartupError(f"cannot read the auth key: {exc}") from None
+    store = await _open_store(config)
+    registry = TopicRegistry()
+    store.listener = registry
+    app = make_app(config, store, registry, tokens)
+    server = tornado.httpserver.HTTPServer(
+        app, max_body_size=config["limits.max_body_size"], idle_connection_timeout=3600
+    )
+    try:
+        sockets = tornado.netutil.bind_sockets(config["server.port"], host, family=socket.AF_UNSPEC)
+    except OSError as exc:
+        await store.close()
+        raise StartupError(f"cannot listen on {host}:{config['server.port']}: {exc.strerror or exc}") from None
+    server.add_sockets(sockets)
+    port = sockets[0].getsockname()[1]
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, stop.set)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
+    background = [asyncio.create_task(_maintain(store, config))]
+    if tokens is not None:
+        background.append(asyncio.create_task(_watch_revocations(store, tokens, registry)))
+    _banner(config, port, tokens, out)
+    if on_ready is not None:
+        on_ready(port)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down: no new connections, ending streams, flushing writes")
+        server.stop()
+        registry.cut_all("shutdown")
+        try:
+            await asyncio.wait_for(server.close_all_connections(), SHUTDOWN_GRACE)
+        except TimeoutError:
+            log.warning("some requests did not finish within %.0f s", SHUTDOWN_GRACE)
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        await store.close()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        log.info("stopped")
