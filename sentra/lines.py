@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from sentra.errors import BadRequest, PayloadTooLarge
 LEVELS: dict[str, int] = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
 LEVEL_ALIASES: dict[str, str] = {"WARN": "WARNING", "FATAL": "CRITICAL", "TRACE": "DEBUG", "ERR": "ERROR"}
 AGENT_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+MAX_TS = 1e11  # seconds: the year 5138
 STATUSES = ("running", "completed", "failed")
 FINISHED = ("completed", "failed")
 
@@ -84,6 +86,8 @@ def parse_level(value: Any) -> str:
     if isinstance(value, bool):
         raise ValueError("level must be a name such as INFO or a number such as 20")
     if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("level must be a finite number")
         number = int(value)
         if number < 0:
             raise ValueError(f"level {value} is negative")
@@ -106,10 +110,17 @@ def parse_level(value: Any) -> str:
 def normalize_epoch(number: float) -> float:
     """Seconds since the epoch from seconds, milliseconds, microseconds or nanoseconds."""
     for _ in range(3):
-        if abs(number) < 1e11:  # before the year 5138 in seconds: it is seconds
+        if abs(number) < MAX_TS:  # before the year 5138 in seconds: it is seconds
             break
         number /= 1000.0
-    return number
+    return _in_range(number)
+
+
+def _in_range(seconds: float) -> float:
+    # Every reader (ISO 8601 in seed 001's stream, the viewer) must be able to show the time.
+    if not 0 <= seconds < MAX_TS:
+        raise ValueError(f"ts {seconds:.6g} is out of range: give a time after 1970 in s, ms, µs or ns")
+    return seconds
 
 
 def parse_ts(value: Any) -> float:
@@ -117,22 +128,26 @@ def parse_ts(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("ts must be epoch seconds or an ISO 8601 time")
     if isinstance(value, int | float):
-        if value != value or value in (float("inf"), float("-inf")):
+        if isinstance(value, float) and not math.isfinite(value):
             raise ValueError("ts must be a finite number")
+        if isinstance(value, int) and abs(value) >= 10**20:
+            raise ValueError("ts is too large even for nanoseconds")
         return normalize_epoch(float(value))
     if isinstance(value, str):
         text = value.strip()
         try:
-            return normalize_epoch(float(text))
+            number = float(text)
         except ValueError:
             pass
+        else:
+            return parse_ts(number)
         try:
             moment = datetime.fromisoformat(text)
         except ValueError:
             raise ValueError(f"ts {value[:60]!r} is neither epoch seconds nor an ISO 8601 time") from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
-        return moment.timestamp()
+        return _in_range(moment.timestamp())
     raise ValueError("ts must be epoch seconds or an ISO 8601 time")
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import tornado.web
 
+from sentra import sse
 from sentra.errors import BadRequest, Forbidden, PayloadTooLarge, TooManyRequests
 from sentra.handlers.base import BaseHandler
 from sentra.lines import LEVELS, Line, check_agent_id, parse_body, parse_level
@@ -162,7 +162,9 @@ class LogsHandler(BaseHandler):
     @staticmethod
     def _render(lines: list[Line], fmt: str) -> str:
         if fmt == "ndjson":
-            return "".join(json.dumps(line.to_json(), ensure_ascii=False) + "\n" for line in lines)
+            # U+2028, U+2029 and U+0085 are escaped as in SSE, so readers that split on them (Python's
+            # str.splitlines) still see one record per line.
+            return "".join(sse.json_bytes(line.to_json()).decode() + "\n" for line in lines)
         return "".join(line.message + "\n" for line in lines)
 
     async def _download(self, agent: Agent, after: int, query: LineQuery, fmt: str) -> None:
