@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import tornado.iostream
 import tornado.web
 
 from sentra import sse
@@ -139,6 +140,8 @@ class LogsHandler(BaseHandler):
             self._start_download(agent, fmt)
             self.finish(self._render(lines, fmt))
             return
+        # Lines may have arrived since `agent` was read: judge "more" against the agent as it is now.
+        agent = self.store.cached_agent(agent.id) or agent
         more_after = bool(lines) and lines[-1].seq < agent.last_seq and (before is not None or len(lines) == limit)
         more_before = bool(lines) and before is not None and len(lines) == limit and lines[0].seq > agent.first_seq
         self.write_json(
@@ -176,6 +179,9 @@ class LogsHandler(BaseHandler):
             if not lines:
                 break
             self.write(self._render(lines, fmt))
-            await self.flush()
+            try:
+                await self.flush()
+            except tornado.iostream.StreamClosedError:
+                return  # the client stopped the download
             after = lines[-1].seq
         self.finish()
