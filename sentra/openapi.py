@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 description of Sentra's HTTP API."""
+"""The OpenAPI 3.1 description of Sentra's HTTP API, built from small parts; tests keep it true."""
 
 from __future__ import annotations
 
@@ -6,7 +6,420 @@ from typing import Any
 
 from sentra import __version__
 
+JSON = "application/json"
+NDJSON = "application/x-ndjson"
+TEXT = "text/plain"
+SSE = "text/event-stream"
+
+Schema = dict[str, Any]
+
+
+def t(kind: str | list[str], description: str = "", **extra: Any) -> Schema:
+    """A schema of one JSON type (or a list of types), with an optional description."""
+    schema: Schema = {"type": kind, **extra}
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def ref(name: str) -> Schema:
+    """A reference to a component schema."""
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def obj(properties: dict[str, Schema], required: str = "", *, closed: bool = True, **extra: Any) -> Schema:
+    """An object schema; `required` lists names separated by spaces ("*": all); `closed` forbids others."""
+    schema: Schema = {"type": "object", "properties": properties, **extra}
+    names = list(properties) if required == "*" else required.split()
+    if names:
+        schema["required"] = names
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
+AGENT_ID = t("string", pattern="^[A-Za-z0-9._:-]{1,128}$", examples=["run-42"])
+STATUS = t("string", enum=["running", "completed", "failed"])
+LEVEL = t("string", enum=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+TIME = t("string", format="date-time")
+SEQ = t("integer", minimum=1)
+LABELS = t(
+    "object",
+    'String keys to string values, e.g. {"batch": "42"}.',
+    additionalProperties=t("string", maxLength=1024),
+    propertyNames={"minLength": 1, "maxLength": 128},
+)
+
+
+def resource_schemas() -> dict[str, Schema]:
+    """What the API answers: errors, lines, agents and their pages."""
+    return {
+        "Error": obj({"error": obj({"code": t("string", minLength=1), "message": t("string", minLength=1)}, "*")}, "*"),
+        "Line": obj(
+            {
+                "agent": AGENT_ID,
+                "seq": t("integer", "1, 2, 3… per agent, gap-free.", minimum=1),
+                "ts": t("number", "Epoch seconds."),
+                "level": LEVEL,
+                "message": t("string"),
+                "source": t("string", "stdout, stderr, a logger name…; may be empty."),
+                "fields": t("object", "Every other key the client sent."),
+            },
+            "*",
+        ),
+        "Agent": obj(
+            {
+                "id": AGENT_ID,
+                "name": t("string"),
+                "owner": t("string", "The token subject that created the agent."),
+                "status": STATUS,
+                "reason": t(["string", "null"], "Why it finished, e.g. timeout."),
+                "labels": LABELS,
+                "created_at": t("number"),
+                "updated_at": t("number"),
+                "last_line_at": t(["number", "null"]),
+                "line_count": t("integer", "Lines stored now (retention may have removed some).", minimum=0),
+                "first_seq": t("integer", "The oldest seq retention kept.", minimum=1),
+                "last_seq": t("integer", "0 until the first line.", minimum=0),
+            },
+            "*",
+        ),
+        "AgentList": obj(
+            {
+                "agents": t("array", items=ref("Agent")),
+                "next_cursor": t(["integer", "null"], "Pass as ?cursor= for the next page; null on the last."),
+            },
+            "*",
+        ),
+        "LineList": obj(
+            {
+                "lines": t("array", "Always in ascending seq.", items=ref("Line")),
+                "next_after": t(["integer", "null"], "Pass as ?after= for the next page; null: no more.", minimum=1),
+                "next_before": t(["integer", "null"], "Pass as ?before= for the page before that.", minimum=1),
+            },
+            "*",
+        ),
+        "IngestResult": obj({"accepted": SEQ, "first_seq": SEQ, "last_seq": SEQ}, "*"),
+        "StreamTicket": obj(
+            {
+                "ticket": t("string", "A read-only JWT for one agent."),
+                "token": t("string", "The same JWT."),
+                "agent": AGENT_ID,
+                "expires_at": t("number"),
+                "stream_url": t("string", "The agent's stream URL with ?token=."),
+            },
+            "*",
+        ),
+        "Health": obj({"status": {"const": "ok"}, "open_streams": t("integer", minimum=0)}, "*"),
+    }
+
+
+def request_schemas() -> dict[str, Schema]:
+    """What the API takes: ingest lines, agent fields, ticket requests."""
+    number_or_text = ["number", "string"]
+    return {
+        "IngestLine": obj(
+            {
+                "message": t("string"),
+                "msg": t("string", "Alias of message (seed 001's publisher)."),
+                "ts": t(number_or_text, "Epoch s, ms, µs or ns, or ISO 8601; default: when received."),
+                "timestamp": t(number_or_text, "Alias of ts."),
+                "level": t(["string", "integer"], "A name in any case or a number; default INFO."),
+                "levelname": t(["string", "integer"], "Alias of level."),
+                "source": t("string", maxLength=256),
+                "log_source": t("string", "Alias of source.", maxLength=256),
+                "fields": t("object"),
+            },
+            closed=False,
+            anyOf=[{"required": ["message"]}, {"required": ["msg"]}],
+            description="One line; keys not listed here are kept in `fields`.",
+        ),
+        "IngestBody": {
+            "anyOf": [
+                ref("IngestLine"),
+                t("string", "One line's message."),
+                t("array", minItems=1, items={"anyOf": [ref("IngestLine"), t("string")]}),
+            ]
+        },
+        "AgentCreate": obj({"id": AGENT_ID, "name": t("string", maxLength=512), "labels": LABELS}),
+        "AgentPatch": obj(
+            {
+                "status": {**STATUS, "description": "completed and failed are final: changing them is a 409."},
+                "reason": t("string", maxLength=4096),
+                "name": t("string", maxLength=512),
+                "labels": {**LABELS, "description": "Replaces every label."},
+            }
+        ),
+        "StreamTicketRequest": obj({"agent": AGENT_ID}, "*"),
+    }
+
+
+def event_schemas() -> dict[str, Schema]:
+    """The `data:` of stream events, in seed 000's and seed 001's formats."""
+    seed001_line = obj(
+        {
+            "level": LEVEL,
+            "message": t("string"),
+            "source": t("string", "The agent's name (or id)."),
+            "request_id": AGENT_ID,
+            "timestamp": TIME,
+            "log_source": t("string", "The line's own source."),
+            "seq": SEQ,
+            "fields": t("object"),
+        },
+        "level message source request_id timestamp log_source",
+        closed=False,
+    )
+    return {
+        "LogsEvent": obj(
+            {
+                "logs": t("string", "The new lines' messages, each ending in \\n."),
+                "status": STATUS,
+                "lines": t("array", items=ref("Line")),
+                "final": t("boolean", "true: the last event; false: the stream ends for `reason`."),
+                "reason": t(["string", "null"], "deleted, token_expired, token_revoked, timeout…"),
+                "skipped": t("integer", "Lines before first_seq that retention removed.", minimum=1),
+                "first_seq": SEQ,
+                "agent": {**AGENT_ID, "description": "On /api/streams: the agent a final event is about."},
+            },
+            "logs status lines",
+            description="One seed-000 event; its id: is the last seq (on /api/streams a cursor of every agent).",
+        ),
+        "Seed001Event": {
+            "description": "One seed-001 event.",
+            "oneOf": [
+                obj(
+                    {"type": {"const": "log"}, "data": seed001_line, "timestamp": TIME, "channel": t("string")},
+                    "*",
+                ),
+                obj({"type": {"const": "heartbeat"}, "timestamp": TIME}, "*"),
+                obj(
+                    {"type": {"const": "end"}, "status": STATUS, "request_id": AGENT_ID, "reason": t("string")},
+                    "type status request_id",
+                ),
+            ],
+        },
+    }
+
+
+ERRORS: dict[str, tuple[str, str]] = {
+    # status: (component name, description)
+    "400": ("BadRequest", "Malformed: bad JSON, an invalid id, parameter or field (the message says which)."),
+    "401": ("Unauthorized", "No valid token: missing, malformed, expired, revoked or badly signed."),
+    "403": ("Forbidden", "Authenticated, but not the agent's owner or lacking the scope."),
+    "404": ("NotFound", "No such agent."),
+    "409": ("Conflict", "The agent exists already, or it has finished."),
+    "413": ("PayloadTooLarge", "The body or its number of lines is above the configured limit."),
+    "429": ("TooManyRequests", "A rate or open-stream limit was hit; Retry-After says when to come back."),
+    "503": ("Unavailable", "The database does not answer, or the server is shutting down."),
+    "507": ("StorageFull", "The disk is full; nothing was written."),
+}
+
+
+def header(description: str, schema: Schema | None = None) -> Schema:
+    """A required response header."""
+    return {"description": description, "schema": schema or t("string"), "required": True}
+
+
+def error_responses() -> dict[str, Schema]:
+    """One reusable response per error status, all with the Error body, and a default."""
+    content = {JSON: {"schema": ref("Error")}}
+    answers: dict[str, Schema] = {name: {"description": text, "content": content} for name, text in ERRORS.values()}
+    answers["Unauthorized"]["headers"] = {"WWW-Authenticate": header('Bearer realm="sentra", error="…"')}
+    answers["TooManyRequests"]["headers"] = {"Retry-After": header("Seconds to wait.", t("integer"))}
+    answers["Error"] = {"description": "Any other error, in the same shape.", "content": content}
+    return answers
+
+
+def json_response(description: str, schema: Schema, headers: dict[str, Schema] | None = None) -> Schema:
+    """A JSON response."""
+    answer: Schema = {"description": description, "content": {JSON: {"schema": schema}}}
+    if headers:
+        answer["headers"] = headers
+    return answer
+
+
+def stream_response(event: str) -> Schema:
+    """A Server-Sent Events response; `x-event-data` is the schema of each event's data."""
+    return {
+        "description": f"Server-Sent Events whose data is a {event}.",
+        "headers": {"Cache-Control": header("no-cache"), "X-Accel-Buffering": header("no")},
+        "content": {SSE: {"schema": t("string"), "x-event-data": ref(event)}},
+    }
+
+
+NO_MORE = {"description": "The agent finished and nothing follows Last-Event-ID: EventSource stops reconnecting."}
+
+
+def param(name: str, where: str, schema: Schema, description: str, **extra: Any) -> Schema:
+    """A parameter; repeatable query parameters are arrays exploded in form style."""
+    if schema.get("type") == "array":
+        extra = {"style": "form", "explode": True, **extra}
+    return {"name": name, "in": where, "schema": schema, "description": description, **extra}
+
+
+def body(schema: Schema, *, required: bool = True) -> Schema:
+    """A JSON request body."""
+    return {"required": required, "content": {JSON: {"schema": schema}}}
+
+
+AGENT = "/api/agents/{agent_id}"
+LOGS = AGENT + "/logs"
+SEED001 = "/api/v1/stream-logs/request/{agent_id}"
+
+# (method, path) → (operationId, tag, error statuses, summary); the same routes as make_app's, in its order.
+OPERATIONS: dict[tuple[str, str], tuple[str, str, str, str]] = {
+    ("get", "/healthz"): ("health", "system", "503", "Liveness and a database check."),
+    ("get", "/metrics"): ("metrics", "system", "401 403", "Prometheus metrics (admin, or server.metrics_allow)."),
+    ("get", "/api/openapi.json"): ("openapi", "system", "", "This document."),
+    ("get", "/api/agents"): (
+        "listAgents",
+        "agents",
+        "400 401 403",
+        "The caller's agents (all for admin), newest first.",
+    ),
+    ("post", "/api/agents"): ("createAgent", "agents", "400 401 403 409", "Create a running agent."),
+    ("get", AGENT): ("getAgent", "agents", "400 401 403 404", "One agent."),
+    ("patch", AGENT): ("updateAgent", "agents", "400 401 403 404 409", "Set status (final), name or labels."),
+    ("delete", AGENT): ("deleteAgent", "agents", "400 401 403 404", "Delete the agent and its lines."),
+    ("post", LOGS): ("ingestLogs", "logs", "400 401 403 409 413 429 503 507", "Append lines, once committed."),
+    ("get", LOGS): ("getLogHistory", "logs", "400 401 403 404", "History: JSON pages, NDJSON or text."),
+    ("get", LOGS + "/stream"): ("streamLogs", "streams", "400 401 403 404 429", "Seed 000's event stream."),
+    ("get", SEED001): ("streamLogsSeed001", "streams", "400 401 403 429", "Seed 001's event stream."),
+    ("get", "/api/streams"): ("streamManyAgents", "streams", "400 401 403 404 429", "Many agents, one stream."),
+    ("post", "/api/stream-tickets"): ("createStreamTicket", "streams", "400 401 403 404", "A stream ticket."),
+}
+
+COUNT = t("integer", minimum=0)
+AFTER = param("after", "query", COUNT, "Only lines with seq above this.")
+LEVEL_PARAM = param("level", "query", t("string"), "Minimum level: a name in any case or a number (WARNING, 30).")
+Q = param("q", "query", t("string"), "Only lines whose message contains this text.")
+TOKEN = param("token", "query", t("string"), "A token or stream ticket, for EventSource (it cannot set headers).")
+LAST_EVENT_ID = param("Last-Event-ID", "header", t("string"), "Resume after this event id; wins over ?after=.")
+LABEL = param("label", "query", t("array", items=t("string", pattern="^[^=]+=")), "key=value; repeatable.")
+SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {"token": []}, {"cookie": []}]
+
+
+def details() -> dict[str, Schema]:
+    """Per operationId: its success responses, parameters, request body and security."""
+    agent = {"200": json_response("The agent.", ref("Agent"))}
+    stream = [
+        AFTER,
+        param("tail", "query", COUNT, "Start with the last N lines."),
+        LEVEL_PARAM,
+        Q,
+        TOKEN,
+        LAST_EVENT_ID,
+    ]
+    cursor = param("after", "query", t("string"), "A stream cursor (agentA=5,agentB=7) to resume from.")
+    agents = param("agent", "query", t("array", items=AGENT_ID), "An agent id; repeatable.")
+    text = {"schema": t("string")}
+    ingest = {
+        JSON: {"schema": ref("IngestBody")},
+        NDJSON: {"schema": t("string", "One JSON line object (or string) per text line.")},
+        TEXT: {"schema": t("string", "Each text line is one log line.")},
+    }
+    return {
+        "health": {"responses": {"200": json_response("The database answers.", ref("Health"))}, "security": []},
+        "metrics": {
+            "responses": {"200": {"description": "Prometheus text format.", "content": {TEXT: text}}},
+            "security": [{}, *SECURITY],
+        },
+        "openapi": {"responses": {"200": json_response("This OpenAPI 3.1 document.", t("object"))}, "security": []},
+        "listAgents": {
+            "responses": {"200": json_response("A page of agents.", ref("AgentList"))},
+            "parameters": [
+                param("status", "query", STATUS, "Only agents with this status."),
+                LABEL,
+                param("limit", "query", t("integer", minimum=1, default=100), "Page size; above 1000 counts as 1000."),
+                param("cursor", "query", t("integer", minimum=1), "next_cursor of the previous page."),
+            ],
+        },
+        "createAgent": {
+            "responses": {"201": json_response("Created.", ref("Agent"), {"Location": header("/api/agents/{id}")})},
+            "requestBody": body(ref("AgentCreate"), required=False),
+        },
+        "getAgent": {"responses": agent},
+        "updateAgent": {"responses": agent, "requestBody": body(ref("AgentPatch"))},
+        "deleteAgent": {"responses": {"204": {"description": "Deleted; the agent's open streams end."}}},
+        "ingestLogs": {
+            "description": "A bad line rejects the whole batch. The agent is created on first ingest.",
+            "responses": {"200": json_response("Committed (or the first answer for this key).", ref("IngestResult"))},
+            "parameters": [param("Idempotency-Key", "header", t("string", minLength=1, maxLength=255), "Retry key.")],
+            "requestBody": {"required": True, "content": ingest},
+        },
+        "getLogHistory": {
+            "responses": {
+                "200": {
+                    "description": "The lines.",
+                    "content": {JSON: {"schema": ref("LineList")}, NDJSON: text, TEXT: text},
+                }
+            },
+            "parameters": [
+                AFTER,
+                param("before", "query", COUNT, "The `limit` lines just before this seq."),
+                param("limit", "query", t("integer", minimum=1, default=1000), "Above 10000 counts as 10000."),
+                LEVEL_PARAM,
+                Q,
+                param("format", "query", t("string", enum=["json", "ndjson", "text"]), "Without limit: everything."),
+            ],
+        },
+        "streamLogs": {"responses": {"200": stream_response("LogsEvent"), "204": NO_MORE}, "parameters": stream},
+        "streamLogsSeed001": {
+            "description": "Waits for an agent that does not exist yet.",
+            "responses": {"200": stream_response("Seed001Event"), "204": NO_MORE},
+            "parameters": stream,
+        },
+        "streamManyAgents": {
+            "description": "Each event id is a cursor covering every agent of the stream.",
+            "responses": {"200": stream_response("LogsEvent"), "204": NO_MORE},
+            "parameters": [agents, LABEL, cursor, LEVEL_PARAM, Q, TOKEN, LAST_EVENT_ID],
+        },
+        "createStreamTicket": {
+            "description": "A short-lived read-only token for one agent, safe to put in an EventSource URL.",
+            "responses": {"201": json_response("The ticket.", ref("StreamTicket"))},
+            "requestBody": body(ref("StreamTicketRequest")),
+        },
+    }
+
+
+def paths() -> dict[str, Schema]:
+    """Every path with its operations; each error status refers to an Error-shaped response."""
+    extra = details()
+    items: dict[str, Schema] = {}
+    for (method, path), (op_id, tag, errors, summary) in OPERATIONS.items():
+        answers = dict(extra[op_id]["responses"])
+        for status in errors.split():
+            answers[status] = {"$ref": f"#/components/responses/{ERRORS[status][0]}"}
+        answers["default"] = {"$ref": "#/components/responses/Error"}
+        operation = {"operationId": op_id, "summary": summary, "tags": [tag], **extra[op_id], "responses": answers}
+        item = items.setdefault(path, {})
+        if "{agent_id}" in path:
+            item["parameters"] = [param("agent_id", "path", AGENT_ID, "The agent's id.", required=True)]
+        item[method] = operation
+    return items
+
 
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI document served at /api/openapi.json."""
-    return {"openapi": "3.1.0", "info": {"title": "Sentra", "version": __version__}, "paths": {}}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Sentra",
+            "version": __version__,
+            "description": "Live logs for AI agents: ingest over HTTP, SQLite, Server-Sent Events. Every error is "
+            '{"error": {"code", "message"}}. Every path also answers OPTIONS (CORS pre-flight, 204).',
+        },
+        "tags": [{"name": name} for name in ("agents", "logs", "streams", "system")],
+        "security": SECURITY,
+        "paths": paths(),
+        "components": {
+            "schemas": {**resource_schemas(), **request_schemas(), **event_schemas()},
+            "responses": error_responses(),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "token": {"type": "apiKey", "in": "query", "name": "token"},
+                "cookie": {"type": "apiKey", "in": "cookie", "name": "sentra_token", "description": "auth.cookie_name"},
+            },
+        },
+    }
