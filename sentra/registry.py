@@ -45,10 +45,11 @@ class Subscription:
         self.label_filter = label_filter
         self.max_pending = max_pending
         self.pending: deque[Item] = deque()
-        self.pending_lines = 0
+        self.backlog = 0
         self.cut_reason: str | None = None
         self.on_cut: Callable[[str], None] | None = None
         self._event = asyncio.Event()
+        self._waiting = False
 
     def follows(self, agent: Agent) -> bool:
         """True if lines of `agent` belong in this stream."""
@@ -61,14 +62,17 @@ class Subscription:
         return False
 
     def push_lines(self, lines: list[Line]) -> None:
-        """Queue lines; past `max_pending` the subscriber is too slow and is cut off."""
+        """Queue lines; once more than `max_pending` wait while the reader is busy, it is cut off."""
         if self.cut_reason is not None:
             return
         self.pending.extend(lines)
-        self.pending_lines += len(lines)
-        if self.pending_lines > self.max_pending:
-            self.cut("overflow")
-            return
+        # A reader parked in wait() takes the whole queue on its next turn, however large one group
+        # commit was; only lines that pile up while it is still writing earlier ones mean it is slow.
+        if not self._waiting:
+            self.backlog += len(lines)
+            if self.backlog > self.max_pending:
+                self.cut("overflow")
+                return
         self._event.set()
 
     def push_update(self, update: AgentUpdate) -> None:
@@ -81,7 +85,7 @@ class Subscription:
         """Everything queued, oldest first, emptying the queue."""
         items = list(self.pending)
         self.pending.clear()
-        self.pending_lines = 0
+        self.backlog = 0
         self._event.clear()
         return items
 
@@ -91,7 +95,7 @@ class Subscription:
             return
         self.cut_reason = reason
         self.pending.clear()
-        self.pending_lines = 0
+        self.backlog = 0
         self._event.set()
         if self.on_cut is not None:
             self.on_cut(reason)
@@ -100,10 +104,13 @@ class Subscription:
         """Wait until something is queued or the stream is cut; False on timeout."""
         if self.pending or self.cut_reason is not None:
             return True
+        self._waiting = True
         try:
             await asyncio.wait_for(self._event.wait(), timeout)
         except TimeoutError:
             return False
+        finally:
+            self._waiting = False
         return True
 
 
@@ -163,8 +170,10 @@ class TopicRegistry:
     def lines_committed(self, agent: Agent, lines: list[Line]) -> None:
         """Queue committed lines for every subscriber of the agent."""
         for sub in self._targets(agent):
+            if sub.cut_reason is not None:
+                continue
             sub.push_lines(lines)
-            if sub.cut_reason == "overflow" and not sub.pending_lines:
+            if sub.cut_reason == "overflow":
                 self.cut_offs["overflow"] += 1
                 self.unsubscribe(sub)
             else:

@@ -70,13 +70,14 @@ class StreamHandler(BaseHandler):
         if reason in ("overflow", "closed") and self.request.connection is not None:
             self.request.connection.close()  # type: ignore[attr-defined]
 
-    def start_events(self) -> None:
-        """Send the SSE headers and the reconnect hint."""
+    async def start_events(self) -> None:
+        """Send the SSE headers and the reconnect hint at once, so the client knows it is connected
+        even when no line is waiting."""
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
         self.set_header("Connection", "keep-alive")
-        self.write(sse.retry_hint(int(self.config["streams.retry"] * 1000)))
+        await self.send(sse.retry_hint(int(self.config["streams.retry"] * 1000)))
 
     async def send(self, data: bytes) -> None:
         """Write and flush; _Gone if the client has left."""
@@ -110,8 +111,9 @@ class StreamHandler(BaseHandler):
                 await self.send(heartbeat)
 
     async def run(self, body: Callable[[], Any]) -> None:
-        """Run a stream body until it ends, the client leaves or the stream is cut."""
+        """Start the event stream and run its body until it ends, the client leaves or the stream is cut."""
         try:
+            await self.start_events()
             await body()
         except _Gone:
             pass
@@ -140,9 +142,9 @@ class AgentStreamHandler(StreamHandler):
 
     async def get(self, agent_id: str) -> None:
         """Open the stream: replay from the resume point out of SQLite, then follow live."""
-        check_agent_id(agent_id)
         principal = self.principal
         principal.require("logs:read")
+        check_agent_id(agent_id)
         agent = await self.store.get_agent(agent_id)
         if agent is None and not self.agent_may_be_missing:
             raise NotFound(f"no agent {agent_id!r}", code="agent_not_found")
@@ -157,16 +159,15 @@ class AgentStreamHandler(StreamHandler):
         if agent is not None and agent.finished and resume is not None and resume >= agent.last_seq:
             self.set_status(204)
             return
-        self.open_subscription(
-            set(),
-            lambda candidate: candidate.id == agent_id and principal.may_access(candidate.owner, candidate.id),
-        )
-        self.start_events()
+        self.open_subscription({agent_id})
         await self.run(lambda: self._follow(agent_id, resume, tail, query))
 
     async def _follow(self, agent_id: str, resume: int | None, tail: int | None, query: LineQuery) -> None:
         assert self.sub is not None
         agent = await self.store.get_agent(agent_id)
+        if agent is not None and not self.principal.may_access(agent.owner, agent.id):
+            # Created by another user since the request was checked: the reconnect gets its 403.
+            return
         cursor = resume or 0
         held: list[Line] = []
         extra: dict[str, Any] = {}
@@ -201,6 +202,8 @@ class AgentStreamHandler(StreamHandler):
             lines: list[Line] = []
             for item in items:
                 if isinstance(item, AgentUpdate):
+                    if agent is None and not self.principal.may_access(item.agent.owner, item.agent.id):
+                        return
                     agent = item.agent
                     if item.deleted or agent.finished:
                         extra = {"final": True, "reason": "deleted"} if item.deleted else {"final": True}
@@ -272,7 +275,6 @@ class MultiStreamHandler(StreamHandler):
             return bool(wanted) and agent.matches_labels(wanted) and principal.may_access(agent.owner, agent.id)
 
         self.open_subscription(set(agents), matcher if wanted else None)
-        self.start_events()
         await self.run(lambda: self._follow(list(agents), wanted, owner, cursors, query))
 
     async def _follow(
@@ -291,21 +293,13 @@ class MultiStreamHandler(StreamHandler):
         if wanted:
             for agent in await self.store.list_agents(owner, labels=wanted, limit=10000):
                 agents.setdefault(agent.id, agent)
+        cursors = {agent_id: seq for agent_id, seq in cursors.items() if agent_id in agents}
         done: set[str] = set()
         for agent in agents.values():
-            cursor = cursors.get(agent.id, 0)
-            while cursor < agent.last_seq:
-                page = await self.store.lines_after(
-                    agent, cursor, upto=agent.last_seq, limit=CATCH_UP_PAGE, query=query
-                )
-                cursor = page[-1].seq if len(page) == CATCH_UP_PAGE else agent.last_seq
-                cursors[agent.id] = cursor
-                if page:
-                    await self.send(self._event(page, cursors))
-            cursors[agent.id] = max(cursor, agent.last_seq)
+            await self._catch_up(agent, cursors, query)
             if agent.finished:
                 done.add(agent.id)
-                await self.send(self._final(agent, [], cursors))
+                await self.send(self._final(agent, cursors))
         while not agents or len(done) < len(agents):
             items = await self.next_items(sse.comment("heartbeat"))
             if isinstance(items, str):
@@ -321,30 +315,48 @@ class MultiStreamHandler(StreamHandler):
                 return
             lines: list[Line] = []
             for item in items:
-                if isinstance(item, AgentUpdate):
-                    agents[item.agent.id] = item.agent
-                    if item.agent.id not in done and (item.deleted or item.agent.finished):
-                        done.add(item.agent.id)
-                        mine = [line for line in lines if line.agent == item.agent.id]
-                        lines = [line for line in lines if line.agent != item.agent.id]
-                        if lines:
-                            await self.send(self._event(lines, cursors))
-                            lines = []
-                        await self.send(self._final(item.agent, mine, cursors, deleted=item.deleted))
-                elif item.seq > cursors.get(item.agent, 0):
-                    cursors[item.agent] = item.seq
-                    if query.matches(item):
-                        lines.append(item)
+                if isinstance(item, Line):
+                    if item.seq > cursors.get(item.agent, 0):
+                        cursors[item.agent] = item.seq
+                        if query.matches(item):
+                            lines.append(item)
+                    continue
+                agent = item.agent
+                joined = agent.id not in agents
+                agents[agent.id] = agent
+                ends = agent.id not in done and (item.deleted or agent.finished)
+                if lines and (joined or ends):
+                    # The event id covers every cursor moved so far: send those lines before anything else.
+                    await self.send(self._event(lines, cursors))
+                    lines = []
+                if joined and not item.deleted:
+                    # An agent that matched the labels after the stream opened may have logged already.
+                    await self._catch_up(agent, cursors, query)
+                if ends:
+                    done.add(agent.id)
+                    await self.send(self._final(agent, cursors, deleted=item.deleted))
             if lines:
                 await self.send(self._event(lines, cursors))
+
+    async def _catch_up(self, agent: Agent, cursors: dict[str, int], query: LineQuery) -> None:
+        """Replay the agent's stored lines after its cursor, up to its last seq, page by page."""
+        cursor = cursors.get(agent.id, 0)
+        upto = agent.last_seq
+        while cursor < upto:
+            page = await self.store.lines_after(agent, cursor, upto=upto, limit=CATCH_UP_PAGE, query=query)
+            cursor = page[-1].seq if len(page) == CATCH_UP_PAGE else upto
+            cursors[agent.id] = cursor
+            if page:
+                await self.send(self._event(page, cursors))
+        cursors[agent.id] = max(cursor, upto)
 
     @staticmethod
     def _event(lines: list[Line], cursors: dict[str, int]) -> bytes:
         return sse.logs_event(lines, "running", event_id=sse.format_cursor(cursors))
 
     @staticmethod
-    def _final(agent: Agent, lines: list[Line], cursors: dict[str, int], *, deleted: bool = False) -> bytes:
+    def _final(agent: Agent, cursors: dict[str, int], *, deleted: bool = False) -> bytes:
         extra: dict[str, Any] = {"final": True, "agent": agent.id}
         if deleted or agent.reason:
             extra["reason"] = "deleted" if deleted else agent.reason
-        return sse.logs_event(lines, agent.status, event_id=sse.format_cursor(cursors), extra=extra)
+        return sse.logs_event([], agent.status, event_id=sse.format_cursor(cursors), extra=extra)
