@@ -216,9 +216,9 @@ ERRORS: dict[str, tuple[str, str]] = {
 }
 
 
-def header(description: str, schema: Schema | None = None) -> Schema:
-    """A required response header."""
-    return {"description": description, "schema": schema or t("string"), "required": True}
+def header(description: str, schema: Schema | None = None, *, required: bool = True) -> Schema:
+    """A response header, required unless said."""
+    return {"description": description, "schema": schema or t("string"), "required": required}
 
 
 def error_responses() -> dict[str, Schema]:
@@ -319,6 +319,8 @@ def details() -> dict[str, Schema]:
         NDJSON: {"schema": t("string", "One JSON line object (or string) per text line.")},
         TEXT: {"schema": t("string", "Each text line is one log line.")},
     }
+    replayed = {"Idempotent-Replayed": header("true on a retry's stored answer.", required=False)}
+    lines = {"description": "The lines.", "content": {JSON: {"schema": ref("LineList")}, NDJSON: text, TEXT: text}}
     return {
         "health": {"responses": {"200": json_response("The database answers.", ref("Health"))}, "security": []},
         "metrics": {
@@ -344,17 +346,14 @@ def details() -> dict[str, Schema]:
         "deleteAgent": {"responses": {"204": {"description": "Deleted; the agent's open streams end."}}},
         "ingestLogs": {
             "description": "A bad line rejects the whole batch. The agent is created on first ingest.",
-            "responses": {"200": json_response("Committed (or the first answer for this key).", ref("IngestResult"))},
+            "responses": {
+                "200": json_response("Committed (or the first answer for this key).", ref("IngestResult"), replayed)
+            },
             "parameters": [param("Idempotency-Key", "header", t("string", minLength=1, maxLength=255), "Retry key.")],
             "requestBody": {"required": True, "content": ingest},
         },
         "getLogHistory": {
-            "responses": {
-                "200": {
-                    "description": "The lines.",
-                    "content": {JSON: {"schema": ref("LineList")}, NDJSON: text, TEXT: text},
-                }
-            },
+            "responses": {"200": lines},
             "parameters": [
                 AFTER,
                 param("before", "query", COUNT, "The `limit` lines just before this seq."),
