@@ -1,0 +1,743 @@
+"""Sentra's Python client: stream an agent's log lines to a Sentra server. Standard library only.
+
+This one module is all an agent needs: copy it into a project to use it without installing Sentra.
+
+    from sentra.client import Client
+
+    with Client().agent("nightly-42", name="nightly eval", labels={"team": "ml"}) as agent:
+        agent.info("loaded the data set", rows=1200)
+    # completed on success; failed, with the traceback logged as an ERROR line, if the block raises
+
+    import logging
+    from sentra.client import SentraHandler
+
+    logging.getLogger().addHandler(SentraHandler(agent_id="nightly-42"))
+
+The server URL and token default to $SENTRA_URL and $SENTRA_TOKEN, the agent id to $SENTRA_AGENT (else a new
+one is made up). Nothing here ever raises into the agent because the network failed.
+
+Delivery
+    log() encodes the line, stamped with time.time() at the call, and appends it to an in-memory buffer; it
+    never waits on the network. One background thread per agent sends the buffer in batches over one
+    keep-alive HTTP connection: when `batch_lines` lines (default 1,000) are waiting, or `flush_interval`
+    (default 0.1 s) after the first of them arrived, whichever comes first. One batch is in flight at a time,
+    so lines arrive in the order they were logged. flush() and close() block until everything logged before
+    the call is acknowledged, or their timeout expires (they then return False).
+
+Retries
+    Every batch carries an Idempotency-Key, a fresh UUID reused on each retry of that batch, so a batch the
+    server stored but could not acknowledge is never stored twice. Connection errors, timeouts, 408, 429 and
+    5xx answers are retried for as long as the agent is open, with exponential backoff from 0.05 s up to
+    `retry_cap` (default 2 s), or after the Retry-After the server asks for. Any other 4xx is permanent: a
+    line the server refuses (too large, say) is found by splitting the batch and dropped alone; a refusal of
+    the whole request (bad token, agent owned by another user or already finished) drops the batch. Each
+    kind of refusal is reported once on the `sentra.client` logger and kept in `Agent.last_error`.
+
+Buffer policy
+    The buffer holds at most `max_buffer` lines (default 100,000) and `max_buffer_bytes` bytes (default
+    64 MiB), so a dead server cannot eat the agent's memory. When it is full, the oldest waiting line is
+    dropped to make room for the new one, and the drops are counted (`Agent.dropped`). When the server
+    answers again, one WARNING line from source "sentra.client" is sent in the dropped lines' place, saying
+    how many were lost.
+
+Shutting down
+    Agents still open when the interpreter exits are flushed for up to 5 s (their status stays "running");
+    SentraHandler.close(), which logging calls at exit, flushes too.
+"""
+
+from __future__ import annotations
+
+import atexit
+import http.client
+import json
+import logging
+import os
+import random
+import re
+import threading
+import time
+import traceback
+import uuid
+import weakref
+from collections import deque
+from collections.abc import Mapping
+from email.message import Message
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+__all__ = ["Agent", "Client", "SentraError", "SentraHandler", "level_name"]
+
+DEFAULT_URL = "http://127.0.0.1:8765"
+EXIT_FLUSH_TIMEOUT = 5.0
+LEVELS: dict[str, int] = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
+_LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL", "TRACE": "DEBUG", "ERR": "ERROR"}
+_AGENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_MAX_SOURCE = 256
+_MAX_REASON = 4096
+
+log = logging.getLogger("sentra.client")
+
+
+class SentraError(Exception):
+    """A request Sentra refused, or a server that could not be reached; the message is one line."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+    @classmethod
+    def from_response(cls, status: int, body: bytes, what: str) -> SentraError:
+        """The error for a non-2xx answer, with the server's own message when it sent one."""
+        code: str | None = None
+        message = ""
+        try:
+            error = json.loads(body)["error"]
+            code, message = str(error["code"]), str(error["message"])
+        except (ValueError, KeyError, TypeError):
+            message = body.decode("utf-8", "replace").strip().splitlines()[0][:200] if body.strip() else ""
+        text = f"{what}: {message} (HTTP {status})" if message else f"{what}: HTTP {status}"
+        return cls(text, status=status, code=code)
+
+
+def level_name(level: str | int) -> str:
+    """The upper-case level name Sentra stores, from a name in any case or a numeric logging level."""
+    if isinstance(level, bool):
+        raise TypeError("level must be a name such as 'INFO' or a number such as 20")
+    if isinstance(level, int):
+        name = "DEBUG"
+        for candidate, number in LEVELS.items():
+            if level >= number:
+                name = candidate
+        return name
+    upper = str(level).strip().upper()
+    upper = _LEVEL_ALIASES.get(upper, upper)
+    if upper in LEVELS:
+        return upper
+    if upper.isdigit():
+        return level_name(int(upper))
+    raise ValueError(f"unknown level {level!r}; use DEBUG, INFO, WARNING, ERROR or CRITICAL")
+
+
+def _new_agent_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
+
+
+def reason_text(exc: BaseException) -> str:
+    """A short reason for a network error: "Connection refused", "timed out"."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def encode_line(ts: float, level: str, message: str, source: str, fields: Mapping[str, Any]) -> bytes:
+    """One NDJSON line; fields that JSON cannot hold are sent as their str() (or repr())."""
+    obj: dict[str, Any] = {"ts": ts, "level": level, "message": message}
+    if source:
+        obj["source"] = source[:_MAX_SOURCE]
+    if fields:
+        obj["fields"] = dict(fields)
+    try:
+        text = json.dumps(obj, ensure_ascii=False, allow_nan=False, default=str, separators=(",", ":"))
+    except Exception:  # a circular structure, NaN, or a __str__ that raises: never fail the caller
+        obj["fields"] = {str(key): _safe_repr(value) for key, value in fields.items()}
+        text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    # "replace" turns a lone surrogate into "?", which Sentra would otherwise refuse.
+    return text.encode("utf-8", "replace")
+
+
+def _safe_repr(value: Any) -> str:
+    try:
+        return repr(value)
+    except Exception:
+        return f"<unprintable {type(value).__name__}>"
+
+
+class Client:
+    """Where Sentra is and how to authenticate; makes Agent handles and plain API requests."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = 10.0,
+        batch_lines: int = 1000,
+        batch_bytes: int = 1 << 20,
+        flush_interval: float = 0.1,
+        max_buffer: int = 100_000,
+        max_buffer_bytes: int = 64 << 20,
+        retry_cap: float = 2.0,
+    ) -> None:
+        raw = (url or os.environ.get("SENTRA_URL") or DEFAULT_URL).strip()
+        parts = urlsplit(raw)
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
+            raise ValueError(f"not an http:// or https:// URL: {raw!r}")
+        self.url = raw.rstrip("/")
+        self.token = token if token is not None else os.environ.get("SENTRA_TOKEN") or None
+        self.timeout = timeout
+        self.batch_lines = max(1, batch_lines)
+        self.batch_bytes = max(1, batch_bytes)
+        self.flush_interval = flush_interval
+        self.max_buffer = max(1, max_buffer)
+        self.max_buffer_bytes = max(1, max_buffer_bytes)
+        self.retry_cap = retry_cap
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname
+        self._port = port
+        self._base = parts.path.rstrip("/")
+
+    def connect(self, timeout: float | None = None) -> http.client.HTTPConnection:
+        """A new (not yet opened) connection to the server."""
+        seconds = self.timeout if timeout is None else timeout
+        if self._https:
+            return http.client.HTTPSConnection(self._host, self._port, timeout=seconds)
+        return http.client.HTTPConnection(self._host, self._port, timeout=seconds)
+
+    def headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Request headers: the bearer token (if any) plus `extra`."""
+        headers = {"User-Agent": "sentra-client/1"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        headers.update(extra or {})
+        return headers
+
+    def path(self, path: str, query: Mapping[str, Any] | None = None) -> str:
+        """The request target for an API path, under the URL's own path prefix."""
+        target = self._base + path
+        if query:
+            target += "?" + urlencode({k: v for k, v in query.items() if v is not None}, doseq=True)
+        return target
+
+    def request(self, method: str, path: str, payload: Any = None, *, query: Mapping[str, Any] | None = None) -> Any:
+        """One blocking API call; the decoded JSON answer, or SentraError in one readable line."""
+        body = None if payload is None else json.dumps(payload).encode()
+        extra = {"Content-Type": "application/json"} if body is not None else {}
+        conn = self.connect()
+        try:
+            conn.request(method, self.path(path, query), body=body, headers=self.headers(extra))
+            response = conn.getresponse()
+            data = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise SentraError(f"cannot reach Sentra at {self.url}: {reason_text(exc)}") from None
+        finally:
+            conn.close()
+        if response.status >= 300:
+            raise SentraError.from_response(response.status, data, f"{method} {path}")
+        if not data:
+            return None
+        try:
+            return json.loads(data)
+        except ValueError:
+            raise SentraError(f"{method} {path}: the answer is not JSON; is {self.url} a Sentra server?") from None
+
+    def agent(
+        self,
+        id: str | None = None,
+        *,
+        name: str = "",
+        labels: Mapping[str, str] | None = None,
+        create: bool = True,
+    ) -> Agent:
+        """A handle that streams lines to agent `id` ($SENTRA_AGENT or a new id if None).
+
+        With `create`, the background thread first creates the agent with `name` and `labels`
+        (or sets them on an agent that already exists).
+        """
+        agent_id = id or os.environ.get("SENTRA_AGENT") or _new_agent_id()
+        if not _AGENT_ID.fullmatch(agent_id):
+            raise ValueError(f"invalid agent id {agent_id!r}: use 1-128 characters of A-Z a-z 0-9 . _ : -")
+        shipper = _Shipper(self, agent_id, name=name, labels=dict(labels or {}), create=create)
+        shipper.start()
+        return Agent(self, agent_id, shipper)
+
+
+class Agent:
+    """One agent run: log lines to it, then complete() or fail() it. Usable as a context manager."""
+
+    def __init__(self, client: Client, agent_id: str, shipper: _Shipper) -> None:
+        self.client = client
+        self.id = agent_id
+        self._shipper = shipper
+        self._closed_warned = False
+
+    @property
+    def url(self) -> str:
+        """The agent's API URL."""
+        return f"{self.client.url}/api/agents/{self.id}"
+
+    @property
+    def last_error(self) -> str | None:
+        """The last refusal by the server (bad token, line too large…), or None."""
+        return self._shipper.error
+
+    @property
+    def dropped(self) -> int:
+        """Lines dropped because the buffer was full."""
+        return self._shipper.dropped_total
+
+    @property
+    def rejected(self) -> int:
+        """Lines the server refused for good."""
+        return self._shipper.rejected_total
+
+    @property
+    def pending(self) -> int:
+        """Lines logged but not yet acknowledged, refused or dropped."""
+        return self._shipper.pending
+
+    @property
+    def reachable(self) -> bool | None:
+        """Whether the last request reached the server (None before the first one)."""
+        return self._shipper.reachable
+
+    def log(self, message: Any, level: str | int = "INFO", *, source: str = "", **fields: Any) -> None:
+        """Queue one line; returns at once. `fields` are stored with the line as JSON."""
+        self.emit(level_name(level), message if isinstance(message, str) else str(message), source, fields)
+
+    def emit(self, level: str, message: str, source: str, fields: Mapping[str, Any], ts: float | None = None) -> None:
+        """Queue an already-normalised line (upper-case level) stamped `ts` (default: now)."""
+        line = encode_line(time.time() if ts is None else ts, level, message, source, fields)
+        if not self._shipper.add(line) and not self._closed_warned:
+            self._closed_warned = True
+            log.warning("agent %s is closed; lines logged after close() are not sent", self.id)
+
+    def debug(self, message: Any, **fields: Any) -> None:
+        """Log at DEBUG."""
+        self.log(message, "DEBUG", **fields)
+
+    def info(self, message: Any, **fields: Any) -> None:
+        """Log at INFO."""
+        self.log(message, "INFO", **fields)
+
+    def warning(self, message: Any, **fields: Any) -> None:
+        """Log at WARNING."""
+        self.log(message, "WARNING", **fields)
+
+    def error(self, message: Any, **fields: Any) -> None:
+        """Log at ERROR."""
+        self.log(message, "ERROR", **fields)
+
+    def critical(self, message: Any, **fields: Any) -> None:
+        """Log at CRITICAL."""
+        self.log(message, "CRITICAL", **fields)
+
+    def flush(self, timeout: float | None = 10.0) -> bool:
+        """Block until every line logged so far is acknowledged; False if `timeout` expired first."""
+        return self._shipper.flush(timeout)
+
+    def close(self, timeout: float | None = 10.0) -> bool:
+        """Flush and stop the background thread; the agent stays running. False if lines were left unsent."""
+        return self._shipper.close(timeout)
+
+    def complete(self, timeout: float | None = 30.0) -> bool:
+        """Send every line, then mark the agent completed; False if that did not happen within `timeout`."""
+        return self._shipper.close(timeout, final={"status": "completed"})
+
+    def fail(self, reason: str = "", timeout: float | None = 30.0) -> bool:
+        """Send every line, then mark the agent failed with `reason`; False if not done within `timeout`."""
+        final = {"status": "failed", "reason": reason[:_MAX_REASON]} if reason else {"status": "failed"}
+        return self._shipper.close(timeout, final=final)
+
+    def __enter__(self) -> Agent:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None or exc is None:
+            self.complete()
+            return
+        text = "".join(traceback.format_exception(exc_type, exc, tb)).rstrip()
+        self.emit("ERROR", text, "traceback", {})
+        summary = f"{exc_type.__name__}: {exc}" if str(exc) else exc_type.__name__
+        self.fail(summary)
+
+
+class _Shipper:
+    """The background sender of one agent: buffer, batching, retries, and the final status."""
+
+    def __init__(self, client: Client, agent_id: str, *, name: str, labels: dict[str, str], create: bool) -> None:
+        self.client = client
+        self.agent_id = agent_id
+        self._agent_name = name
+        self._labels = labels
+        self._create = create
+        self._cond = threading.Condition()
+        self._queue: deque[bytes] = deque()
+        self._queued_bytes = 0
+        self._added = 0  # lines ever added
+        self._head = 0  # index of the first line still in the queue
+        self._inflight = 0  # real lines of the batch being sent, not yet settled
+        self._dropped = 0  # drops not yet reported to the server
+        self._flush_waiters = 0
+        self._closing = False
+        self._abandoned = False
+        self._stopped = False
+        self._final: dict[str, str] | None = None
+        self._conn: http.client.HTTPConnection | None = None
+        self._reported: set[str] = set()
+        self.dropped_total = 0
+        self.rejected_total = 0
+        self.error: str | None = None
+        self.reachable: bool | None = None
+        self._thread = threading.Thread(target=self._run, name=f"sentra-client-{agent_id}", daemon=True)
+        _live.add(self)
+
+    def start(self) -> None:
+        """Start the background thread."""
+        self._thread.start()
+
+    def is_alive(self) -> bool:
+        """True while the background thread runs."""
+        return self._thread.is_alive()
+
+    # ---- the calling side ----------------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """Lines added but not settled."""
+        with self._cond:
+            return self._added - self._head + self._inflight
+
+    def add(self, line: bytes) -> bool:
+        """Queue a line, dropping the oldest if the buffer is full; False once closed."""
+        with self._cond:
+            if self._closing or self._stopped:
+                return False
+            self._queue.append(line)
+            self._queued_bytes += len(line)
+            self._added += 1
+            dropped = False
+            while len(self._queue) > self.client.max_buffer or (
+                self._queued_bytes > self.client.max_buffer_bytes and len(self._queue) > 1
+            ):
+                self._queued_bytes -= len(self._queue.popleft())
+                self._head += 1
+                self._dropped += 1
+                self.dropped_total += 1
+                dropped = True
+            size = len(self._queue)
+            if size == 1 or size == self.client.batch_lines or (dropped and self._flush_waiters):
+                self._cond.notify_all()
+        return True
+
+    def flush(self, timeout: float | None) -> bool:
+        """Wait until every line added before the call is settled."""
+        with self._cond:
+            target = self._added
+            self._flush_waiters += 1
+            self._cond.notify_all()
+            try:
+                self._cond.wait_for(lambda: self._settled_upto() >= target or self._stopped, timeout)
+            finally:
+                self._flush_waiters -= 1
+            return self._settled_upto() >= target
+
+    def close(self, timeout: float | None, final: dict[str, str] | None = None) -> bool:
+        """Send what is queued (then `final`, a PATCH body), stop the thread; False if cut short."""
+        with self._cond:
+            if final is not None and not self._closing:
+                self._final = final
+            self._closing = True
+            self._cond.notify_all()
+        if threading.current_thread() is self._thread:
+            return False
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            with self._cond:
+                self._abandoned = True
+                self._cond.notify_all()
+            return False
+        return self.pending == 0 and (final is None or self._final is None)
+
+    def _settled_upto(self) -> int:
+        return self._head - self._inflight
+
+    # ---- the background thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        _thread_state.sender = True
+        try:
+            if self._create:
+                self._create_agent()
+            while True:
+                batch = self._take_batch()
+                if batch is None:
+                    break
+                self._send_batch(batch)
+            if self._final is not None and not self._abandoned:
+                self._finish_agent(self._final)
+        except Exception:
+            log.exception("the Sentra client thread of agent %s stopped", self.agent_id)
+        finally:
+            self._disconnect()
+            with self._cond:
+                self._stopped = True
+                self._cond.notify_all()
+
+    def _take_batch(self) -> list[tuple[bytes, int]] | None:
+        """Wait for a batch to be due; each entry is (line, 1) or (drop notice, 0). None: stop."""
+        with self._cond:
+            deadline: float | None = None
+            while True:
+                if self._abandoned:
+                    return None
+                if self._queue:
+                    now = time.monotonic()
+                    if deadline is None:
+                        deadline = now + self.client.flush_interval
+                    due = len(self._queue) >= self.client.batch_lines or now >= deadline
+                    if due or self._closing or self._flush_waiters:
+                        break
+                    self._cond.wait(deadline - now)
+                elif self._closing:
+                    return None
+                else:
+                    self._cond.wait()
+            batch: list[tuple[bytes, int]] = []
+            if self._dropped:
+                batch.append((self._drop_notice(self._dropped), 0))
+                self._dropped = 0
+            size = 0
+            real = 0
+            while self._queue and real < self.client.batch_lines:
+                line = self._queue[0]
+                if real and size + len(line) > self.client.batch_bytes:
+                    break
+                self._queue.popleft()
+                self._queued_bytes -= len(line)
+                batch.append((line, 1))
+                size += len(line)
+                real += 1
+            self._head += real
+            self._inflight = real
+            return batch
+
+    def _drop_notice(self, count: int) -> bytes:
+        message = (
+            f"sentra client dropped {count} log lines: its buffer was full "
+            f"({self.client.max_buffer} lines) while the server could not keep up or be reached"
+        )
+        return encode_line(time.time(), "WARNING", message, "sentra.client", {"dropped": count})
+
+    def _send_batch(self, batch: list[tuple[bytes, int]]) -> None:
+        parts = [batch]
+        while parts and not self._abandoned:
+            part = parts.pop(0)
+            outcome = self._post_lines(part)
+            if outcome == "split":
+                middle = len(part) // 2
+                parts[0:0] = [part[:middle], part[middle:]]
+                continue
+            with self._cond:
+                self._inflight -= sum(real for _line, real in part)
+                self._cond.notify_all()
+
+    def _post_lines(self, part: list[tuple[bytes, int]]) -> str:
+        body = b"\n".join(line for line, _real in part) + b"\n"
+        headers = {"Content-Type": "application/x-ndjson", "Idempotency-Key": uuid.uuid4().hex}
+        answer = self._exchange("POST", f"/api/agents/{self.agent_id}/logs", body, headers)
+        if answer is None:
+            return "abandoned"
+        status, data = answer
+        if status < 300:
+            return "sent"
+        count = sum(real for _line, real in part)
+        error = SentraError.from_response(status, data, f"agent {self.agent_id}: {count} lines refused")
+        if len(part) > 1 and (status == 413 or error.code == "invalid_line"):
+            return "split"
+        self.rejected_total += count
+        self._report(error)
+        return "rejected"
+
+    def _create_agent(self) -> None:
+        body: dict[str, Any] = {"id": self.agent_id}
+        if self._agent_name:
+            body["name"] = self._agent_name
+        if self._labels:
+            body["labels"] = self._labels
+        answer = self._exchange("POST", "/api/agents", json.dumps(body).encode(), {"Content-Type": "application/json"})
+        if answer is None:
+            return
+        status, data = answer
+        if status == 409 and len(body) > 1:
+            body.pop("id")
+            answer = self._exchange(
+                "PATCH", f"/api/agents/{self.agent_id}", json.dumps(body).encode(), {"Content-Type": "application/json"}
+            )
+            if answer is None:
+                return
+            status, data = answer
+        if status >= 300 and status != 409:
+            self._report(SentraError.from_response(status, data, f"cannot create agent {self.agent_id}"))
+
+    def _finish_agent(self, final: dict[str, str]) -> None:
+        answer = self._exchange(
+            "PATCH", f"/api/agents/{self.agent_id}", json.dumps(final).encode(), {"Content-Type": "application/json"}
+        )
+        if answer is None:
+            return
+        status, data = answer
+        if status >= 300:
+            what = f"cannot mark agent {self.agent_id} {final['status']}"
+            self._report(SentraError.from_response(status, data, what))
+            return
+        with self._cond:
+            self._final = None
+
+    def _report(self, error: SentraError) -> None:
+        self.error = str(error)
+        key = f"{error.status}:{error.code}"
+        if key in self._reported:
+            log.debug("%s", error)
+        else:
+            self._reported.add(key)
+            log.error("%s", error)
+
+    def _exchange(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes] | None:
+        """Send until the server gives a final answer; None if the handle was abandoned first."""
+        delay = 0.05
+        while not self._abandoned:
+            try:
+                status, answer_headers, data = self._roundtrip(method, path, body, headers)
+            except (OSError, http.client.HTTPException) as exc:
+                self._disconnect()
+                self._note_unreachable(exc)
+                pause = delay
+            else:
+                if status not in (408, 429) and status < 500:
+                    self._note_reachable()
+                    return status, data
+                pause = _retry_after(answer_headers) or delay
+                self._note_busy(status, data)
+            with self._cond:
+                self._cond.wait_for(lambda: self._abandoned, pause * random.uniform(0.8, 1.0))
+            delay = min(delay * 2, self.client.retry_cap)
+        return None
+
+    def _roundtrip(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, Message, bytes]:
+        if self._conn is None:
+            self._conn = self.client.connect()
+        self._conn.request(method, self.client.path(path), body=body, headers=self.client.headers(headers))
+        response = self._conn.getresponse()
+        data = response.read()
+        if response.will_close:
+            self._disconnect()
+        return response.status, response.headers, data
+
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _note_unreachable(self, exc: BaseException) -> None:
+        if self.reachable is not False:
+            log.warning(
+                "cannot reach Sentra at %s (%s); retrying in the background, keeping up to %d lines",
+                self.client.url,
+                reason_text(exc),
+                self.client.max_buffer,
+            )
+        self.reachable = False
+
+    def _note_reachable(self) -> None:
+        if self.reachable is False:
+            log.info("reached Sentra at %s again", self.client.url)
+        self.reachable = True
+
+    def _note_busy(self, status: int, data: bytes) -> None:
+        if self.reachable is not False:
+            error = SentraError.from_response(status, data, f"Sentra at {self.client.url} is busy")
+            log.warning("%s; retrying", error)
+        self.reachable = False
+
+
+def _retry_after(headers: Message) -> float | None:
+    value = headers.get("Retry-After", "")
+    return min(float(value), 60.0) if value.strip().isdigit() else None
+
+
+_live: weakref.WeakSet[_Shipper] = weakref.WeakSet()
+_thread_state = threading.local()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    deadline = time.monotonic() + EXIT_FLUSH_TIMEOUT
+    for shipper in list(_live):
+        if shipper.is_alive():
+            shipper.close(max(0.0, deadline - time.monotonic()))
+
+
+_RECORD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+class SentraHandler(logging.Handler):
+    """A logging handler that streams every record to one Sentra agent, batched like Agent.log().
+
+    Each line carries the record's level, its message (with the exception text appended), the logger's
+    name as its source and the `extra=` attributes as fields. Records of the `sentra.client` logger and
+    records logged by the client's own thread are skipped, so the client never logs into itself.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        agent_id: str | None = None,
+        *,
+        agent_name: str = "",
+        labels: Mapping[str, str] | None = None,
+        level: int = logging.NOTSET,
+        client: Client | None = None,
+        flush_timeout: float = 10.0,
+    ) -> None:
+        super().__init__(level)
+        self.client = client or Client(url, token)
+        self.agent = self.client.agent(agent_id, name=agent_name, labels=labels)
+        self.flush_timeout = flush_timeout
+        self._formatter = logging.Formatter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Queue the record as one line; never blocks on the network."""
+        if record.name == "sentra.client" or record.name.startswith("sentra.client."):
+            return
+        if getattr(_thread_state, "sender", False):
+            return
+        try:
+            message = record.getMessage()
+            if record.exc_info and not record.exc_text:
+                record.exc_text = self._formatter.formatException(record.exc_info)
+            if record.exc_text:
+                message = f"{message}\n{record.exc_text}"
+            if record.stack_info:
+                message = f"{message}\n{self._formatter.formatStack(record.stack_info)}"
+            fields = {
+                key: value
+                for key, value in record.__dict__.items()
+                if key not in _RECORD_ATTRIBUTES and not key.startswith("_")
+            }
+            self.agent.emit(level_name(record.levelno), message, record.name, fields, record.created)
+        except Exception:
+            self.handleError(record)
+
+    def flush(self) -> None:
+        """Block until every record emitted so far is acknowledged (at most `flush_timeout`)."""
+        self.agent.flush(self.flush_timeout)
+
+    def close(self) -> None:
+        """Flush and stop sending; the agent's status is left as it is."""
+        try:
+            self.agent.close(self.flush_timeout)
+        finally:
+            super().close()

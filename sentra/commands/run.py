@@ -1,0 +1,167 @@
+"""`sentra run -- CMD ARGS…`: run a command, pass its output through, and stream every line to Sentra."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from types import FrameType
+from typing import Any, BinaryIO
+
+from sentra.client import Agent
+from sentra.commands import add_connection_options, client_from_args, command_error, guarded, parse_labels
+
+MAX_PARTIAL_LINE = 64 * 1024  # a line longer than this without a newline is sent in pieces
+DRAIN_TIMEOUT = 3.0  # after the command exits, how long its pipes may stay open (a background child)
+FLUSH_TIMEOUT = 30.0
+FLUSH_TIMEOUT_UNREACHABLE = 2.0
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def register(commands: Any) -> None:
+    """Add `sentra run`."""
+    parser = commands.add_parser(
+        "run",
+        help="run a command and stream its output to Sentra",
+        description=(
+            "Run CMD, pass its stdout and stderr through unchanged, and stream every line to a Sentra agent "
+            "(source stdout or stderr). The agent is marked completed when CMD exits 0 and failed otherwise; "
+            "sentra exits with CMD's exit code. If the server cannot be reached, CMD still runs."
+        ),
+        usage="sentra run [--agent ID] [--name NAME] [--label KEY=VALUE] [--url URL] [--token TOKEN] -- CMD [ARGS ...]",
+    )
+    parser.add_argument("--agent", metavar="ID", help="agent id (default: $SENTRA_AGENT, else a new one)")
+    parser.add_argument("--name", help="display name of the agent (default: the command line)")
+    parser.add_argument(
+        "--label", action="append", metavar="KEY=VALUE", help="label the agent (repeatable), e.g. --label team=ml"
+    )
+    add_connection_options(parser)
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="the command to run, after --")
+    parser.set_defaults(func=guarded(cmd_run))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the command with its output teed to Sentra; return its exit code."""
+    command = list(args.command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        raise command_error("name the command to run: sentra run [options] -- CMD [ARGS ...]")
+    client = client_from_args(args)
+    labels = parse_labels(args.label)
+    reporter = _report_client_problems()
+    try:
+        agent = client.agent(args.agent, name=args.name or shlex.join(command)[:512], labels=labels)
+    except ValueError as exc:
+        raise command_error(str(exc)) from None
+    print(f"sentra: streaming to agent {agent.id} at {client.url} (follow: sentra tail {agent.id})", file=sys.stderr)
+    try:
+        code, reason = _run_child(command, agent)
+        timeout = FLUSH_TIMEOUT if agent.reachable else FLUSH_TIMEOUT_UNREACHABLE
+        finished = agent.complete(timeout) if code == 0 else agent.fail(reason, timeout)
+        if not finished and agent.pending:
+            count = agent.pending
+            print(f"sentra: {count} line{'s' * (count != 1)} not delivered to {client.url}", file=sys.stderr)
+    finally:
+        logging.getLogger("sentra.client").removeHandler(reporter)
+    return code
+
+
+def _run_child(command: list[str], agent: Agent) -> tuple[int, str]:
+    """Run `command` to its end; its exit code (128+N for signal N) and the failure reason."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    try:
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    except OSError as exc:
+        code = 127 if isinstance(exc, FileNotFoundError) else 126
+        reason = f"cannot run {command[0]}: {exc.strerror or exc}"
+        agent.log(reason, "ERROR", source="sentra")
+        print(f"sentra: {reason}", file=sys.stderr)
+        return code, reason
+    assert child.stdout is not None and child.stderr is not None
+    pumps = [
+        threading.Thread(target=_pump, args=(child.stdout, sys.stdout.buffer, "stdout", agent), daemon=True),
+        threading.Thread(target=_pump, args=(child.stderr, sys.stderr.buffer, "stderr", agent), daemon=True),
+    ]
+    for pump in pumps:
+        pump.start()
+    previous = _forward_signals(child)
+    try:
+        returncode = child.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    deadline = time.monotonic() + DRAIN_TIMEOUT
+    for pump in pumps:
+        pump.join(max(0.0, deadline - time.monotonic()))
+    if not any(pump.is_alive() for pump in pumps):
+        child.stdout.close()
+        child.stderr.close()
+    if returncode < 0:
+        name = signal.Signals(-returncode).name
+        return 128 - returncode, f"killed by signal {name}"
+    return returncode, f"exit code {returncode}"
+
+
+def _forward_signals(child: subprocess.Popen[bytes]) -> dict[int, Any]:
+    """Ignore Ctrl-C (the terminal sends it to the command too) and pass SIGTERM/SIGHUP on to the command."""
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        child.send_signal(signum)
+
+    previous: dict[int, Any] = {signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN)}
+    for signum in FORWARDED_SIGNALS:
+        previous[signum] = signal.signal(signum, forward)
+    return previous
+
+
+def _pump(pipe: BinaryIO, out: BinaryIO, source: str, agent: Agent) -> None:
+    """Copy the command's bytes to our own stream as they come, and log each complete line."""
+    fd = pipe.fileno()
+    passing_through = True
+    partial = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        if passing_through:
+            try:
+                out.write(chunk)
+                out.flush()
+            except (BrokenPipeError, ValueError):
+                # Our reader went away (`sentra run … | head`): keep draining and logging the command.
+                passing_through = False
+        partial += chunk
+        *lines, partial = partial.split(b"\n")
+        for raw in lines:
+            agent.log(_text(raw), source=source)
+        while len(partial) > MAX_PARTIAL_LINE:
+            agent.log(_text(partial[:MAX_PARTIAL_LINE]), source=source)
+            partial = partial[MAX_PARTIAL_LINE:]
+    if partial:
+        agent.log(_text(partial), source=source)
+
+
+def _text(raw: bytes) -> str:
+    return raw.removesuffix(b"\r").decode("utf-8", "replace")
+
+
+def _report_client_problems() -> logging.Handler:
+    """Print the client's warnings (server unreachable, line refused) on stderr as `sentra: …` lines."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("sentra: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    logger = logging.getLogger("sentra.client")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return handler
