@@ -62,7 +62,7 @@ def logs_event(lines: Iterable[Line], status: str, *, event_id: str, extra: dict
         text, obj = _parts(line)
         texts.append(text)
         objects.append(obj)
-    tail = b"".join(b"," + json_bytes(key)[:] + b":" + json_bytes(value) for key, value in (extra or {}).items())
+    tail = b"".join(b"," + json_bytes(key) + b":" + json_bytes(value) for key, value in (extra or {}).items())
     data = (
         b'{"logs":"'
         + b"".join(texts)

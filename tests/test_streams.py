@@ -189,6 +189,18 @@ async def test_resume_while_lines_arrive_has_no_gap_and_no_duplicate(server: Run
     assert received == list(range(1, total + 1))
 
 
+async def test_resume_point_of_a_deleted_agent_replays_the_new_one_from_the_start(alice: httpx.AsyncClient) -> None:
+    await post_lines(alice, "again", [f"old {n}" for n in range(1, 6)])
+    assert (await alice.delete("/api/agents/again")).status_code == 204
+    await post_lines(alice, "again", ["new 1", "new 2"])
+    async with open_stream(alice, stream_path("again"), headers={"Last-Event-ID": "5"}) as stream:
+        event = await stream.next()
+        assert event is not None and messages_of([event]) == ["new 1", "new 2"]
+        await post_lines(alice, "again", ["new 3"])
+        live = await stream.next()
+    assert live is not None and messages_of([live]) == ["new 3"]
+
+
 async def test_tail_starts_with_the_last_lines_then_follows(alice: httpx.AsyncClient) -> None:
     await post_lines(alice, "tail", [f"m{n}" for n in range(1, 51)])
     async with open_stream(alice, stream_path("tail"), tail=5) as stream:
@@ -361,3 +373,22 @@ async def test_shutdown_ends_open_streams_and_keeps_every_acknowledged_line(
         history = await alice.get("/api/agents/sd/logs", params={"limit": 10000})
     stored = {line["seq"] for line in history.json()["lines"]}
     assert set(acknowledged) <= stored
+
+
+async def test_stream_limit_is_freed_when_a_client_goes_away(start_server: ServerFactory) -> None:
+    server = await start_server(**{"limits.max_streams_per_user": 2})
+    async with server.client("alice") as alice:
+        await post_lines(alice, "lim", ["x"])
+        async with open_stream(alice, stream_path("lim")) as first:
+            assert first.response.status_code == 200
+            async with open_stream(alice, stream_path("lim")) as second:
+                assert second.response.status_code == 200
+                refused = await alice.get(stream_path("lim"))
+                assert refused.status_code == 429
+                assert "retry-after" in refused.headers
+        deadline = time.monotonic() + 5
+        while (await alice.get("/healthz")).json()["open_streams"] > 0:
+            assert time.monotonic() < deadline, "closed streams were never released"
+            await asyncio.sleep(0.02)
+        async with open_stream(alice, stream_path("lim")) as again:
+            assert again.response.status_code == 200

@@ -156,7 +156,7 @@ class AgentStreamHandler(StreamHandler):
             raise BadRequest(f"the resume point must be a seq number, not {raw[:40]!r}")
         resume = int(raw) if raw is not None else None
         tail = self.int_argument("tail")
-        if agent is not None and agent.finished and resume is not None and resume >= agent.last_seq:
+        if agent is not None and agent.finished and resume == agent.last_seq:
             self.set_status(204)
             return
         self.open_subscription({agent_id})
@@ -168,7 +168,8 @@ class AgentStreamHandler(StreamHandler):
         if agent is not None and not self.principal.may_access(agent.owner, agent.id):
             # Created by another user since the request was checked: the reconnect gets its 403.
             return
-        cursor = resume or 0
+        # A resume point past the last line belongs to an agent deleted and created anew under the same id.
+        cursor = resume if agent is not None and resume is not None and resume <= agent.last_seq else 0
         held: list[Line] = []
         extra: dict[str, Any] = {}
         if agent is not None:
@@ -267,7 +268,7 @@ class MultiStreamHandler(StreamHandler):
         if wanted:
             for agent in await self.store.list_agents(owner, labels=wanted, limit=10000):
                 agents.setdefault(agent.id, agent)
-        if raw and agents and all(a.finished and cursors.get(a.id, 0) >= a.last_seq for a in agents.values()):
+        if raw and agents and all(a.finished and cursors.get(a.id, 0) == a.last_seq for a in agents.values()):
             self.set_status(204)
             return
 
@@ -293,7 +294,12 @@ class MultiStreamHandler(StreamHandler):
         if wanted:
             for agent in await self.store.list_agents(owner, labels=wanted, limit=10000):
                 agents.setdefault(agent.id, agent)
-        cursors = {agent_id: seq for agent_id, seq in cursors.items() if agent_id in agents}
+        # Cursors past an agent's last line belong to a deleted agent of the same id: start those over.
+        cursors = {
+            agent_id: seq
+            for agent_id, seq in cursors.items()
+            if agent_id in agents and seq <= agents[agent_id].last_seq
+        }
         done: set[str] = set()
         for agent in agents.values():
             await self._catch_up(agent, cursors, query)
