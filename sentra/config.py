@@ -258,3 +258,31 @@ def settings_markdown() -> str:
         shown = "true" if default is True else "false" if default is False else repr(default).replace("'", '"')
         rows.append(f"| `{setting.name}` | {setting.kind} | `{shown}` | {setting.help} |")
     return "\n".join(rows)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(f'"{item}"' for item in value) + "]"
+    if isinstance(value, int):
+        return str(value)
+    return f'"{value}"'
+
+
+def example_toml() -> str:
+    """The documented example config (sentra.toml): every setting, commented, at its default."""
+    out = [
+        "# Sentra configuration. Every setting is shown at its default; uncomment and change what you need.",
+        '# Durations take s, m, h, d or ms ("15s", "24h"); sizes take KiB, MiB, GiB ("8MiB").',
+        "# Start with: python server.py --config sentra.toml   (or: sentra serve --config sentra.toml)",
+    ]
+    section = ""
+    for setting in SETTINGS:
+        head, key = setting.name.split(".", 1)
+        if head != section:
+            section = head
+            out += ["", f"[{section}]"]
+        out.append(f"# {setting.help}")
+        out.append(f"# {key} = {_toml_value(setting.default)}")
+    return "\n".join(out) + "\n"

@@ -151,10 +151,16 @@ async def serve(
         log.info("shutting down: no new connections, ending streams, flushing writes")
         server.stop()
         registry.cut_all("shutdown")
+        await store.drain(SHUTDOWN_GRACE)
+        deadline = loop.time() + SHUTDOWN_GRACE
+        while registry.open_streams and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        # Let the answers of the last commits and the streams' last chunks reach their sockets.
+        await asyncio.sleep(0.1)
         try:
             await asyncio.wait_for(server.close_all_connections(), SHUTDOWN_GRACE)
         except TimeoutError:
-            log.warning("some requests did not finish within %.0f s", SHUTDOWN_GRACE)
+            log.warning("some connections did not close within %.0f s", SHUTDOWN_GRACE)
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)

@@ -141,6 +141,7 @@ class Store:
         self._writer_task: asyncio.Task[None] | None = None
         self._agents: OrderedDict[str, Agent] = OrderedDict()
         self._closing = False
+        self._busy = False
 
     async def open(self) -> None:
         """Open (creating if needed) the database in WAL mode and start the writer."""
@@ -150,6 +151,9 @@ class Store:
         await self._writer.execute(f"PRAGMA synchronous={self.synchronous}")
         await self._writer.execute("PRAGMA busy_timeout=5000")
         await self._writer.executescript(SCHEMA)
+        # A read-only file opens without complaint; find out now rather than at the first ingest.
+        await self._writer.execute("BEGIN IMMEDIATE")
+        await self._writer.execute("ROLLBACK")
         self._reader = await aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
         await self._reader.execute("PRAGMA busy_timeout=5000")
         self._writer_task = asyncio.create_task(self._write_loop())
@@ -165,6 +169,12 @@ class Store:
             if conn is not None:
                 await conn.close()
         self._reader = self._writer = None
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait until every queued write has committed (or failed) and been answered."""
+        deadline = time.monotonic() + timeout
+        while (self._queue or self._busy) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
 
     # ---- reads -------------------------------------------------------------------------------
 
@@ -479,10 +489,12 @@ class Store:
                 await self._wake.wait()
                 self._wake.clear()
                 continue
+            self._busy = True
             head = self._queue[0]
             if isinstance(head, _Task):
                 self._queue.popleft()
                 await self._run_task(head)
+                self._busy = False
                 continue
             batch: list[_Append] = []
             size = 0
@@ -494,6 +506,7 @@ class Store:
                 batch.append(job)
                 size += len(job.lines)
             await self._run_appends(batch)
+            self._busy = False
 
     async def _run_task(self, task: _Task) -> None:
         try:
