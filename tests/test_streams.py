@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import time
 import uuid
@@ -338,13 +339,18 @@ async def test_stream_status_codes_follow_the_auth_order(server: RunningServer) 
 
 
 async def test_shutdown_ends_open_streams_and_keeps_every_acknowledged_line(
-    start_server: ServerFactory, tmp_path: Any
+    start_server: ServerFactory, tmp_path: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     db = tmp_path / "shutdown.db"
     server = await start_server(db=db)
     acknowledged: list[int] = []
     async with server.client("alice") as alice, server.client("alice") as writer_client:
         await post_lines(alice, "sd", ["first"])
+        await post_lines(alice, "history", [f"h{n}" for n in range(10000)])
+        # A reader that is still replaying a long history when the server stops.
+        replaying = await asyncio.wait_for(
+            alice.send(alice.build_request("GET", stream_path("history")), stream=True), 5
+        )
 
         async def write() -> None:
             for batch in range(1000):
@@ -367,7 +373,9 @@ async def test_shutdown_ends_open_streams_and_keeps_every_acknowledged_line(
             # The stream ends cleanly, the way EventSource takes as "reconnect later".
             await stream.collect_until_closed(timeout=10)
         await asyncio.wait_for(writer, 10)
+        await replaying.aclose()
     assert len(acknowledged) > 0
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
     restarted = await start_server(db=db)
     async with restarted.client("alice") as alice:
         history = await alice.get("/api/agents/sd/logs", params={"limit": 10000})

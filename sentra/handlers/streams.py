@@ -117,6 +117,10 @@ class StreamHandler(BaseHandler):
             await body()
         except _Gone:
             pass
+        except Exception:
+            # At shutdown the store may close under a replay still running; the stream is over anyway.
+            if self.sub is None or self.sub.cut_reason != "shutdown":
+                raise
         finally:
             if self.sub is not None:
                 self.registry.unsubscribe(self.sub)
