@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from sentra.lines import Line
@@ -34,13 +34,14 @@ class Subscription:
         self,
         user: str,
         *,
-        jti: str | None = None,
+        token_ids: Iterable[str | None] = (),
         agent_ids: set[str] | None = None,
         label_filter: Callable[[Agent], bool] | None = None,
         max_pending: int = 10000,
     ) -> None:
         self.user = user
-        self.jti = jti
+        # The token's jti and, for a ticket, its parent's: revoking either ends the stream.
+        self.token_ids = frozenset(jti for jti in token_ids if jti)
         self.agent_ids: set[str] = set(agent_ids or ())
         self.label_filter = label_filter
         self.max_pending = max_pending
@@ -190,10 +191,10 @@ class TopicRegistry:
             sub.push_update(AgentUpdate(agent.copy(), deleted=True))
 
     def cut_token(self, jti: str, reason: str = "token_revoked") -> int:
-        """Cut every stream opened with the token `jti` (or a ticket made from it)."""
+        """Cut every stream opened with the token `jti` or with a ticket made from it."""
         cut = 0
         for sub in list(self._all):
-            if sub.jti == jti:
+            if jti in sub.token_ids and sub.cut_reason is None:
                 self.cut(sub, reason)
                 cut += 1
         return cut

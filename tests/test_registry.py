@@ -163,11 +163,12 @@ def test_unsubscribed_stream_gets_nothing_and_unsubscribe_twice_is_safe() -> Non
 
 def test_cut_token_ends_only_the_streams_of_that_token() -> None:
     registry = TopicRegistry()
-    revoked = Subscription("alice", jti="j1", agent_ids={"a"})
-    kept = Subscription("alice", jti="j2", agent_ids={"a"})
+    revoked = Subscription("alice", token_ids=("ticket", "j1"), agent_ids={"a"})
+    kept = Subscription("alice", token_ids=("j2",), agent_ids={"a"})
     registry.subscribe(revoked)
     registry.subscribe(kept)
     assert registry.cut_token("j1") == 1
+    assert registry.cut_token("ticket") == 0  # already cut
     assert revoked.cut_reason == "token_revoked"
     assert kept.cut_reason is None
     registry.lines_committed(make_agent(), make_lines("a", 1, 1))

@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from conftest import Event, RunningServer, ServerFactory, make_token, open_stream
 
@@ -325,6 +326,51 @@ async def test_stream_ticket_opens_the_stream_through_the_url(server: RunningSer
             event = await stream.next()
         assert event is not None and messages_of([event]) == ["hello ticket"]
         assert (await anonymous.get(stream_path("other"), params={"token": ticket})).status_code == 403
+
+
+@pytest.mark.parametrize("revoked", ["ticket", "parent token"])
+async def test_revoking_a_ticket_or_its_parent_token_ends_the_ticket_stream(
+    server: RunningServer, revoked: str
+) -> None:
+    parent_jti = uuid.uuid4().hex
+    parent = make_token("alice", jti=parent_jti)
+    async with server.client("alice") as alice, server.client(None) as anonymous:
+        await post_lines(alice, "tr", ["hello"])
+        minted = await alice.post(
+            "/api/stream-tickets", json={"agent": "tr"}, headers={"Authorization": f"Bearer {parent}"}
+        )
+        ticket = minted.json()["ticket"]
+        ticket_jti = jwt.decode(ticket, options={"verify_signature": False})["jti"]
+        async with open_stream(anonymous, stream_path("tr"), token=ticket) as stream:
+            assert (await stream.next()) is not None
+            jti = ticket_jti if revoked == "ticket" else parent_jti
+            await asyncio.to_thread(revoke_token_offline, server.db, jti)
+            rest = await stream.collect_until_closed(timeout=4)
+    assert rest[-1].json()["reason"] == "token_revoked"
+
+
+async def test_deleting_the_agent_ends_its_stream(alice: httpx.AsyncClient) -> None:
+    await post_lines(alice, "gone", ["soon deleted"])
+    async with open_stream(alice, stream_path("gone")) as stream:
+        assert (await stream.next()) is not None
+        assert (await alice.delete("/api/agents/gone")).status_code == 204
+        rest = await stream.collect_until_closed()
+    assert rest[-1].json()["final"] is True
+    assert rest[-1].json()["reason"] == "deleted"
+    assert (await alice.get(stream_path("gone"))).status_code == 404
+
+
+async def test_silent_agent_times_out_and_its_stream_ends(start_server: ServerFactory) -> None:
+    server = await start_server(**{"agents.timeout": "1s"})
+    async with server.client("alice") as alice:
+        await post_lines(alice, "mute", ["then silence"])
+        async with open_stream(alice, stream_path("mute")) as stream:
+            assert (await stream.next()) is not None
+            rest = await stream.collect_until_closed(timeout=8)
+    final = rest[-1].json()
+    assert final["final"] is True
+    assert final["status"] == "failed"
+    assert final["reason"] == "timeout"
 
 
 async def test_stream_status_codes_follow_the_auth_order(server: RunningServer) -> None:

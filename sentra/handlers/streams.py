@@ -54,7 +54,7 @@ class StreamHandler(BaseHandler):
             )
         sub = Subscription(
             principal.subject,
-            jti=principal.parent_jti or principal.jti,
+            token_ids=(principal.jti, principal.parent_jti),
             agent_ids=agent_ids,
             label_filter=matcher,
             max_pending=self.config["limits.subscriber_buffer"],
