@@ -1,0 +1,68 @@
+"""Health, metrics, the access log and the start-up banner, as an operator meets them."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import RunningServer, ServerFactory, make_token
+from processes import start_process, write_config
+
+
+async def test_healthz_needs_no_token_and_checks_the_database(server: RunningServer) -> None:
+    async with server.client(None) as anonymous:
+        answer = await anonymous.get("/healthz")
+    assert answer.status_code == 200 and answer.json()["status"] == "ok"
+
+
+async def test_metrics_count_ingest_commits_and_streams(server: RunningServer) -> None:
+    async with server.client("alice") as client:
+        await client.post("/api/agents/m/logs", json=[{"message": f"line {n}"} for n in range(7)])
+        async with client.stream("GET", "/api/agents/m/logs/stream") as stream:
+            assert stream.status_code == 200
+            text = (await client.get("/metrics")).text
+    assert "sentra_lines_ingested_total 7.0" in text
+    assert "sentra_open_streams 1.0" in text
+    assert "sentra_commit_batch_lines_count" in text and "sentra_commit_seconds_bucket" in text
+    assert "sentra_deliveries_total" in text
+
+
+async def test_metrics_from_a_non_allowed_address_need_an_admin_token(start_server: ServerFactory) -> None:
+    server = await start_server(**{"server.metrics_allow": []})
+    async with server.client(None) as anonymous:
+        assert (await anonymous.get("/metrics")).status_code == 401
+    async with server.client("alice") as alice:
+        assert (await alice.get("/metrics")).status_code == 403
+    headers = {"Authorization": f"Bearer {make_token('root', scope='admin')}"}
+    async with httpx.AsyncClient(base_url=server.url, headers=headers) as admin:
+        answer = await admin.get("/metrics")
+    assert answer.status_code == 200 and "sentra_open_streams" in answer.text
+
+
+async def test_access_log_masks_tokens_in_urls(start_server: ServerFactory, caplog: pytest.LogCaptureFixture) -> None:
+    server = await start_server(**{"server.access_log": True})
+    token = server.token("alice")
+    with caplog.at_level(logging.INFO, logger="sentra.access"):
+        async with server.client(None) as client:
+            await client.get(f"/api/agents?token={token}&limit=5")
+            await client.get(f"/api/agents/x?ticket={token}")
+    logged = "\n".join(record.getMessage() for record in caplog.records if record.name == "sentra.access")
+    assert "/api/agents?token=***&limit=5" in logged and "ticket=***" in logged
+    assert token not in logged and token.split(".")[2] not in logged
+
+
+async def test_server_started_as_the_readme_says_prints_a_token_that_works(tmp_path: Path) -> None:
+    proc = start_process(tmp_path / "sentra.db", config=write_config(tmp_path))
+    try:
+        assert proc.banner[0].startswith(f"Sentra listening on http://127.0.0.1:{proc.port}/")
+        assert proc.banner[1].startswith(f"Open http://127.0.0.1:{proc.port}/?token=")
+        token = proc.banner[1].split("?token=", 1)[1]
+        async with httpx.AsyncClient(base_url=proc.url, headers={"Authorization": f"Bearer {token}"}) as client:
+            answer = await client.post("/api/agents/hello/logs", json={"message": "hi"})
+            assert answer.status_code == 200
+            index = await client.get("/")
+        assert index.status_code == 200 and "Sentra" in index.text
+    finally:
+        assert proc.terminate() == 0
