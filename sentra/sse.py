@@ -81,12 +81,14 @@ def seed001_log_event(line: Line, agent: Agent) -> bytes:
     cached = line.wire.get("seed001")
     if cached is None:
         stamp = iso_time(line.ts)
+        # Seed 001's publisher names its agent in every record; the agent's own name is the fallback.
+        named = line.fields.get("agent_name")
         payload = {
             "type": "log",
             "data": {
                 "level": line.level,
                 "message": line.message,
-                "source": agent.name or agent.id,
+                "source": named if isinstance(named, str) and named else agent.name or agent.id,
                 "request_id": agent.id,
                 "timestamp": stamp,
                 "log_source": line.source,

@@ -86,6 +86,20 @@ async def test_dashboard_connected_before_the_agent_exists_gets_its_log_events(s
     assert [event.id for event in events if event is not None] == ["1", "2", "3"]
 
 
+async def test_seed001_source_is_the_publishers_agent_name_even_for_a_precreated_agent(
+    start_server: ServerFactory,
+) -> None:
+    server = await local_server(start_server)
+    async with server.client(None) as client:
+        assert (await client.post("/api/agents", json={"id": "pre"})).status_code == 201
+        await publish(client, "pre", publisher_payload("pre", "named by the publisher"))
+        await publish(client, "pre", {"message": "no agent_name given"})
+        async with open_stream(client, seed001_path("pre")) as stream:
+            first, second = await next_non_heartbeat(stream), await next_non_heartbeat(stream)
+    assert first is not None and first.json()["data"]["source"] == "browser agent"
+    assert second is not None and second.json()["data"]["source"] == "pre"
+
+
 async def test_seed001_timestamps_are_iso_8601_in_utc(start_server: ServerFactory) -> None:
     server = await local_server(start_server)
     async with server.client(None) as client:
