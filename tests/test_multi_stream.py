@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import uuid
 from typing import Any
 
 import httpx
-from conftest import Event, RunningServer, open_stream
+from conftest import Event, RunningServer, make_token, open_stream
+
+from sentra.store import revoke_token_offline
 
 
 async def post_lines(client: httpx.AsyncClient, agent_id: str, messages: list[str]) -> None:
@@ -168,3 +171,18 @@ async def test_multi_stream_refuses_other_users_agents_and_missing_arguments(ser
         assert (await anonymous.get("/api/streams", params={"agent": "hers"})).status_code == 401
         bad_cursor = await alice.get("/api/streams", params={"agent": "hers"}, headers={"Last-Event-ID": "hers=x"})
         assert bad_cursor.status_code == 400
+
+
+async def test_revoking_the_token_ends_the_multi_stream(server: RunningServer) -> None:
+    jti = uuid.uuid4().hex
+    token = make_token("alice", jti=jti)
+    async with server.client("alice") as alice:
+        await post_lines(alice, "r1", ["one"])
+        headers = {"Authorization": f"Bearer {token}"}
+        async with open_stream(alice, "/api/streams", headers=headers, agent="r1") as stream:
+            assert (await stream.next()) is not None
+            await asyncio.to_thread(revoke_token_offline, server.db, jti)
+            rest = await read_until_closed(stream)
+    assert rest[-1].json()["final"] is False
+    assert rest[-1].json()["reason"] == "token_revoked"
+    assert cursor_of(rest[-1]) == {"r1": 1}

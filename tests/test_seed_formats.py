@@ -7,12 +7,13 @@ Seed 000's `useAgentLogs` hook appends each event's `logs` and closes on `final`
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import datetime
 from typing import Any
 
 import httpx
-from conftest import Event, RunningServer, ServerFactory, SSEReader, open_stream
+from conftest import Event, RunningServer, ServerFactory, SSEReader, make_token, open_stream
 
 SEED001_DATA_KEYS = {"level", "message", "source", "request_id", "timestamp", "log_source"}
 
@@ -233,3 +234,15 @@ async def test_seed000_hook_shows_the_whole_text_and_stops_on_final(server: Runn
         # EventSource reconnects after a close; the 204 makes it stop for good.
         async with open_stream(alice, path, headers={"Last-Event-ID": last_id or ""}) as stream:
             assert stream.response.status_code == 204
+
+
+async def test_seed001_stream_ends_with_end_event_when_the_token_expires(server: RunningServer) -> None:
+    short = make_token("alice", exp=int(time.time()) + 2)
+    async with server.client("alice") as alice, server.client(None) as dashboard:
+        await publish(alice, "short", publisher_payload("short", "visible"))
+        async with open_stream(dashboard, seed001_path("short"), token=short) as stream:
+            assert stream.response.status_code == 200
+            events = await stream.collect_until_closed(timeout=8)
+    messages = [event.json() for event in events if event.json()["type"] != "heartbeat"]
+    assert [m["type"] for m in messages] == ["log", "end"]
+    assert messages[-1]["reason"] == "token_expired"
