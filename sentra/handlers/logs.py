@@ -16,6 +16,7 @@ from sentra.store import LineQuery
 
 HISTORY_DEFAULT_LIMIT = 1000
 HISTORY_MAX_LIMIT = 10000
+DISCARD_ALLOWANCE = 64 * 1024 * 1024
 
 
 class TokenBucket:
@@ -26,13 +27,18 @@ class TokenBucket:
         self._buckets: dict[str, tuple[float, float]] = {}
 
     def take(self, key: str, amount: int) -> float:
-        """Take `amount` lines; returns 0, or the seconds to wait before retrying."""
+        """Take `amount` lines; returns 0, or the seconds to wait before retrying.
+
+        A batch larger than the burst is let through once the allowance is full, leaving the bucket in
+        debt, so big batches are slowed to the rate rather than refused forever.
+        """
         now = time.monotonic()
         tokens, stamp = self._buckets.get(key, (float(self.rate), now))
         tokens = min(float(self.rate), tokens + (now - stamp) * self.rate)
-        if amount > tokens:
+        needed = min(float(amount), float(self.rate))
+        if tokens < needed:
             self._buckets[key] = (tokens, now)
-            return (amount - tokens) / self.rate if amount <= self.rate else 1.0
+            return (needed - tokens) / self.rate
         self._buckets[key] = (tokens - amount, now)
         return 0.0
 
@@ -55,16 +61,28 @@ class LogsHandler(BaseHandler):
     _size: int
     _too_large: bool
 
-    def prepare(self) -> None:
-        self._chunks, self._size, self._too_large = [], 0, False
+    async def prepare(self) -> None:
+        self._chunks, self._size, self._too_large = [], 0, True
         if self.request.method != "POST":
             return
         limit = self.config["limits.max_body_size"]
-        self.request.connection.set_max_body_size(limit)  # type: ignore[union-attr]
+        # A chunked body over the limit is read and dropped for a while, so its sender gets a 413
+        # rather than a connection reset in the middle of its upload.
+        self.request.connection.set_max_body_size(limit + DISCARD_ALLOWANCE)  # type: ignore[union-attr]
+        # The documented order, before any of the body is read: who, may they write, whose agent.
+        principal = self.require_write()
+        agent_id = check_agent_id(self.path_kwargs["agent_id"])
+        agent = await self.store.get_agent(agent_id)
+        if agent is not None and not principal.may_access(agent.owner, agent.id):
+            raise Forbidden(f"agent {agent_id!r} belongs to another user", code="not_owner")
         length = self.request.headers.get("Content-Length")
         if length is not None and length.isdigit() and int(length) > limit:
-            self.metrics.requests_rejected.labels("413").inc()
-            raise PayloadTooLarge(f"the body is {length} bytes, above the limit of {limit}", code="body_too_large")
+            self._reject_too_large(f"the body is {length} bytes, above the limit of {limit}")
+        self._too_large = False
+
+    def _reject_too_large(self, message: str) -> None:
+        self.metrics.requests_rejected.labels("413").inc()
+        raise PayloadTooLarge(message, code="body_too_large")
 
     def data_received(self, chunk: bytes) -> None:
         self._size += len(chunk)
@@ -76,14 +94,9 @@ class LogsHandler(BaseHandler):
 
     async def post(self, agent_id: str) -> None:
         """Parse and commit a batch; answer only once it is durable."""
-        principal = self.require_write()
-        check_agent_id(agent_id)
-        agent = await self.store.get_agent(agent_id)
-        if agent is not None and not principal.may_access(agent.owner, agent.id):
-            raise Forbidden(f"agent {agent_id!r} belongs to another user", code="not_owner")
+        principal = self.principal
         if self._too_large:
-            limit = self.config["limits.max_body_size"]
-            raise PayloadTooLarge(f"the body is above the limit of {limit} bytes", code="body_too_large")
+            self._reject_too_large(f"the body is above the limit of {self.config['limits.max_body_size']} bytes")
         lines = parse_body(
             b"".join(self._chunks),
             self.request.headers.get("Content-Type", ""),
