@@ -212,6 +212,10 @@ async def test_tail_starts_with_the_last_lines_then_follows(alice: httpx.AsyncCl
         await post_lines(alice, "tail", ["m51"])
         live = await stream.next()
     assert live is not None and seqs_of([live]) == [51]
+    # EventSource reconnects to the same URL, ?tail included, with Last-Event-ID: that wins.
+    async with open_stream(alice, stream_path("tail"), headers={"Last-Event-ID": "48"}, tail=5) as stream:
+        resumed = await stream.next()
+    assert resumed is not None and seqs_of([resumed]) == [49, 50, 51]
 
 
 async def test_level_and_q_filter_replayed_and_live_lines(alice: httpx.AsyncClient) -> None:
