@@ -153,8 +153,7 @@ class TokenService:
         parent_jti = claims.get("pjti") if isinstance(claims.get("pjti"), str) else None
         if (jti and jti in self.revoked) or (parent_jti and parent_jti in self.revoked):
             raise Unauthorized("the token has been revoked", code="token_revoked")
-        scope = claims.get("scope")
-        scopes = frozenset(scope.split()) if isinstance(scope, str) else frozenset({SCOPE_READ, SCOPE_WRITE})
+        scopes = _scopes_of(claims.get("scope"))
         expiries = [float(v) for v in (claims.get("exp"), claims.get("pexp")) if isinstance(v, int | float)]
         agent = claims.get("agent") if claims.get("typ") == "ticket" else None
         return Principal(
@@ -169,6 +168,19 @@ class TokenService:
             parent_jti=parent_jti,
             claims=claims,
         )
+
+
+def _scopes_of(scope: Any) -> frozenset[str]:
+    """The scopes a `scope` claim grants: space-separated (RFC 8693) or, as some providers write it, a list.
+    No claim at all means read+write on one's own agents."""
+    if scope is None:
+        return frozenset({SCOPE_READ, SCOPE_WRITE})
+    if isinstance(scope, str):
+        return frozenset(scope.split())
+    if isinstance(scope, list) and all(isinstance(item, str) for item in scope):
+        return frozenset(scope)
+    # Granting the default here would turn a restricted token in an unexpected shape into a full one.
+    raise Unauthorized("the token's 'scope' claim must be a space-separated string", code="invalid_token")
 
 
 LOCAL_PRINCIPAL = Principal(subject=LOCAL_USER, scopes=frozenset({SCOPE_READ, SCOPE_WRITE, SCOPE_ADMIN}))

@@ -201,6 +201,7 @@ def line_from_object(obj: Any, now: float, max_line_size: int) -> NewLine:
         raise ValueError(f"'source' must be a string, got {type(source).__name__}")
     if len(source) > 256:
         raise ValueError("'source' is longer than 256 characters")
+    _check_text(source, "'source'")
     size = len(message.encode("utf-8"))
     if fields:
         encoded_fields = json.dumps(fields, ensure_ascii=False)

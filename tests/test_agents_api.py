@@ -106,12 +106,25 @@ async def test_create_with_bad_fields_is_400(
     assert await list_ids(alice) == []
 
 
-@pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b'"text"', b"[" * 100_000])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        b"[1, 2]",
+        b'"text"',
+        b"[" * 100_000,
+        b'{"name": "\\ud800"}',
+        b'{"labels": {"k": "\\udfff"}}',
+        b'{"name": "\xff"}',
+    ],
+    ids=["broken", "array", "string", "deep", "surrogate-name", "surrogate-label", "bad-utf8"],
+)
 async def test_create_with_body_that_is_not_an_object_is_400(alice: httpx.AsyncClient, body: bytes) -> None:
     response = await alice.post("/api/agents", content=body, headers={"Content-Type": "application/json"})
     assert response.status_code == 400
     assert error_of(response)["code"] == "invalid_json"
-    assert (await alice.get("/api/agents")).status_code == 200
+    assert await list_ids(alice) == []
+    assert (await alice.post("/api/agents", json={"id": "after"})).status_code == 201
 
 
 # ---- list ----------------------------------------------------------------------------------------
@@ -166,6 +179,7 @@ async def test_label_filter_with_double_quote_in_key(alice: httpx.AsyncClient) -
         ({"label": "team"}, "'label' must look like key=value"),
         ({"limit": "many"}, "'limit' must be an integer"),
         ({"cursor": "x"}, "'cursor' must be an integer"),
+        ({"cursor": str(2**63)}, "'cursor' must be at most"),
     ],
 )
 async def test_list_with_bad_query_is_400(alice: httpx.AsyncClient, params: dict[str, str], words: str) -> None:

@@ -290,6 +290,28 @@ async def test_write_only_token_writes(server: RunningServer, alices_agent: str)
     assert response.json() == {"accepted": 1, "first_seq": 3, "last_seq": 3}
 
 
+async def test_scope_as_a_list_is_honoured_not_widened(server: RunningServer, alices_agent: str) -> None:
+    headers = server.headers("alice", scope=["logs:read"])
+    assert (await status_of(server, "GET", f"/api/agents/{alices_agent}/logs", headers)).status_code == 200
+    posted = await status_of(server, "POST", f"/api/agents/{alices_agent}/logs", headers, json={"message": "x"})
+    assert posted.status_code == 403
+    assert error_of(posted)["code"] == "insufficient_scope"
+
+
+@pytest.mark.parametrize("scope", [42, {"logs": "read"}, [1, 2]])
+async def test_scope_of_unexpected_shape_is_401(server: RunningServer, alices_agent: str, scope: Any) -> None:
+    response = await status_of(server, "GET", f"/api/agents/{alices_agent}/logs", server.headers("alice", scope=scope))
+    assert response.status_code == 401
+    assert "'scope'" in error_of(response)["message"]
+
+
+async def test_empty_scope_grants_nothing(server: RunningServer, alices_agent: str) -> None:
+    headers = server.headers("alice", scope="")
+    read = await status_of(server, "GET", f"/api/agents/{alices_agent}/logs", headers)
+    write = await status_of(server, "POST", f"/api/agents/{alices_agent}/logs", headers, json={"message": "x"})
+    assert (read.status_code, write.status_code) == (403, 403)
+
+
 async def test_admin_reads_and_writes_every_agent(server: RunningServer, alices_agent: str) -> None:
     async with httpx.AsyncClient(base_url=server.url, headers=server.headers("root", scope="admin")) as admin:
         assert (await admin.get(f"/api/agents/{alices_agent}")).json()["owner"] == "alice"

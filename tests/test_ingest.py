@@ -362,6 +362,8 @@ async def test_empty_batch_is_400(alice: httpx.AsyncClient, body: bytes, content
         (b'{"message": "x", "ts": -86400}', "invalid_line", "out of range"),
         (b'{"message": "x", "ts": "0001-01-01T00:00:00Z"}', "invalid_line", "out of range"),
         (b'{"message": "\\ud800 lone surrogate"}', "invalid_line", "surrogate"),
+        (b'{"message": "x", "source": "\\udc00"}', "invalid_line", "surrogate"),
+        (b'{"message": "x", "fields": {"k": "\\ud83d"}}', "invalid_line", "surrogate"),
         (b"[1, 2]", "invalid_line", "expected an object or a string"),
         (b"42", "invalid_line", "expected an object or a string"),
     ],
@@ -375,6 +377,8 @@ async def test_malformed_body_is_400_with_clear_message(
     assert error["code"] == code
     assert words in error["message"]
     assert (await alice.get("/api/agents/a1")).status_code == 404
+    still = await alice.post("/api/agents/a2/logs", json="the server keeps serving")
+    assert still.json() == {"accepted": 1, "first_seq": 1, "last_seq": 1}
 
 
 @pytest.mark.parametrize("content_type", ["application/json", "application/x-ndjson"])

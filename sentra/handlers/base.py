@@ -17,6 +17,7 @@ from sentra.registry import TopicRegistry
 from sentra.store import Store
 
 JSON_TYPE = "application/json; charset=utf-8"
+MAX_INT_ARGUMENT = 2**63 - 1  # SQLite's largest integer
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -133,6 +134,11 @@ class BaseHandler(tornado.web.RequestHandler):
             raise BadRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
         if not isinstance(value, dict):
             raise BadRequest("the body must be a JSON object", code="invalid_json")
+        try:
+            # JSON may spell lone UTF-16 surrogates (\ud800), which no UTF-8 column can store.
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequest("the body contains an unpaired UTF-16 surrogate", code="invalid_json") from None
         return value
 
     def int_argument(self, name: str, default: int | None = None, *, minimum: int = 0) -> int | None:
@@ -146,6 +152,8 @@ class BaseHandler(tornado.web.RequestHandler):
             raise BadRequest(f"query parameter {name!r} must be an integer, not {raw[:40]!r}") from None
         if value < minimum:
             raise BadRequest(f"query parameter {name!r} must be at least {minimum}")
+        if value > MAX_INT_ARGUMENT:
+            raise BadRequest(f"query parameter {name!r} must be at most {MAX_INT_ARGUMENT}")
         return value
 
     def write_json(self, value: Any, status: int = 200) -> None:
