@@ -11,9 +11,11 @@ import tornado.web
 
 from sentra.auth import TokenService
 from sentra.config import Config
+from sentra.handlers.agent_events import AgentEventsHandler
 from sentra.handlers.agents import AgentHandler, AgentsHandler
 from sentra.handlers.base import NotFoundHandler
 from sentra.handlers.logs import LogsHandler, TokenBucket
+from sentra.handlers.session import SessionHandler
 from sentra.handlers.static import StaticHandler
 from sentra.handlers.streams import LogStreamHandler, MultiStreamHandler, Seed001StreamHandler
 from sentra.handlers.system import HealthHandler, MetricsHandler, OpenAPIHandler
@@ -73,6 +75,8 @@ def make_app(
         (rf"/api/v1/stream-logs/request/{AGENT}", Seed001StreamHandler),
         (r"/api/streams", MultiStreamHandler),
         (r"/api/stream-tickets", StreamTicketsHandler),
+        (r"/api/session", SessionHandler),
+        (r"/api/agent-events", AgentEventsHandler),
         (r"/api/.*", NotFoundHandler),
         (r"/(.*)", StaticHandler, {"path": str(static_dir), "default_filename": "index.html"}),
     ]

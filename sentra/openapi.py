@@ -110,6 +110,15 @@ def resource_schemas() -> dict[str, Schema]:
             },
             "*",
         ),
+        "Session": obj(
+            {
+                "subject": t("string", "The user the token names."),
+                "scopes": t("array", items=t("string")),
+                "auth": t("string", "jwt, or none when auth.mode is none.", enum=["jwt", "none"]),
+                "expires_at": t(["number", "null"], "When the token (and so the cookie) expires."),
+            },
+            "*",
+        ),
         "Health": obj({"status": {"const": "ok"}, "open_streams": t("integer", minimum=0)}, "*"),
     }
 
@@ -151,6 +160,7 @@ def request_schemas() -> dict[str, Schema]:
             }
         ),
         "StreamTicketRequest": obj({"agent": AGENT_ID}, "*"),
+        "SignIn": obj({"token": t("string", "A Sentra token (JWT).", minLength=1)}, "*"),
     }
 
 
@@ -184,6 +194,20 @@ def event_schemas() -> dict[str, Schema]:
             },
             "logs status lines",
             description="One seed-000 event; its id: is the last seq (on /api/streams a cursor of every agent).",
+        ),
+        "AgentEvent": obj(
+            {
+                "type": t(
+                    "string",
+                    "snapshot: the agents now (replace); update: created or changed (upsert); removed: deleted or "
+                    "no longer matching; end: the feed ends for `reason`.",
+                    enum=["snapshot", "update", "removed", "end"],
+                ),
+                "agents": t("array", items=ref("Agent")),
+                "reason": t("string", "token_expired or token_revoked."),
+            },
+            "type agents",
+            description="One agents-feed event; it has no id: a reconnect starts with a new snapshot.",
         ),
         "Seed001Event": {
             "description": "One seed-001 event.",
@@ -288,6 +312,10 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str, str, str]] = {
     ("get", SEED001): ("streamLogsSeed001", "streams", "400 401 403 429", "Seed 001's event stream."),
     ("get", "/api/streams"): ("streamManyAgents", "streams", "400 401 403 404 429", "Many agents, one stream."),
     ("post", "/api/stream-tickets"): ("createStreamTicket", "streams", "400 401 403 404", "A stream ticket."),
+    ("get", "/api/session"): ("getSession", "session", "401", "Who is signed in."),
+    ("post", "/api/session"): ("signIn", "session", "400 401", "Sign in: keep the token in an HttpOnly cookie."),
+    ("delete", "/api/session"): ("signOut", "session", "", "Sign out: clear the cookie."),
+    ("get", "/api/agent-events"): ("agentEvents", "agents", "400 401 403 429", "The caller's agents, live."),
 }
 
 COUNT = t("integer", minimum=0)
@@ -379,6 +407,29 @@ def details() -> dict[str, Schema]:
             "responses": {"201": json_response("The ticket.", ref("StreamTicket"))},
             "requestBody": body(ref("StreamTicketRequest")),
         },
+        "getSession": {"responses": {"200": json_response("The signed-in caller.", ref("Session"))}},
+        "signIn": {
+            "description": 'The token comes in the Authorization header or as {"token"} (application/json '
+            "only). Sets the auth.cookie_name cookie: HttpOnly, SameSite=Strict, Path=/, Max-Age until the "
+            "token's exp (30 days without one). With auth.mode none it only answers the session.",
+            "responses": {
+                "200": json_response(
+                    "Signed in.", ref("Session"), {"Set-Cookie": header("The session cookie.", required=False)}
+                )
+            },
+            "requestBody": body(ref("SignIn"), required=False),
+            "security": [{}, {"bearer": []}],
+        },
+        "signOut": {
+            "responses": {"204": {"description": "The cookie is cleared (also when nobody was signed in)."}},
+            "security": [],
+        },
+        "agentEvents": {
+            "description": "A snapshot of the caller's agents (newest 1000), then each agent again when it is "
+            "created or changes status, name or labels, and at most once a second while its line count moves.",
+            "responses": {"200": stream_response("AgentEvent")},
+            "parameters": [LABEL, TOKEN],
+        },
     }
 
 
@@ -409,7 +460,7 @@ def openapi_document() -> dict[str, Any]:
             "description": "Live logs for AI agents: ingest over HTTP, SQLite, Server-Sent Events. Every error is "
             '{"error": {"code", "message"}}. Every path also answers OPTIONS (CORS pre-flight, 204).',
         },
-        "tags": [{"name": name} for name in ("agents", "logs", "streams", "system")],
+        "tags": [{"name": name} for name in ("agents", "logs", "streams", "session", "system")],
         "security": SECURITY,
         "paths": paths(),
         "components": {
