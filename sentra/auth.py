@@ -31,6 +31,7 @@ class Principal:
     jti: str | None = None
     expires_at: float | None = None
     agent: str | None = None
+    agent_owner: str | None = None
     parent_jti: str | None = None
     claims: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -47,8 +48,9 @@ class Principal:
     def may_access(self, owner: str, agent_id: str) -> bool:
         """True if this caller owns the agent (or is admin) and, for a ticket, it is the ticket's agent."""
         if self.agent is not None:
-            # A ticket is minted only after its parent token was checked against this agent's owner.
-            return self.agent == agent_id
+            # A ticket is minted only after its parent token was checked against this agent's owner; the
+            # owner it names keeps it from reading a new agent that reuses the id of a deleted one.
+            return self.agent == agent_id and (self.agent_owner is None or self.agent_owner == owner)
         return self.is_admin or owner == self.subject
 
 
@@ -117,9 +119,9 @@ class TokenService:
         claims.update(extra or {})
         return jwt.encode(claims, self._secret, algorithm=self.algorithm)
 
-    def create_ticket(self, parent: Principal, agent_id: str) -> tuple[str, float]:
-        """A short-lived read-only token for one agent, tied to the caller's own token."""
-        extra: dict[str, Any] = {"agent": agent_id, "typ": "ticket"}
+    def create_ticket(self, parent: Principal, agent_id: str, owner: str) -> tuple[str, float]:
+        """A short-lived read-only token for one agent (of `owner`), tied to the caller's own token."""
+        extra: dict[str, Any] = {"agent": agent_id, "aown": owner, "typ": "ticket"}
         if parent.jti:
             extra["pjti"] = parent.jti
         if parent.expires_at:
@@ -165,6 +167,7 @@ class TokenService:
             if agent is not None
             else (min(expiries) if expiries else None),
             agent=agent if isinstance(agent, str) else None,
+            agent_owner=claims.get("aown") if isinstance(claims.get("aown"), str) else None,
             parent_jti=parent_jti,
             claims=claims,
         )

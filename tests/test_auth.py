@@ -521,6 +521,30 @@ async def test_stream_ticket_opens_only_that_agents_stream(server: RunningServer
         assert (await alice.get("/api/agents/newer")).status_code == 404
 
 
+async def test_stream_ticket_does_not_follow_its_agent_id_to_a_new_owner(
+    server: RunningServer, alices_agent: str
+) -> None:
+    async with server.client("alice") as alice, server.client("bob") as bob:
+        ticket = (await alice.post("/api/stream-tickets", json={"agent": alices_agent})).json()["token"]
+        assert (await alice.delete(f"/api/agents/{alices_agent}")).status_code == 204
+        assert (await bob.post(f"/api/agents/{alices_agent}/logs", json="bob's secret")).status_code == 200
+    for path in (f"/api/agents/{alices_agent}/logs", f"/api/agents/{alices_agent}/logs/stream"):
+        response = await status_of(server, "GET", path, {}, params={"token": ticket})
+        assert response.status_code == 403
+    listed = await status_of(server, "GET", "/api/agents", {}, params={"token": ticket})
+    assert listed.json()["agents"] == []
+
+
+async def test_stream_ticket_lists_only_its_agent(server: RunningServer, alices_agent: str) -> None:
+    async with server.client("alice") as alice:
+        await alice.post("/api/agents/other/logs", json="x")
+        ticket = (await alice.post("/api/stream-tickets", json={"agent": alices_agent})).json()["token"]
+    listed = await status_of(server, "GET", "/api/agents", {}, params={"token": ticket})
+    assert [agent["id"] for agent in listed.json()["agents"]] == [alices_agent]
+    finished = await status_of(server, "GET", "/api/agents", {}, params={"token": ticket, "status": "completed"})
+    assert finished.json()["agents"] == []
+
+
 @pytest.mark.parametrize("body", [{}, {"agent": 5}, {"agent": None}])
 async def test_stream_ticket_request_without_agent_is_400(alice: httpx.AsyncClient, body: dict[str, Any]) -> None:
     response = await alice.post("/api/stream-tickets", json=body)

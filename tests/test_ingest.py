@@ -160,6 +160,14 @@ async def test_seed001_publisher_payload_is_accepted_as_is(alice: httpx.AsyncCli
     assert agent["name"] == "browser agent"
 
 
+async def test_overlong_agent_name_is_cut_to_the_name_limit(alice: httpx.AsyncClient) -> None:
+    await alice.post("/api/agents/a1/logs", json={"agent_name": "n" * 2000, "msg": "m"})
+    agent = (await alice.get("/api/agents/a1")).json()
+    assert agent["name"] == "n" * 512
+    [line] = await lines_of(alice, "a1")
+    assert line["fields"]["agent_name"] == "n" * 2000
+
+
 async def test_levelname_and_log_source_aliases(alice: httpx.AsyncClient) -> None:
     await alice.post("/api/agents/a1/logs", json={"msg": "m", "levelname": "Error", "log_source": "worker.py"})
     [line] = await lines_of(alice, "a1")
@@ -464,6 +472,17 @@ async def test_retry_with_same_idempotency_key_writes_once(alice: httpx.AsyncCli
     assert [line["message"] for line in await lines_of(alice, "a1")] == ["first", "x", "y"]
     fresh = await alice.post("/api/agents/a1/logs", json="z", headers={"Idempotency-Key": "batch-8"})
     assert fresh.json() == {"accepted": 1, "first_seq": 4, "last_seq": 4}
+
+
+async def test_retry_after_agent_finished_still_gets_first_answer(alice: httpx.AsyncClient) -> None:
+    headers = {"Idempotency-Key": "last-batch"}
+    first = await alice.post("/api/agents/a1/logs", json=["done"], headers=headers)
+    await alice.patch("/api/agents/a1", json={"status": "completed"})
+    retry = await alice.post("/api/agents/a1/logs", json=["done"], headers=headers)
+    assert retry.status_code == 200
+    assert retry.json() == first.json() == {"accepted": 1, "first_seq": 1, "last_seq": 1}
+    other = await alice.post("/api/agents/a1/logs", json=["new"], headers={"Idempotency-Key": "another"})
+    assert other.status_code == 409
 
 
 async def test_idempotency_key_is_per_agent(alice: httpx.AsyncClient) -> None:

@@ -12,6 +12,7 @@ from sentra.lines import STATUSES, check_agent_id
 
 LIST_DEFAULT_LIMIT = 100
 LIST_MAX_LIMIT = 1000
+MAX_NAME_LENGTH = 512
 
 
 def parse_labels(value: Any, where: str = "labels") -> dict[str, str]:
@@ -36,7 +37,7 @@ def parse_label_arguments(values: list[str]) -> dict[str, str]:
     return wanted
 
 
-def _optional_string(body: dict[str, Any], name: str, max_length: int = 512) -> str | None:
+def _optional_string(body: dict[str, Any], name: str, max_length: int = MAX_NAME_LENGTH) -> str | None:
     value = body.get(name)
     if value is not None and (not isinstance(value, str) or len(value) > max_length):
         raise BadRequest(f"'{name}' must be a string of at most {max_length} characters")
@@ -58,8 +59,16 @@ class AgentsHandler(BaseHandler):
         cursor = self.int_argument("cursor", None, minimum=1)
         owner = None if principal.is_admin else principal.subject
         if principal.agent is not None:
-            agent = await self.store.get_agent(principal.agent)
-            agents = [agent] if agent is not None else []
+            # A stream ticket sees its one agent, if the filters keep it.
+            ticketed = await self.store.get_agent(principal.agent)
+            agents = []
+            if (
+                ticketed is not None
+                and principal.may_access(ticketed.owner, ticketed.id)
+                and status in (None, ticketed.status)
+                and ticketed.matches_labels(labels)
+            ):
+                agents = [ticketed]
         else:
             agents = await self.store.list_agents(
                 owner, status=status, labels=labels, limit=limit + 1, before_pk=cursor

@@ -9,6 +9,7 @@ import tornado.web
 
 from sentra import sse
 from sentra.errors import BadRequest, Forbidden, PayloadTooLarge, TooManyRequests
+from sentra.handlers.agents import MAX_NAME_LENGTH
 from sentra.handlers.base import BaseHandler
 from sentra.lines import LEVELS, Line, check_agent_id, parse_body, parse_level
 from sentra.models import Agent
@@ -17,6 +18,7 @@ from sentra.store import LineQuery
 HISTORY_DEFAULT_LIMIT = 1000
 HISTORY_MAX_LIMIT = 10000
 DISCARD_ALLOWANCE = 64 * 1024 * 1024
+BUCKETS_BEFORE_PRUNE = 10000
 
 
 class TokenBucket:
@@ -40,7 +42,17 @@ class TokenBucket:
             self._buckets[key] = (tokens, now)
             return (needed - tokens) / self.rate
         self._buckets[key] = (tokens - amount, now)
+        if len(self._buckets) > BUCKETS_BEFORE_PRUNE:
+            self._prune(now)
         return 0.0
+
+    def _prune(self, now: float) -> None:
+        # A bucket that has refilled is the same as no bucket: forget it, so memory follows active tokens.
+        full = [
+            key for key, (tokens, stamp) in self._buckets.items() if tokens + (now - stamp) * self.rate >= self.rate
+        ]
+        for key in full:
+            del self._buckets[key]
 
 
 def query_from_arguments(handler: BaseHandler) -> LineQuery:
@@ -116,7 +128,9 @@ class LogsHandler(BaseHandler):
         key = self.request.headers.get("Idempotency-Key")
         if key is not None and not 0 < len(key) <= 255:
             raise BadRequest("Idempotency-Key must be 1-255 characters", code="invalid_idempotency_key")
-        name = next((str(line.fields["agent_name"]) for line in lines if "agent_name" in line.fields), "")
+        name = next((str(line.fields["agent_name"]) for line in lines if "agent_name" in line.fields), "")[
+            :MAX_NAME_LENGTH
+        ]
         result = await self.store.append_lines(
             agent_id,
             principal.subject,

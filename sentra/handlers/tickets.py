@@ -21,7 +21,7 @@ class StreamTicketsHandler(BaseHandler):
         agent = await self.agent_for(agent_id)
         if self.tokens is None or not self.tokens.can_sign:
             raise Forbidden("this server does not mint tokens (auth is off or keys come from an identity provider)")
-        token, expires_at = self.tokens.create_ticket(principal, agent.id)
+        token, expires_at = self.tokens.create_ticket(principal, agent.id, agent.owner)
         self.write_json(
             {
                 "ticket": token,
