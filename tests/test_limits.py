@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 import httpx
 from conftest import RunningServer, ServerFactory, open_stream
@@ -49,6 +50,46 @@ async def test_body_above_max_body_size_is_413(start_server: ServerFactory) -> N
     assert await line_count(server, "a1") == 8
     async with server.client("alice") as alice:
         assert (await alice.post("/api/agents/a1/logs", json="still serving")).status_code == 200
+
+
+async def test_body_of_exactly_max_body_size_is_accepted(start_server: ServerFactory) -> None:
+    server = await start_server(**{"limits.max_body_size": 1024})
+    body = b"x" * 1023 + b"\n"
+    async with server.client("alice") as alice:
+        response = await alice.post("/api/agents/a1/logs", content=body, headers={"Content-Type": "text/plain"})
+    assert response.status_code == 200
+    assert response.json()["accepted"] == 1
+
+
+async def test_curl_upload_expecting_continue_gets_413_without_sending_body(
+    start_server: ServerFactory, tmp_path: Path
+) -> None:
+    server = await start_server(**{"limits.max_body_size": 1024})
+    upload = tmp_path / "big.log"
+    upload.write_bytes(b"a log line\n" * 1000)
+    process = await asyncio.create_subprocess_exec(
+        "curl",
+        "-sS",
+        "-H",
+        f"Authorization: Bearer {server.token('alice')}",
+        "-H",
+        "Content-Type: text/plain",
+        "-H",
+        "Expect: 100-continue",
+        "--data-binary",
+        f"@{upload}",
+        "-w",
+        "\n%{http_code}",
+        f"{server.url}/api/agents/a1/logs",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 20)
+    assert process.returncode == 0, err
+    body, _, status = out.decode().rpartition("\n")
+    assert status == "413"
+    assert json.loads(body)["error"]["code"] == "body_too_large"
+    assert await line_count(server, "a1") == 0
 
 
 async def test_chunked_body_above_max_body_size_is_413(start_server: ServerFactory) -> None:
