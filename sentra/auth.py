@@ -20,6 +20,7 @@ SCOPE_READ = "logs:read"
 SCOPE_ADMIN = "admin"
 ALL_SCOPES = (SCOPE_WRITE, SCOPE_READ, SCOPE_ADMIN)
 LOCAL_USER = "local"
+MIN_SECRET_LENGTH = 32
 
 
 @dataclass(frozen=True)
@@ -64,14 +65,22 @@ def load_or_create_secret(config: Config) -> str:
     if config["auth.jwt_secret"]:
         return str(config["auth.jwt_secret"])
     path = secret_file_for(config.db_path)
-    if path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secret + "\n")
-    return secret
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process started at the same moment and wrote it: read theirs
+        else:
+            secret = secrets.token_urlsafe(48)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secret + "\n")
+            return secret
+    stored = path.read_text().strip()
+    if len(stored) < MIN_SECRET_LENGTH:
+        # An empty or truncated file would let anyone sign tokens with a guessable key.
+        raise OSError(f"{path} holds no usable secret; delete it to have a new one generated")
+    return stored
 
 
 class TokenService:

@@ -8,6 +8,7 @@ import base64
 import json
 import logging
 import os
+import re
 import sys
 import time
 import uuid
@@ -20,6 +21,9 @@ import pytest
 from conftest import SECRET, RunningServer, ServerFactory, make_token, open_stream
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from sentra.config import ConfigError
+from sentra.serve import StartupError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -601,3 +605,32 @@ async def test_auth_mode_none_needs_no_credentials(start_server: ServerFactory) 
             event = await stream.next()
             assert event is not None and event.json()["data"]["message"] == "no token needed"
     assert "Auth is off" in server.output.getvalue()
+
+
+async def test_auth_mode_none_is_refused_off_loopback(start_server: ServerFactory) -> None:
+    with pytest.raises(ConfigError, match=re.escape("auth.mode = none is refused on 0.0.0.0")):
+        await start_server(**{"auth.mode": "none", "server.host": "0.0.0.0"})
+
+
+async def test_generated_secret_is_kept_private_next_to_the_database(
+    start_server: ServerFactory, tmp_path: Path
+) -> None:
+    db = tmp_path / "data" / "logs.db"
+    server = await start_server(**{"auth.jwt_secret": "", "db": db})
+    secret_file = db.with_name("logs.db.secret")
+    assert secret_file.stat().st_mode & 0o777 == 0o600
+    secret = secret_file.read_text().strip()
+    assert len(secret) >= 32
+    token = make_token("erin", secret=secret)
+    assert (await status_of(server, "GET", "/api/agents", bearer(token))).status_code == 200
+    assert (await status_of(server, "GET", "/api/agents", server.headers("erin"))).status_code == 401
+    await server.shutdown()
+    again = await start_server(**{"auth.jwt_secret": "", "db": db})
+    assert (await status_of(again, "GET", "/api/agents", bearer(token))).status_code == 200
+
+
+async def test_empty_secret_file_stops_start_up(start_server: ServerFactory, tmp_path: Path) -> None:
+    db = tmp_path / "logs.db"
+    db.with_name("logs.db.secret").write_text("\n")
+    with pytest.raises(StartupError, match="holds no usable secret"):
+        await start_server(**{"auth.jwt_secret": "", "db": db})
