@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -20,7 +22,7 @@ import jwt
 import pytest
 from conftest import SECRET, RunningServer, ServerFactory, make_token, open_stream
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from sentra.config import ConfigError
 from sentra.serve import StartupError
@@ -34,13 +36,14 @@ def error_of(response: httpx.Response) -> dict[str, str]:
     return dict(response.json()["error"])
 
 
+def b64url(value: dict[str, Any]) -> str:
+    """One JWT segment: base64url of the JSON, unpadded."""
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+
 def unsigned(payload: dict[str, Any]) -> str:
     """An `alg: none` token: a header and payload with an empty signature."""
-
-    def part(value: dict[str, Any]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
-
-    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(payload)}."
+    return f"{b64url({'alg': 'none', 'typ': 'JWT'})}.{b64url(payload)}."
 
 
 async def status_of(
@@ -147,7 +150,7 @@ async def test_expired_and_tampered_tokens_say_why(server: RunningServer) -> Non
     expired = await status_of(server, "GET", "/api/agents", bearer(make_token("alice", exp=int(time.time()) - 60)))
     assert "expired" in error_of(expired)["message"]
     header, _payload, signature = make_token("alice").split(".")
-    forged = base64.urlsafe_b64encode(json.dumps({"sub": "root", "scope": "admin"}).encode()).rstrip(b"=").decode()
+    forged = b64url({"sub": "root", "scope": "admin"})
     tampered = await status_of(server, "GET", "/api/agents", bearer(f"{header}.{forged}.{signature}"))
     assert tampered.status_code == 401
     assert "signature" in error_of(tampered)["message"]
@@ -453,6 +456,34 @@ async def test_rs256_tokens_from_an_identity_provider(start_server: ServerFactor
         response = await status_of(server, "GET", "/api/agents/d1", bearer(token))
         assert response.status_code == 401
         assert "www-authenticate" in response.headers
+
+    # The classic confusion: HS256 keyed with the public key text must not pass for the IdP's signature.
+    signing_input = f"{b64url({'alg': 'HS256', 'typ': 'JWT'})}.{b64url({'sub': 'root', 'scope': 'admin'})}"
+    mac = hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest()
+    forged = f"{signing_input}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+    assert (await status_of(server, "GET", "/api/agents", bearer(forged))).status_code == 401
+
+
+async def test_es256_tokens_from_an_identity_provider(start_server: ServerFactory, tmp_path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    key_file = tmp_path / "idp-ec.pem"
+    key_file.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    server = await start_server(**{"auth.algorithm": "ES256", "auth.public_key_file": str(key_file)})
+    good = jwt.encode({"sub": "frank"}, key, algorithm="ES256")
+    assert (await status_of(server, "GET", "/api/agents", bearer(good))).status_code == 200
+    other = jwt.encode({"sub": "frank"}, ec.generate_private_key(ec.SECP256R1()), algorithm="ES256")
+    assert (await status_of(server, "GET", "/api/agents", bearer(other))).status_code == 401
+
+
+async def test_audience_is_required_when_configured(start_server: ServerFactory) -> None:
+    server = await start_server(**{"auth.audience": "sentra-prod"})
+    right = await status_of(server, "GET", "/api/agents", server.headers("alice", aud="sentra-prod"))
+    wrong = await status_of(server, "GET", "/api/agents", server.headers("alice", aud="another-service"))
+    missing = await status_of(server, "GET", "/api/agents", server.headers("alice"))
+    assert (right.status_code, wrong.status_code, missing.status_code) == (200, 401, 401)
+    assert "audience" in error_of(wrong)["message"].lower()
 
 
 # ---- revocation ----------------------------------------------------------------------------------
