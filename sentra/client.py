@@ -549,7 +549,8 @@ class _Shipper:
         if status < 300:
             return "sent"
         count = sum(real for _line, real in part)
-        error = SentraError.from_response(status, data, f"agent {self.agent_id}: {count} lines refused")
+        what = f"agent {self.agent_id}: {count} line{'s' * (count != 1)} refused"
+        error = SentraError.from_response(status, data, what)
         if len(part) > 1 and (status == 413 or error.code == "invalid_line"):
             return "split"
         self.rejected_total += count
