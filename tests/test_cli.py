@@ -221,6 +221,7 @@ def test_tail_of_a_finished_agent_filters_and_exits_by_its_status(sentra: Sentra
     assert tail("-q", "GAMMA") == ["gamma beta"]
     assert tail("--tail", "1") == ["gamma beta"]
     assert tail("--after", "1") == ["beta", "gamma beta"]
+    assert tail("--after", "3") == []  # nothing left: the server answers 204 and the status decides
 
 
 def test_send_sends_one_line_or_each_line_of_stdin(sentra: SentraProcess) -> None:
