@@ -1,0 +1,178 @@
+"""CPU and memory of processes and of the machine, read from /proc (Linux), without third-party packages.
+
+A `CpuWindow` takes a snapshot when it starts and one when it stops and reports, for each named group of
+processes, the cores used over the window (1.0 = one core busy all the time), the busiest single thread
+(an event loop saturates at ~1.0 however many cores the machine has) and the machine's busy share.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from dataclasses import dataclass, field
+
+TICKS = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _stat_ticks(path: str) -> int:
+    """utime + stime of a /proc/<pid>/stat or /proc/<pid>/task/<tid>/stat file, in clock ticks."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except OSError:
+        return 0
+    # The command name may hold spaces and parentheses: the fields start after the last ')'.
+    fields = raw[raw.rfind(b")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of `pid` (from every thread's children list)."""
+    found: list[int] = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as handle:
+                found.extend(int(child) for child in handle.read().split())
+        except OSError:
+            continue
+    return found
+
+
+def tree(pid: int) -> list[int]:
+    """`pid` and all its descendants."""
+    pids, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        pids.append(current)
+        todo.extend(children(current))
+    return pids
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of one process, in bytes (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/statm") as handle:
+            return int(handle.read().split()[1]) * PAGE
+    except OSError:
+        return 0
+
+
+def tree_rss(pid: int) -> int:
+    """Resident memory of `pid` and its descendants, in bytes."""
+    return sum(rss_bytes(p) for p in tree(pid))
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of all CPUs since boot; iowait counts as idle."""
+    with open("/proc/stat") as handle:
+        values = [int(v) for v in handle.readline().split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    total = sum(values[:8])
+    return total - idle, total
+
+
+def _thread_ticks(pids: list[int]) -> dict[tuple[int, int], int]:
+    ticks: dict[tuple[int, int], int] = {}
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            ticks[(pid, int(tid))] = _stat_ticks(f"/proc/{pid}/task/{tid}/stat")
+    return ticks
+
+
+@dataclass
+class GroupUse:
+    """CPU used by one group of processes over a window."""
+
+    cores: float
+    busiest_thread: float
+    processes: int
+
+
+@dataclass
+class CpuWindow:
+    """Snapshots of named process groups; `stop()` returns their CPU use over the window."""
+
+    groups: dict[str, list[int]]
+    started: float = 0.0
+    _threads: dict[str, dict[tuple[int, int], int]] = field(default_factory=dict)
+    _machine: tuple[int, int] = (0, 0)
+    _reaped: float = 0.0
+
+    def start(self) -> CpuWindow:
+        """Take the first snapshot (process lists are expanded to their descendants now, in group order)."""
+        claimed: set[int] = set()
+        expanded: dict[str, list[int]] = {}
+        for name, pids in self.groups.items():
+            # The servers may be children of the load tool: a process belongs to the first group naming it.
+            members = {p for pid in pids for p in tree(pid)} - claimed
+            claimed |= members
+            expanded[name] = sorted(members)
+        self.groups = expanded
+        self._threads = {name: _thread_ticks(pids) for name, pids in self.groups.items()}
+        self._machine = machine_ticks()
+        self._reaped = _reaped_children()
+        self.started = time.monotonic()
+        return self
+
+    def stop(self) -> dict[str, object]:
+        """CPU per group (cores, busiest thread) and the machine's busy share over the window."""
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        busy, total = machine_ticks()
+        report: dict[str, object] = {
+            "seconds": round(elapsed, 3),
+            "machine_busy": round((busy - self._machine[0]) / max(total - self._machine[1], 1), 3),
+        }
+        for name, pids in self.groups.items():
+            before = self._threads.get(name, {})
+            after = _thread_ticks(pids)
+            deltas = [(ticks - before.get(key, 0)) / TICKS for key, ticks in after.items()]
+            if name == "load":
+                # Children that ran and exited inside the window (wrk) are only visible through rusage.
+                deltas.append(_reaped_children() - self._reaped)
+            use = GroupUse(
+                cores=round(sum(deltas) / elapsed, 3),
+                busiest_thread=round(max(deltas, default=0) / elapsed, 3),
+                processes=len(pids),
+            )
+            report[name] = {"cores": use.cores, "busiest_thread": use.busiest_thread, "processes": use.processes}
+        return report
+
+
+def _reaped_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def verdict(cpu: dict[str, object], *, paced: bool = False) -> tuple[str, bool]:
+    """Which side limited a run, and whether its figure is only a lower bound for the server.
+
+    An event loop is saturated when its busiest thread is near one core; the machine is saturated when
+    both cores are near busy, in which case server and load tool were competing for CPU.
+    """
+    server = cpu.get("server", {})
+    load = cpu.get("load", {})
+    assert isinstance(server, dict) and isinstance(load, dict)
+    machine = float(cpu.get("machine_busy", 0.0))  # type: ignore[arg-type]
+    server_hot = server.get("busiest_thread", 0.0) >= 0.85
+    load_hot = load.get("busiest_thread", 0.0) >= 0.85
+    if paced and not server_hot and not load_hot:
+        return "none (paced)", False
+    if load_hot and not server_hot:
+        return "load tool", True
+    if server_hot and not load_hot:
+        return "server", False
+    if server_hot and load_hot:
+        return "both", True
+    if machine >= 0.93:
+        return "machine (both cores busy)", True
+    return "neither saturated (latency-bound)", False

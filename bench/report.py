@@ -1,0 +1,321 @@
+"""Turn a results JSON into Markdown: one table per scenario with the Sentra/nchan and Sentra/peer ratios
+from the same run, the issue's targets marked met or missed, and a summary of py-spy profiles.
+
+    python bench/report.py bench/results/<file>.json   # rewrites the generated part of docs/performance.md
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+KINDS = ("sentra", "nchan", "peer")
+
+# (key, label, direction): direction + when higher is better, - when lower is better, "" for counts.
+_CPU = [
+    ("server_cores", "server CPU (cores)", "-"),
+    ("server_busiest_thread", "server busiest thread (cores)", ""),
+    ("load_cores", "load tool CPU (cores)", ""),
+    ("load_busiest_thread", "load tool busiest thread (cores)", ""),
+    ("machine_busy", "machine busy share", ""),
+]
+_STREAM = [
+    ("publish_rate", "lines published /s", "+"),
+    ("deliveries_per_s", "lines delivered /s (all subscribers)", "+"),
+    ("p50_ms", "latency p50 (ms)", "-"),
+    ("p99_ms", "latency p99 (ms)", "-"),
+    ("max_ms", "latency max (ms)", "-"),
+    ("lines_per_event", "lines per SSE event", ""),
+    ("lost", "lines lost", ""),
+    ("disorder", "lines out of order", ""),
+    ("cut", "subscribers cut off", ""),
+    ("server_cpu_per_100k", "server cores per 100k deliveries/s", "-"),
+    *_CPU,
+]
+ROWS: dict[str, list[tuple[str, str, str]]] = {
+    "idle": [
+        ("open_seconds", "seconds to open all", "-"),
+        ("opened", "connections open", ""),
+        ("failed", "connections refused or failed", ""),
+        ("kb_per_connection", "server memory per connection (KB)", "-"),
+        ("rss_before_mb", "server RSS before (MB)", ""),
+        ("rss_open_mb", "server RSS with all open (MB)", ""),
+        ("rss_closed_mb", "server RSS after closing (MB)", ""),
+        ("returned_share", "share of that memory returned on close", "+"),
+        *_CPU,
+    ],
+    "ingest": [
+        ("posts_per_s", "POSTs /s", "+"),
+        ("lines_per_s", "lines /s", "+"),
+        ("latency_p50_ms", "POST latency p50 (ms)", "-"),
+        ("latency_p99_ms", "POST latency p99 (ms)", "-"),
+        ("non_2xx", "non-2xx answers", ""),
+        ("socket_errors", "socket errors", ""),
+        ("lost", "answered lines not stored", ""),
+        *_CPU,
+    ],
+    "stream": _STREAM,
+    "replay": [
+        ("seconds", "seconds to the last replayed line", "-"),
+        ("lines_per_s", "lines replayed /s", "+"),
+        ("lost", "lines lost", ""),
+        ("seq_errors", "seq gaps or repeats", ""),
+        ("fill_seconds", "seconds to store them (1,000-line POSTs)", "-"),
+        ("history_median_ms", "10,000-line history page, median (ms)", "-"),
+        ("history_bytes", "history page size (bytes)", ""),
+        *_CPU,
+    ],
+}
+
+
+def rows_for(scenario: str) -> list[tuple[str, str, str]]:
+    """The table rows of a scenario."""
+    if scenario.startswith("ingest"):
+        return ROWS["ingest"]
+    return ROWS.get(scenario, ROWS["stream"])
+
+
+def slug(text: str) -> str:
+    """A file-name-safe short form of a CPU model."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:40] or "cpu"
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        if abs(value) >= 10:
+            return f"{value:.1f}"
+        return f"{value:.3g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _ratio(a: Any, b: Any) -> str:
+    if not isinstance(a, int | float) or not isinstance(b, int | float) or not b or isinstance(a, bool):
+        return ""
+    return f"{a / b:.2f}×"
+
+
+def one_line(scenario: str, result: dict[str, Any]) -> str:
+    """The headline figures of one run, for progress output."""
+    keys: tuple[str, ...]
+    if scenario == "idle":
+        keys = ("opened", "open_seconds", "kb_per_connection", "returned_share")
+    elif scenario.startswith("ingest"):
+        keys = ("posts_per_s", "lines_per_s", "latency_p99_ms", "lost")
+    elif scenario == "replay":
+        keys = ("seconds", "lost", "history_median_ms")
+    else:
+        keys = ("publish_rate", "deliveries_per_s", "p50_ms", "p99_ms", "lost", "cut")
+    shown = " ".join(f"{k}={_fmt(result.get(k))}" for k in keys if k in result)
+    return f"{shown} server={result.get('server_cores')} load={result.get('load_cores')} [{result.get('bottleneck')}]"
+
+
+def _median(data: dict[str, Any], scenario: str, kind: str) -> dict[str, Any]:
+    found: dict[str, Any] = data["scenarios"].get(scenario, {}).get("servers", {}).get(kind, {}).get("median", {})
+    return found
+
+
+def targets(data: dict[str, Any]) -> list[tuple[str, str, bool | None, str]]:
+    """The issue's targets: (target, Sentra's figure, met, how far off)."""
+    fan, fan_n = _median(data, "fanout_max", "sentra"), _median(data, "fanout_max", "nchan")
+    paced = _median(data, "paced", "sentra")
+    ing1, ing1000 = _median(data, "ingest_1", "sentra"), _median(data, "ingest_1000", "sentra")
+    idle, replay = _median(data, "idle", "sentra"), _median(data, "replay", "sentra")
+    out: list[tuple[str, str, bool | None, str]] = []
+
+    def at_least(name: str, value: Any, goal: float, unit: str = "") -> None:
+        if value is None:
+            out.append((name, "not measured", None, ""))
+            return
+        met = value >= goal
+        out.append(
+            (
+                name,
+                f"{_fmt(value)}{unit}",
+                met,
+                "" if met else f"{_fmt(goal - value)}{unit} short ({value / goal:.2f}× the goal)",
+            )
+        )
+
+    def at_most(name: str, value: Any, goal: float, unit: str = "") -> None:
+        if value is None:
+            out.append((name, "not measured", None, ""))
+            return
+        met = value <= goal
+        out.append(
+            (
+                name,
+                f"{_fmt(value)}{unit}",
+                met,
+                "" if met else f"{_fmt(value - goal)}{unit} over ({value / goal:.2f}× the limit)",
+            )
+        )
+
+    if fan and fan_n:
+        at_least(
+            "Fan-out 1×100, one line per POST: lines delivered/s ≥ nchan's in the same run "
+            f"(nchan: {_fmt(fan_n.get('deliveries_per_s'))}/s)",
+            fan.get("deliveries_per_s"),
+            fan_n["deliveries_per_s"],
+            "/s",
+        )
+    at_most("Fan-out 1×100: p99 ≤ 10 ms", fan.get("p99_ms"), 10, " ms")
+    at_most(
+        "Fan-out 1×100: nothing lost, no subscriber cut off",
+        (fan.get("lost") or 0) + (fan.get("cut") or 0) if fan else None,
+        0,
+    )
+    at_least("Paced 1×100 at 1,000 lines/s: ≥ 990 lines/s published", paced.get("publish_rate"), 990, "/s")
+    at_most("Paced: p99 ≤ 3 ms", paced.get("p99_ms"), 3, " ms")
+    at_most("Paced: nothing lost", paced.get("lost") if paced else None, 0)
+    if fan:
+        out.append(
+            (
+                "Server CPU per 100,000 deliveries/s, next to nchan's (~16% of a core on the issue's machine)",
+                f"Sentra {_fmt(fan.get('server_cpu_per_100k'))} cores, "
+                f"nchan {_fmt(fan_n.get('server_cpu_per_100k'))} cores",
+                None,
+                "reported",
+            )
+        )
+    at_least("Ingest ≥ 400,000 lines/s in 1,000-line batches, durable", ing1000.get("lines_per_s"), 400_000, "/s")
+    at_least("Ingest ≥ 10,000 single-line POSTs/s", ing1.get("posts_per_s"), 10_000, "/s")
+    at_most("Idle: ≤ 15 KB per SSE connection", idle.get("kb_per_connection"), 15, " KB")
+    if idle and idle.get("opened", 0) < 10_000:
+        out.append(
+            ("Idle: 10,000 connections open in ≤ 2 s", f"only {_fmt(idle.get('opened'))} opened in this run", None, "")
+        )
+    else:
+        at_most("Idle: 10,000 connections open in ≤ 2 s", idle.get("open_seconds"), 2, " s")
+    at_least("Idle: memory returned on close (≥ 80% of what the connections took)", idle.get("returned_share"), 0.8)
+    at_most("Replay: 100,000 stored lines to a late joiner in ≤ 1 s", replay.get("seconds"), 1, " s")
+    return out
+
+
+def targets_text(data: dict[str, Any]) -> str:
+    """The targets as plain text for the terminal."""
+    marks = {True: "met   ", False: "MISSED", None: "      "}
+    return "\n".join(f"{marks[met]} {name}: {figure} {gap}".rstrip() for name, figure, met, gap in targets(data))
+
+
+def top_functions(collapsed: str, count: int = 15) -> dict[str, list[tuple[str, float]]]:
+    """From py-spy's collapsed stacks: the functions with most samples on top of the stack (self) and the
+    Sentra functions with most samples anywhere in the stack (inclusive), as shares of all samples."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in collapsed.splitlines():
+        stack, _, samples = line.rpartition(" ")
+        if not stack or not samples.isdigit():
+            continue
+        n = int(samples)
+        total += n
+        frames = stack.split(";")
+        own[frames[-1]] += n
+        for frame in set(frames):
+            if "sentra/" in frame:
+                inclusive[frame] += n
+    if not total:
+        return {"self": [], "inclusive": []}
+    return {
+        "self": [(frame, round(100 * n / total, 1)) for frame, n in own.most_common(count)],
+        "inclusive": [(frame, round(100 * n / total, 1)) for frame, n in inclusive.most_common(count)],
+    }
+
+
+def render(data: dict[str, Any], json_path: str) -> str:
+    """The generated Markdown."""
+    m, v = data["machine"], data["versions"]
+    out = [
+        f"Generated by `{data['command']}` on {data['date']} ({data['runs']} run(s), medians; "
+        f"raw figures of every run in [`{json_path}`](../{json_path})).",
+        "",
+        f"**Machine:** {m['nproc']} cores, {m['cpu_model']}, Linux {m['kernel']}, {m['memory_gib']} GiB, "
+        f"open-file limit {m['fd_limit']:,}. Machine busy share before each run (other work): "
+        + ", ".join(f"{b:.0%}" for b in data.get("background_busy", []))
+        + ".",
+        "",
+        "**Versions:** " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
+        "",
+    ]
+    if data.get("sentra_settings"):
+        out += [
+            "**Sentra settings changed from the defaults:** "
+            + ", ".join(f"`{k} = {val}`" for k, val in data["sentra_settings"].items()),
+            "",
+        ]
+    out += ["### Targets (issue 5)", "", "| target | Sentra | met | how far |", "|---|---|---|---|"]
+    for name, figure, met, gap in targets(data):
+        out.append(f"| {name} | {figure} | {'yes' if met else 'no' if met is False else '–'} | {gap} |")
+    out.append("")
+    for name, scenario in data["scenarios"].items():
+        servers = scenario["servers"]
+        kinds = [k for k in KINDS if k in servers]
+        out += [f"### {scenario['title']}", ""]
+        head = ["figure", *kinds]
+        ratios = [(k, f"Sentra/{k}") for k in ("nchan", "peer") if k in servers and "sentra" in servers]
+        head += [label for _, label in ratios]
+        out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        medians = {k: servers[k]["median"] for k in kinds}
+        for key, label, direction in rows_for(name):
+            if not any(key in medians[k] for k in kinds):
+                continue
+            arrow = {"+": " ↑", "-": " ↓"}.get(direction, "")
+            cells = [label + arrow] + [_fmt(medians[k].get(key)) for k in kinds]
+            cells += [_ratio(medians["sentra"].get(key), medians[k].get(key)) if direction else "" for k, _ in ratios]
+            out.append("| " + " | ".join(cells) + " |")
+        verdicts = []
+        for k in kinds:
+            seen = Counter(run.get("bottleneck") for run in servers[k]["runs"])
+            bound = " — **lower bound**" if medians[k].get("lower_bound") else ""
+            verdicts.append(f"{k}: " + ", ".join(f"{b} ({n}×)" for b, n in seen.items()) + bound)
+        out += ["", "Bottleneck: " + "; ".join(verdicts) + ".", ""]
+    if data.get("profile"):
+        out += ["### Where Sentra's time goes (py-spy, 200 Hz)", ""]
+        for name, prof in data["profile"].items():
+            out += [
+                f"**{name}** ({prof['figure']}): flame graph "
+                f"[`{prof['flamegraph']}`](../bench/results/{prof['flamegraph']}).",
+                "",
+            ]
+            top = prof.get("top") or {}
+            if top.get("self"):
+                out += ["| on CPU (self) | % | Sentra function (inclusive) | % |", "|---|---|---|---|"]
+                selfs, incl = top["self"][:10], top.get("inclusive", [])[:10]
+                for i in range(max(len(selfs), len(incl))):
+                    a = selfs[i] if i < len(selfs) else ("", "")
+                    b = incl[i] if i < len(incl) else ("", "")
+                    out.append(f"| `{a[0]}` | {a[1]} | `{b[0]}` | {b[1]} |" if b[0] else f"| `{a[0]}` | {a[1]} | | |")
+                out.append("")
+    return "\n".join(out)
+
+
+def update_doc(doc: Path, data: dict[str, Any], json_path: Path) -> None:
+    """Replace the generated part of the Markdown report, keeping the hand-written text around it."""
+    rel = str(json_path.relative_to(ROOT)) if json_path.is_relative_to(ROOT) else str(json_path)
+    generated = f"{START}\n{render(data, rel)}\n{END}"
+    if doc.exists() and START in doc.read_text() and END in doc.read_text():
+        text = doc.read_text()
+        text = text[: text.index(START)] + generated + text[text.index(END) + len(END) :]
+    else:
+        doc.parent.mkdir(parents=True, exist_ok=True)
+        text = f"# Performance\n\n{generated}\n"
+    doc.write_text(text)
+
+
+if __name__ == "__main__":
+    source = Path(sys.argv[1])
+    update_doc(ROOT / "docs" / "performance.md", json.loads(source.read_text()), source.resolve())
