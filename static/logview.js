@@ -1,0 +1,743 @@
+/**
+ * The log page: one agent's stream, or several agents merged in time order (picked by id or by a label).
+ *
+ * History comes from GET /api/agents/{id}/logs in pages (newest first, so the end shows at once), then the
+ * live stream resumes right after it. Lines are deduplicated by seq per agent, so a reconnect never repeats or
+ * skips one. Level and text filters narrow what is loaded at once, in the browser; when the loaded lines
+ * cannot answer (an older part is not loaded, or the filter got wider) the view asks the server again with
+ * `level` and `q`. The filter state lives in the URL.
+ *
+ * @module logview
+ */
+
+import { agentPath, api, ApiError, copyText, query, toast } from "./api.js";
+import {
+  LEVELS,
+  compareLines,
+  estimateHeight,
+  lineText,
+  makeLine,
+  passes,
+  renderFields,
+  renderRow,
+  tagClass,
+} from "./rows.js";
+import { openEventStream } from "./sentra.js";
+import { VirtualList } from "./virtual.js";
+
+/** Lines per history request (the server's maximum). */
+const PAGE_LINES = 10000;
+/** Newest lines loaded when a view opens. */
+const INITIAL_LINES = 100000;
+/** Lines kept in memory; past it the oldest are dropped, DROP_LINES at a time. */
+const MAX_LINES = 150000;
+const DROP_LINES = 10000;
+/** Pause after typing before the server is asked. */
+const RELOAD_DELAY_MS = 350;
+/** Agents a label view lists at most. */
+const LABEL_AGENTS = 1000;
+/** Text of each connection state. */
+const CONNECTION_TEXT = {
+  connecting: "connecting…",
+  connected: "connected",
+  reconnecting: "reconnecting…",
+  finished: "finished",
+  ended: "stream ended",
+  error: "error",
+};
+
+/**
+ * The view's route and filters, read from the address bar.
+ * @param {URLSearchParams} params
+ * @returns {{agents: string[], labels: string[], level: number, q: string, source: string}}
+ */
+export function readRoute(params) {
+  const level = LEVELS.indexOf((params.get("level") || "").toUpperCase());
+  return {
+    agents: params.getAll("agent"),
+    labels: params.getAll("label"),
+    level: Math.max(0, level),
+    q: params.get("q") || "",
+    source: params.get("source") || "",
+  };
+}
+
+/** Merge two arrays sorted by compareLines. */
+function mergeSorted(a, b) {
+  if (!a.length) return b;
+  if (!b.length) return a;
+  const out = new Array(a.length + b.length);
+  let i = 0;
+  let j = 0;
+  let k = 0;
+  while (i < a.length && j < b.length) out[k++] = compareLines(a[i], b[j]) <= 0 ? a[i++] : b[j++];
+  while (i < a.length) out[k++] = a[i++];
+  while (j < b.length) out[k++] = b[j++];
+  return out;
+}
+
+/** Index of the first line not before `line` in a sorted array. */
+function lowerBound(lines, line) {
+  let lo = 0;
+  let hi = lines.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (compareLines(lines[mid], line) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+class LogView {
+  constructor(root, route, setTitle) {
+    this.root = root;
+    this.route = route;
+    this.setTitle = setTitle;
+    this.multi = route.agents.length !== 1 || route.labels.length > 0;
+    this.filters = { level: route.level, q: route.q, source: route.source };
+    this.loadedWith = { level: route.level, q: route.q };
+    this.agents = new Map();
+    this.lines = [];
+    this.visible = [];
+    this.lastSeq = new Map();
+    this.older = new Map();
+    this.sources = new Set();
+    this.generation = 0;
+    this.stream = null;
+    this.newLines = 0;
+    this.loading = false;
+    this.target = this.parseHash();
+    this.build();
+  }
+
+  // ---- page structure ------------------------------------------------------------------------------
+
+  build() {
+    const page = document.getElementById("log-page").content.firstElementChild.cloneNode(true);
+    this.root.appendChild(page);
+    this.page = page;
+    const $ = (selector) => page.querySelector(selector);
+    this.el = {
+      title: $(".title"),
+      chips: $(".chips"),
+      connection: $(".connection"),
+      level: $(".level-select"),
+      search: $(".search-input"),
+      matches: $(".match-count"),
+      source: $(".source-select"),
+      follow: $(".follow"),
+      downloads: $(".downloads"),
+      info: $(".info-bar"),
+      infoText: $(".info-text"),
+      earlier: $(".load-earlier"),
+      log: $(".log"),
+      newLines: $(".new-lines"),
+      counts: $(".counts"),
+    };
+    page.classList.toggle("multi", this.multi);
+    for (const [index, name] of LEVELS.entries()) {
+      this.el.level.add(new Option(index === 0 ? "All levels" : `${name} and above`, name));
+    }
+    this.el.level.value = LEVELS[this.filters.level];
+    this.el.search.value = this.filters.q;
+    this.addSource(this.filters.source);
+    this.el.source.value = this.filters.source;
+    this.list = new VirtualList(this.el.log, {
+      renderRow: (line) => {
+        const row = renderRow(line, this.rowContext());
+        if (line.key === this.targetKey) row.classList.add("target");
+        return row;
+      },
+      estimateHeight: (line, width) => estimateHeight(line, width, this.multi),
+      onStickChange: (stick) => this.showFollow(stick),
+    });
+    this.wire();
+    this.showFollow(true);
+  }
+
+  rowContext() {
+    if (!this.context) {
+      this.context = {
+        needle: this.filters.q.toLowerCase(),
+        multi: this.multi,
+        agentName: (id) => {
+          const agent = this.agents.get(id);
+          return (agent && agent.name) || id;
+        },
+        permalink: (line) => this.permalink(line),
+      };
+    }
+    return this.context;
+  }
+
+  wire() {
+    this.el.level.addEventListener("change", () => this.setFilter({ level: LEVELS.indexOf(this.el.level.value) }));
+    this.el.search.addEventListener("input", () => this.setFilter({ q: this.el.search.value }));
+    this.el.search.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") this.el.log.focus();
+      if (event.key === "Enter") this.reloadNow();
+    });
+    this.el.source.addEventListener("change", () => this.setFilter({ source: this.el.source.value }));
+    this.el.follow.addEventListener("click", () => this.toggleFollow());
+    this.el.newLines.addEventListener("click", () => this.list.scrollToBottom());
+    this.el.earlier.addEventListener("click", () => this.loadEarlier());
+    this.el.log.addEventListener("click", (event) => this.onRowClick(event));
+    document.addEventListener("keydown", (event) => this.onKey(event));
+    window.addEventListener("hashchange", () => {
+      this.target = this.parseHash();
+      this.findTarget();
+    });
+  }
+
+  // ---- loading -------------------------------------------------------------------------------------
+
+  /** Load the agents, their newest lines, then follow the live stream. */
+  async load() {
+    const generation = ++this.generation;
+    if (this.stream) this.stream.close();
+    this.stream = null;
+    this.loadedWith = { level: this.filters.level, q: this.filters.q };
+    this.lines = [];
+    this.lastSeq.clear();
+    this.older.clear();
+    this.newLines = 0;
+    this.loading = true;
+    this.showLines();
+    this.setConnection("connecting");
+    try {
+      const agents = await this.fetchAgents();
+      if (generation !== this.generation) return;
+      for (const agent of agents) this.agents.set(agent.id, agent);
+      this.showTitle();
+      const cursors = new Map(agents.map((agent) => [agent.id, agent.last_seq]));
+      for (const agent of agents) {
+        this.older.set(agent.id, agent.last_seq + 1);
+        this.lastSeq.set(agent.id, 0);
+      }
+      const budget = Math.floor(INITIAL_LINES / Math.max(1, agents.length));
+      // The newest page of each agent first, so the end of the log shows while older pages load.
+      await this.loadPages(generation, Math.min(PAGE_LINES, budget));
+      if (generation !== this.generation) return;
+      this.startStream(cursors);
+      while (this.lines.length < INITIAL_LINES && this.hasOlder()) {
+        const before = this.lines.length;
+        await this.loadPages(generation, Math.min(PAGE_LINES, budget));
+        if (generation !== this.generation) return;
+        if (this.lines.length === before) break;
+      }
+    } catch (error) {
+      if (generation === this.generation) this.showError(error);
+    } finally {
+      if (generation === this.generation) {
+        this.loading = false;
+        this.showInfo();
+      }
+    }
+  }
+
+  async fetchAgents() {
+    if (this.route.labels.length) {
+      const page = await api(`/api/agents${query({ label: this.route.labels, limit: LABEL_AGENTS })}`);
+      return page.agents;
+    }
+    const found = await Promise.all(
+      this.route.agents.map((id) =>
+        api(agentPath(id)).catch((error) => {
+          if (error instanceof ApiError && error.status === 404 && this.multi) return null;
+          throw error;
+        }),
+      ),
+    );
+    return found.filter(Boolean);
+  }
+
+  hasOlder() {
+    for (const before of this.older.values()) if (before !== null) return true;
+    return false;
+  }
+
+  /** One page of older lines from each agent that has some, merged into the view. */
+  async loadPages(generation, limit) {
+    const wanted = [...this.older].filter(([, before]) => before !== null);
+    const pages = await Promise.all(
+      wanted.map(([id, before]) =>
+        api(
+          agentPath(id, "/logs") +
+            query({ before, limit, level: this.loadedWith.level ? LEVELS[this.loadedWith.level] : null, q: this.loadedWith.q }),
+        ),
+      ),
+    );
+    if (generation !== this.generation) return;
+    let older = [];
+    wanted.forEach(([id, before], k) => {
+      const page = pages[k];
+      const lines = page.lines.map(makeLine);
+      this.older.set(id, page.next_before === null || !lines.length ? null : lines[0].seq);
+      if (lines.length) {
+        this.lastSeq.set(id, Math.max(this.lastSeq.get(id) || 0, lines[lines.length - 1].seq));
+        for (const line of lines) this.addSource(line.source);
+      }
+      older = this.multi ? mergeSorted(older, lines) : lines;
+    });
+    this.lines = this.multi ? mergeSorted(older, this.lines) : older.concat(this.lines);
+    this.showLines();
+    this.findTarget();
+  }
+
+  /** Load one more page of older lines (the "Load earlier lines" button). */
+  async loadEarlier() {
+    if (this.loading || !this.hasOlder() || this.lines.length >= MAX_LINES) return;
+    this.loading = true;
+    this.showInfo();
+    const generation = this.generation;
+    try {
+      await this.loadPages(generation, Math.min(PAGE_LINES, MAX_LINES - this.lines.length));
+    } catch (error) {
+      this.showError(error);
+    } finally {
+      if (generation === this.generation) {
+        this.loading = false;
+        this.showInfo();
+      }
+    }
+  }
+
+  streamPath() {
+    const level = this.loadedWith.level ? LEVELS[this.loadedWith.level] : null;
+    const q = this.loadedWith.q || null;
+    if (!this.multi) return agentPath(this.route.agents[0], "/logs/stream") + query({ level, q });
+    if (this.route.labels.length) return `/api/streams${query({ label: this.route.labels, level, q })}`;
+    return `/api/streams${query({ agent: [...this.agents.keys()], level, q })}`;
+  }
+
+  startStream(cursors) {
+    if (!this.multi && this.agents.size === 0) return;
+    if (this.multi && this.agents.size === 0 && !this.route.labels.length) {
+      this.setConnection("finished");
+      return;
+    }
+    const after = this.multi
+      ? [...cursors].map(([id, seq]) => `${id}=${seq}`).join(",")
+      : String(cursors.get(this.route.agents[0]));
+    const generation = this.generation;
+    const live = () => generation === this.generation;
+    this.stream = openEventStream(this.streamPath(), {
+      after: after || null,
+      // A merged stream ends when the server says there is nothing more (a 204 on reconnect).
+      isFinal: this.multi ? () => false : undefined,
+      onOpen: () => live() && this.setConnection("connected"),
+      onReconnecting: () => live() && this.setConnection("reconnecting"),
+      onEvent: (data) => live() && this.onEvent(data),
+      onEnd: (data) => live() && this.onEnd(data),
+      onError: (error) => {
+        if (live() && error.fatal) this.showError(error);
+      },
+    });
+  }
+
+  onEvent(data) {
+    if (data.lines && data.lines.length) this.receive(data.lines);
+    const id = this.multi ? data.agent : this.route.agents[0];
+    const agent = id && this.agents.get(id);
+    if (agent && data.status && (!this.multi || data.final)) {
+      if (agent.status !== data.status || (data.reason && agent.reason !== data.reason)) {
+        agent.status = data.status;
+        if (data.reason) agent.reason = data.reason;
+        this.showTitle();
+      }
+    }
+    if (data.final === false && data.reason) {
+      this.setConnection("ended", data.reason === "token_expired" ? "signed out: the token expired" : data.reason);
+    }
+  }
+
+  onEnd(data) {
+    if (data && data.final === false) return;
+    this.setConnection("finished");
+    this.showTitle();
+  }
+
+  /** Live lines: drop any already held (by seq), keep time order, follow or count them. */
+  receive(raw) {
+    const fresh = [];
+    for (const item of raw) {
+      const last = this.lastSeq.get(item.agent);
+      if (last !== undefined && item.seq <= last) continue;
+      this.lastSeq.set(item.agent, item.seq);
+      fresh.push(makeLine(item));
+      this.addSource(item.source);
+      const agent = this.agents.get(item.agent);
+      if (agent) {
+        agent.last_seq = Math.max(agent.last_seq, item.seq);
+        agent.line_count = agent.last_seq - agent.first_seq + 1;
+      } else if (this.multi && !this.agents.has(item.agent)) {
+        this.learnAgent(item.agent);
+      }
+    }
+    if (!fresh.length) return;
+    const filter = this.filter();
+    if (this.multi) fresh.sort(compareLines);
+    const newest = this.lines[this.lines.length - 1];
+    const inOrder = !this.multi || !newest || compareLines(fresh[0], newest) >= 0;
+    if (inOrder) {
+      for (const line of fresh) this.lines.push(line);
+      const shown = fresh.filter((line) => passes(line, filter));
+      this.list.append(shown);
+      this.countNew(shown.length);
+    } else {
+      // A line older than the newest shown (clocks of different agents): put it in its place.
+      for (const line of fresh) this.lines.splice(lowerBound(this.lines, line), 0, line);
+      const before = this.visible.length;
+      this.showLines();
+      this.countNew(this.visible.length - before);
+    }
+    if (this.lines.length > MAX_LINES) this.dropOldest();
+    this.showCounts();
+  }
+
+  dropOldest() {
+    const dropped = this.lines.length - MAX_LINES + DROP_LINES;
+    const removed = this.lines.slice(0, dropped);
+    this.lines = this.lines.slice(dropped);
+    // What was dropped can be loaded again from the server.
+    for (const line of removed) {
+      const before = this.older.get(line.agent);
+      if (before === null || before === undefined || line.seq + 1 > before) this.older.set(line.agent, line.seq + 1);
+    }
+    this.showLines();
+    this.showInfo();
+  }
+
+  learnAgent(id) {
+    this.agents.set(id, null);
+    api(agentPath(id))
+      .then((agent) => {
+        this.agents.set(id, agent);
+        this.showTitle();
+      })
+      .catch(() => {});
+  }
+
+  // ---- filters -------------------------------------------------------------------------------------
+
+  filter() {
+    return { level: this.filters.level, source: this.filters.source, needle: this.filters.q.toLowerCase() };
+  }
+
+  setFilter(change) {
+    Object.assign(this.filters, change);
+    this.context = null;
+    this.writeUrl();
+    this.showLines();
+    clearTimeout(this.reloadTimer);
+    if (this.needsServer()) this.reloadTimer = setTimeout(() => this.load(), RELOAD_DELAY_MS);
+  }
+
+  reloadNow() {
+    clearTimeout(this.reloadTimer);
+    if (this.needsServer()) this.load();
+  }
+
+  /** True unless the loaded lines hold every line the new filter can match. */
+  needsServer() {
+    const { level, q } = this.filters;
+    const loaded = this.loadedWith;
+    const narrower = level >= loaded.level && q.toLowerCase().includes(loaded.q.toLowerCase());
+    const changed = level !== loaded.level || q !== loaded.q;
+    return changed && !(narrower && !this.hasOlder());
+  }
+
+  writeUrl() {
+    const params = new URLSearchParams();
+    for (const id of this.route.agents) params.append("agent", id);
+    for (const label of this.route.labels) params.append("label", label);
+    if (this.filters.level) params.set("level", LEVELS[this.filters.level]);
+    if (this.filters.q) params.set("q", this.filters.q);
+    if (this.filters.source) params.set("source", this.filters.source);
+    history.replaceState(null, "", `?${params}${location.hash}`);
+    this.showDownloads();
+  }
+
+  addSource(source) {
+    if (!source || this.sources.has(source)) return;
+    this.sources.add(source);
+    const options = [...this.el.source.options].slice(1);
+    const next = options.find((option) => option.value.localeCompare(source) > 0) || null;
+    this.el.source.add(new Option(source, source), next);
+  }
+
+  // ---- showing -------------------------------------------------------------------------------------
+
+  /** Apply the filters to every loaded line and hand the result to the list. */
+  showLines() {
+    const filter = this.filter();
+    this.visible = this.lines.filter((line) => passes(line, filter));
+    // Rows are built anew: the highlight of the search may have changed.
+    this.list.clearRows();
+    this.list.setItems(this.visible, (line) => lowerBound(this.visible, line));
+    this.el.log.classList.toggle("searching", Boolean(filter.needle));
+    this.showCounts();
+  }
+
+  showCounts() {
+    const shown = this.visible.length;
+    const loaded = this.lines.length;
+    const narrowed = this.filters.level || this.filters.q || this.filters.source;
+    this.el.matches.textContent = this.filters.q ? `${shown.toLocaleString()} match${shown === 1 ? "" : "es"}` : "";
+    this.el.counts.textContent = narrowed
+      ? `${shown.toLocaleString()} of ${loaded.toLocaleString()} loaded lines shown`
+      : `${loaded.toLocaleString()} lines`;
+    this.page.classList.toggle("empty", shown === 0 && !this.loading);
+  }
+
+  showInfo() {
+    const older = this.hasOlder();
+    this.el.info.hidden = !older && !this.loading;
+    if (this.loading) {
+      this.el.infoText.textContent = `Loading… ${this.lines.length.toLocaleString()} lines so far`;
+      this.el.earlier.hidden = true;
+      return;
+    }
+    const full = this.lines.length >= MAX_LINES;
+    this.el.infoText.textContent = full
+      ? "Earlier lines are not loaded (memory limit); download the log to read them all."
+      : "Earlier lines are not loaded.";
+    this.el.earlier.hidden = full;
+  }
+
+  showTitle() {
+    const title = this.el.title;
+    title.textContent = "";
+    if (!this.multi) {
+      const id = this.route.agents[0];
+      const agent = this.agents.get(id);
+      const badge = document.createElement("span");
+      badge.className = `badge status-${agent ? agent.status : "unknown"}`;
+      badge.textContent = agent ? agent.status : "";
+      const name = document.createElement("span");
+      name.className = "name";
+      name.textContent = (agent && agent.name) || id;
+      title.append(badge, name);
+      if (agent && agent.name && agent.name !== id) {
+        const small = document.createElement("span");
+        small.className = "agent-id";
+        small.textContent = id;
+        title.appendChild(small);
+      }
+      if (agent && agent.reason) {
+        const reason = document.createElement("span");
+        reason.className = "reason";
+        reason.textContent = agent.reason;
+        title.appendChild(reason);
+      }
+      this.setTitle((agent && agent.name) || id);
+    } else {
+      const label = this.route.labels.join(", ");
+      const name = document.createElement("span");
+      name.className = "name";
+      name.textContent = label ? `Label ${label}` : `${this.agents.size} agents`;
+      title.appendChild(name);
+      this.setTitle(label || "Merged view");
+    }
+    this.showChips();
+    this.showDownloads();
+  }
+
+  showChips() {
+    this.el.chips.textContent = "";
+    if (!this.multi) return;
+    for (const [id, agent] of this.agents) {
+      const chip = document.createElement("a");
+      chip.className = `chip ${agent ? `status-${agent.status}` : ""}`;
+      chip.href = `/${query({ agent: id })}`;
+      const dot = document.createElement("span");
+      dot.className = `dot tag-dot ${tagClass(id)}`;
+      chip.append(dot, document.createTextNode((agent && agent.name) || id));
+      chip.title = `${id}: ${agent ? agent.status : "…"}`;
+      this.el.chips.appendChild(chip);
+    }
+  }
+
+  showDownloads() {
+    const box = this.el.downloads;
+    box.textContent = "";
+    if (!this.multi) {
+      const id = this.route.agents[0];
+      for (const [format, label] of [
+        ["text", "Text (.log)"],
+        ["ndjson", "NDJSON"],
+      ]) {
+        const link = document.createElement("a");
+        link.href = agentPath(id, "/logs") + query({ format });
+        link.textContent = label;
+        link.setAttribute("download", "");
+        box.appendChild(link);
+      }
+      return;
+    }
+    for (const [format, label] of [
+      ["text", "Shown lines (.log)"],
+      ["ndjson", "Shown lines (NDJSON)"],
+    ]) {
+      const link = document.createElement("button");
+      link.type = "button";
+      link.textContent = label;
+      link.addEventListener("click", () => this.downloadShown(format));
+      box.appendChild(link);
+    }
+  }
+
+  downloadShown(format) {
+    const lines = this.visible;
+    const text =
+      format === "ndjson"
+        ? lines.map((line) => JSON.stringify(pick(line))).join("\n") + "\n"
+        : lines.map((line) => `${line.agent} ${lineText(line)}`).join("\n") + "\n";
+    const blob = new Blob([text], { type: format === "ndjson" ? "application/x-ndjson" : "text/plain" });
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(blob);
+    link.download = `sentra-merged.${format === "ndjson" ? "ndjson" : "log"}`;
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+  }
+
+  setConnection(state, detail) {
+    this.connection = state;
+    const box = this.el.connection;
+    box.dataset.state = state;
+    let text = CONNECTION_TEXT[state];
+    if (state === "finished" && !this.multi) {
+      const agent = this.agents.get(this.route.agents[0]);
+      if (agent) text = `finished: ${agent.status}`;
+    }
+    box.querySelector(".connection-text").textContent = detail ? `${text}: ${detail}` : text;
+    box.title = `Stream ${text}`;
+  }
+
+  showError(error) {
+    const message = error instanceof ApiError ? error.message : String(error.message || error);
+    this.setConnection("error", message);
+    if (!this.agents.size) this.showTitle();
+    if (error instanceof ApiError && error.status === 401) {
+      toast("Signed out: sign in again");
+    }
+  }
+
+  // ---- follow mode ---------------------------------------------------------------------------------
+
+  showFollow(stick) {
+    this.el.follow.setAttribute("aria-pressed", String(stick));
+    this.el.follow.classList.toggle("on", stick);
+    if (stick) this.newLines = 0;
+    this.showNewLines();
+  }
+
+  toggleFollow() {
+    if (this.list.stick) this.list.setStick(false);
+    else this.list.scrollToBottom();
+  }
+
+  countNew(count) {
+    if (this.list.stick || count <= 0) return;
+    this.newLines += count;
+    this.showNewLines();
+  }
+
+  showNewLines() {
+    const button = this.el.newLines;
+    button.hidden = this.list.stick || this.newLines === 0;
+    button.textContent = `${this.newLines.toLocaleString()} new line${this.newLines === 1 ? "" : "s"} ↓`;
+  }
+
+  // ---- rows, permalinks, keyboard ------------------------------------------------------------------
+
+  permalink(line) {
+    return this.multi ? `#${line.agent}:${line.seq}` : `#${line.seq}`;
+  }
+
+  parseHash() {
+    const hash = decodeURIComponent(location.hash.slice(1));
+    if (!hash) return null;
+    const at = hash.lastIndexOf(":");
+    const seq = Number(at >= 0 ? hash.slice(at + 1) : hash);
+    if (!Number.isInteger(seq) || seq < 1) return null;
+    return { agent: at >= 0 ? hash.slice(0, at) : this.route.agents[0], seq };
+  }
+
+  /** Scroll to the line named by the address's #seq and mark it, once it is loaded. */
+  findTarget() {
+    if (!this.target) return;
+    const { agent, seq } = this.target;
+    const index = this.visible.findIndex((line) => line.seq === seq && line.agent === agent);
+    if (index < 0) return;
+    this.target = null;
+    this.list.scrollToIndex(index);
+    for (const row of this.el.log.querySelectorAll(".row.target")) row.classList.remove("target");
+    const row = this.list.rows.get(this.visible[index]);
+    if (row) row.classList.add("target");
+    this.targetKey = this.visible[index].key;
+  }
+
+  onRowClick(event) {
+    const row = event.target.closest(".row");
+    if (!row) return;
+    const line = row.vItem;
+    if (event.target.closest(".fields-toggle")) {
+      line.open = !line.open;
+      renderFields(row.querySelector(".fields"), line);
+      this.list.remeasure(line);
+    } else if (event.target.closest(".copy-line")) {
+      copyText(lineText(line)).then((ok) => toast(ok ? "Line copied" : "Could not copy"));
+    } else if (event.target.closest(".copy-link") || event.target.closest(".time")) {
+      event.preventDefault();
+      const url = `${location.origin}${location.pathname}${location.search}${this.permalink(line)}`;
+      history.replaceState(null, "", this.permalink(line));
+      this.targetKey = line.key;
+      for (const marked of this.el.log.querySelectorAll(".row.target")) marked.classList.remove("target");
+      row.classList.add("target");
+      copyText(url).then((ok) => toast(ok ? "Link copied" : url));
+    }
+  }
+
+  onKey(event) {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    const typing = event.target.closest && event.target.closest("input, textarea, select");
+    if (typing) {
+      if (event.key === "Escape") event.target.blur();
+      return;
+    }
+    if (event.key === "/") {
+      event.preventDefault();
+      this.el.search.focus();
+      this.el.search.select();
+    } else if (event.key === "f") {
+      this.toggleFollow();
+    } else if (event.key === "g" || event.key === "Home") {
+      event.preventDefault();
+      this.list.scrollToTop();
+    } else if (event.key === "G" || event.key === "End") {
+      event.preventDefault();
+      this.list.scrollToBottom();
+    }
+  }
+}
+
+function pick(line) {
+  const { agent, seq, ts, level, message, source, fields } = line;
+  return { agent, seq, ts, level, message, source, fields };
+}
+
+/**
+ * Show the log page in `root` for the route in the address bar.
+ * @param {HTMLElement} root
+ * @param {URLSearchParams} params
+ * @param {(title: string) => void} setTitle
+ * @returns {LogView}
+ */
+export function showLogView(root, params, setTitle) {
+  const view = new LogView(root, readRoute(params), setTitle);
+  view.load();
+  return view;
+}
