@@ -289,7 +289,7 @@ async def test_resume_older_than_retention_says_how_many_lines_were_skipped(star
 
 
 async def test_stream_ends_with_token_expired_event_when_the_token_expires(server: RunningServer) -> None:
-    short = make_token("alice", exp=int(time.time()) + 2)
+    short = make_token("alice", exp=int(time.time()) + 3)
     async with server.client("alice") as alice:
         await post_lines(alice, "exp", ["before"])
         async with open_stream(alice, stream_path("exp"), headers={"Authorization": f"Bearer {short}"}) as stream:
