@@ -50,8 +50,8 @@ def browser_missing() -> str | None:
     return None
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser() -> AsyncIterator[Any]:
+@pytest_asyncio.fixture(name="browser", scope="module", loop_scope="module")
+async def browser_fixture() -> AsyncIterator[Any]:
     """One headless Chromium for the module (each test gets its own context: cookies, storage)."""
     problem = browser_missing()
     if problem is not None:
@@ -66,8 +66,8 @@ async def browser() -> AsyncIterator[Any]:
         await chromium.close()
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningServer]:
+@pytest_asyncio.fixture(name="site", scope="module", loop_scope="module")
+async def site_fixture(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningServer]:
     """One Sentra server for the module; each test signs in as its own user, so it sees only its agents."""
     async with running_server(tmp_path_factory.mktemp("viewer") / "sentra.db", **VIEWER_SETTINGS) as server:
         yield server
@@ -142,8 +142,8 @@ async def close_viewer(viewer: Viewer) -> None:
     assert viewer.problems == []
 
 
-@pytest_asyncio.fixture(loop_scope="module")
-async def viewer(browser: Any, site: RunningServer) -> AsyncIterator[Viewer]:
+@pytest_asyncio.fixture(name="viewer", loop_scope="module")
+async def viewer_fixture(browser: Any, site: RunningServer) -> AsyncIterator[Viewer]:
     """A fresh tab on the module's server, as a user of its own."""
     tab = await open_viewer(browser, site)
     yield tab
