@@ -513,3 +513,21 @@ async def test_sentra_js_connect_follows_an_agent_from_any_page(viewer: Viewer) 
         assert not [url for url in requested if viewer.token in url]
     finally:
         await close_viewer(other)
+
+
+async def test_strict_csp_blocks_inline_script_and_the_viewer_needs_none(viewer: Viewer) -> None:
+    page = viewer.page
+    await viewer.sign_in()
+    await expect(page.locator(".agents-page .connection")).to_have_attribute("data-state", "connected")
+    assert viewer.problems == []  # the whole viewer ran without one violation
+    await page.evaluate(
+        """() => {
+            const script = document.createElement('script');
+            script.textContent = 'window.injected = true';
+            document.body.appendChild(script);
+        }"""
+    )
+    await page.wait_for_timeout(100)
+    assert await page.evaluate("() => window.injected === undefined")
+    assert [problem for problem in viewer.problems if problem.startswith("CSP:")]
+    viewer.problems.clear()

@@ -55,16 +55,16 @@ class SessionHandler(BaseHandler):
             token = self.token_from_request()
             assert token is not None  # token_from_request raises on a malformed header
             return token
-        if not self.request.body.strip():
+        # A cross-site form cannot send application/json, so no other site can sign a browser in.
+        media = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if media and media != "application/json":
+            raise BadRequest('the body must be application/json: {"token": "..."}', code="unsupported_media_type")
+        body = self.json_body()
+        if not body:
             raise Unauthorized(
                 'send the token as \'Authorization: Bearer <token>\' or as the JSON body {"token": "..."}',
                 code="not_authenticated",
             )
-        # A cross-site form cannot send application/json, so no other site can sign a browser in.
-        media = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if media != "application/json":
-            raise BadRequest('the body must be application/json: {"token": "..."}', code="unsupported_media_type")
-        body = self.json_body()
         unknown = sorted(set(body) - {"token"})
         if unknown:
             raise BadRequest(f"unknown field {unknown[0]!r}; sign-in takes only 'token'")
