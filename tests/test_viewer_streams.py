@@ -97,12 +97,14 @@ async def proxied(server: RunningServer) -> AsyncIterator[tuple[DroppingProxy, s
 
 async def test_hundred_thousand_lines_load_and_scroll_without_freezing(viewer: Viewer) -> None:
     page = viewer.page
-    for start in range(0, 100_000, 10_000):
+    await post_lines(viewer.api, "huge", [f"line {seq} of the big run" for seq in range(1, 21)])
+    for start in range(20, 100_020, 10_000):
         await post_lines(viewer.api, "huge", [f"line {seq} of the big run" for seq in range(start + 1, start + 10_001)])
     await viewer.sign_in("/?agent=huge")
+    # The newest 100,000 lines load; the 20 before them wait for "Load earlier lines".
     await expect(page.locator(".counts")).to_have_text("100,000 lines", timeout=30_000)
-    await expect(page.locator(".info-bar")).to_be_hidden()
-    await expect(page.locator(".row[data-key='huge:100000']")).to_be_in_viewport()
+    await expect(page.locator(".info-bar")).to_contain_text("Earlier lines are not loaded")
+    await expect(page.locator(".row[data-key='huge:100020']")).to_be_in_viewport()
 
     elements = await page.evaluate("document.getElementsByTagName('*').length")
     assert elements < MAX_DOM_ELEMENTS
@@ -124,14 +126,21 @@ async def test_hundred_thousand_lines_load_and_scroll_without_freezing(viewer: V
     assert await page.evaluate("document.getElementsByTagName('*').length") < MAX_DOM_ELEMENTS
 
     await page.keyboard.press("g")
-    await expect(page.locator(".row[data-key='huge:1']")).to_be_in_viewport()
+    await expect(page.locator(".row[data-key='huge:21']")).to_be_in_viewport()
+    await page.click(".load-earlier")
+    await expect(page.locator(".counts")).to_have_text("100,020 lines")
+    await expect(page.locator(".info-bar")).to_be_hidden()
+    # The lines that were in view stay in view while the earlier ones are put above them.
+    await expect(page.locator(".row[data-key='huge:21']")).to_be_in_viewport()
+    await page.keyboard.press("g")
     await expect(page.locator(".row[data-key='huge:1'] .msg")).to_have_text("line 1 of the big run")
+    await expect(page.locator(".row[data-key='huge:1']")).to_be_in_viewport()
     # Live lines still arrive, and filtering 100,000 loaded lines answers at once.
     await post_lines(viewer.api, "huge", ["the very last line"])
     await page.keyboard.press("/")
     await page.keyboard.type("very last")
     await expect(page.locator(".match-count")).to_have_text("1 match")
-    await expect(page.locator(".row[data-key='huge:100001'] mark.hit")).to_have_text("very last")
+    await expect(page.locator(".row[data-key='huge:100021'] mark.hit")).to_have_text("very last")
 
 
 async def test_reconnect_after_the_connection_drops_has_no_gaps_or_duplicates(
