@@ -36,8 +36,10 @@ class Unauthorized(ApiError):
     code = "not_authenticated"
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
-        error = "invalid_token" if code not in (None, "not_authenticated") else "invalid_request"
-        challenge = f'Bearer realm="sentra", error="{error}"'
+        # RFC 6750 3.1: a request that sent no credentials gets a challenge with no error code.
+        challenge = 'Bearer realm="sentra"'
+        if code not in (None, "not_authenticated"):
+            challenge += ', error="invalid_token"'
         super().__init__(message, code=code, headers={"WWW-Authenticate": challenge})
 
 

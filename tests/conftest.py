@@ -200,4 +200,6 @@ async def open_stream(
 ) -> AsyncIterator[SSEReader]:
     """Open an SSE stream and yield a reader (the status is checked by the caller via reader.response)."""
     async with client.stream("GET", path, headers=headers or {}, params=params or None, timeout=30.0) as response:
-        yield SSEReader(response)
+        # Held here so the line iterator lives as long as the block, even if the test drops the reader.
+        reader = SSEReader(response)
+        yield reader

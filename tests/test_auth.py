@@ -131,11 +131,6 @@ async def test_bad_credentials_are_401_with_www_authenticate(
     assert error["message"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='errors.Unauthorized adds error="invalid_request" to the challenge even when no credentials were sent; '
-    "RFC 6750 section 3.1 says such a challenge should carry no error code",
-)
 async def test_challenge_without_credentials_has_no_error_code(server: RunningServer) -> None:
     response = await status_of(server, "GET", "/api/agents", {})
     assert response.headers["www-authenticate"] == 'Bearer realm="sentra"'

@@ -249,10 +249,6 @@ def test_every_documented_error_status_has_a_case_here() -> None:
     assert documented - reached == set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HTTPServer(max_body_size=...) in serve() answers Tornado's bare '400 Bad Request' before any handler runs",
-)
 async def test_oversized_json_body_on_other_routes_is_a_json_413(start_server: ServerFactory) -> None:
     server = await start_server(**SMALL_BODY)
     async with server.client("alice") as alice:
@@ -261,7 +257,6 @@ async def test_oversized_json_body_on_other_routes_is_a_json_413(start_server: S
     assert response.json()["error"]["message"]
 
 
-@pytest.mark.xfail(strict=True, reason="RFC 9110 15.5.6: a 405 must carry an Allow header; Tornado sends none")
 async def test_method_not_allowed_names_the_allowed_methods(server: RunningServer) -> None:
     async with server.client("alice") as alice:
         response = await alice.put("/api/agents", json={})

@@ -9,7 +9,7 @@ import tornado.web
 
 from sentra.auth import LOCAL_PRINCIPAL, SCOPE_READ, SCOPE_WRITE, Principal, TokenService
 from sentra.config import Config
-from sentra.errors import ApiError, BadRequest, Forbidden, NotFound, Unauthorized
+from sentra.errors import ApiError, BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized
 from sentra.lines import check_agent_id
 from sentra.metrics import Metrics
 from sentra.models import Agent
@@ -20,6 +20,14 @@ JSON_TYPE = "application/json; charset=utf-8"
 MAX_INT_ARGUMENT = 2**63 - 1  # SQLite's largest integer
 
 
+# JSON bodies of the agent and session endpoints are small; ingest has its own, configurable limit.
+JSON_BODY_LIMIT = 1024 * 1024
+# A body over its limit is read and dropped up to this much more, so its sender gets a 413 rather
+# than a connection reset in the middle of its upload.
+DISCARD_ALLOWANCE = 64 * 1024 * 1024
+
+
+@tornado.web.stream_request_body
 class BaseHandler(tornado.web.RequestHandler):
     """Every Sentra handler: JSON errors, auth in a fixed order, security headers."""
 
@@ -124,12 +132,47 @@ class BaseHandler(tornado.web.RequestHandler):
 
     # ---- request and response bodies ----------------------------------------------------------
 
+    _body: bytearray | None = None
+    _body_size = 0
+
+    def body_limit(self) -> int:
+        """The largest request body this handler takes."""
+        return min(JSON_BODY_LIMIT, int(self.config["limits.max_body_size"]))
+
+    async def prepare(self) -> None:
+        """Refuse a body over the limit with a JSON 413 before reading it."""
+        self._body = bytearray()
+        if self.request.method in ("GET", "HEAD", "OPTIONS"):
+            return
+        limit = self.body_limit()
+        if self.request.connection is not None:
+            self.request.connection.set_max_body_size(limit + DISCARD_ALLOWANCE)  # type: ignore[attr-defined]
+        length = self.request.headers.get("Content-Length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise PayloadTooLarge(f"the body is {length} bytes, above the limit of {limit}", code="body_too_large")
+
+    def data_received(self, chunk: bytes) -> None:
+        """Collect the body, dropping it once it is over the limit."""
+        self._body_size += len(chunk)
+        if self._body is not None and self._body_size <= self.body_limit():
+            self._body += chunk
+        else:
+            self._body = None
+
+    @property
+    def body(self) -> bytes:
+        """The request body; PayloadTooLarge if it went over the limit."""
+        if self._body is None:
+            raise PayloadTooLarge(f"the body is above the limit of {self.body_limit()} bytes", code="body_too_large")
+        return bytes(self._body)
+
     def json_body(self) -> dict[str, Any]:
         """The request body as a JSON object; BadRequest if it is anything else."""
-        if not self.request.body.strip():
+        body = self.body
+        if not body.strip():
             return {}
         try:
-            value = json.loads(self.request.body)
+            value = json.loads(body)
         except (ValueError, RecursionError) as exc:
             raise BadRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
         if not isinstance(value, dict):
@@ -162,6 +205,11 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_header("Content-Type", JSON_TYPE)
         self.finish(json.dumps(value, ensure_ascii=False))
 
+    def allowed_methods(self) -> list[str]:
+        """The HTTP methods this handler implements (for a 405's Allow header)."""
+        base = tornado.web.RequestHandler
+        return [m for m in self.SUPPORTED_METHODS if getattr(type(self), m.lower()) is not getattr(base, m.lower())]
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Render every error as {"error": {"code", "message"}}."""
         exc = kwargs.get("exc_info", (None, None, None))[1]
@@ -170,6 +218,8 @@ class BaseHandler(tornado.web.RequestHandler):
             for name, value in exc.headers.items():
                 self.set_header(name, value)
         elif isinstance(exc, tornado.web.HTTPError):
+            if status_code == 405:
+                self.set_header("Allow", ", ".join(self.allowed_methods()))
             code = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}.get(status_code, "http_error")
             message = exc.log_message % exc.args if exc.log_message else self._reason
         else:
@@ -181,5 +231,5 @@ class BaseHandler(tornado.web.RequestHandler):
 class NotFoundHandler(BaseHandler):
     """Any path Sentra does not serve: a JSON 404."""
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         raise NotFound(f"no such path {self.request.path[:200]!r}", code="not_found")

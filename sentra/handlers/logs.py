@@ -10,14 +10,13 @@ import tornado.web
 from sentra import sse
 from sentra.errors import BadRequest, Forbidden, PayloadTooLarge, TooManyRequests
 from sentra.handlers.agents import MAX_NAME_LENGTH
-from sentra.handlers.base import BaseHandler
+from sentra.handlers.base import DISCARD_ALLOWANCE, BaseHandler
 from sentra.lines import LEVELS, Line, check_agent_id, parse_body, parse_level
 from sentra.models import Agent
 from sentra.store import LineQuery
 
 HISTORY_DEFAULT_LIMIT = 1000
 HISTORY_MAX_LIMIT = 10000
-DISCARD_ALLOWANCE = 64 * 1024 * 1024
 BUCKETS_BEFORE_PRUNE = 10000
 
 
@@ -65,7 +64,6 @@ def query_from_arguments(handler: BaseHandler) -> LineQuery:
     return LineQuery(min_level=min_level, q=handler.get_query_argument("q", "") or "")
 
 
-@tornado.web.stream_request_body
 class LogsHandler(BaseHandler):
     """Ingest lines into an agent, or read its history."""
 

@@ -1,0 +1,85 @@
+"""The SQLite schema and the row ↔ record conversions shared by the store's reader and writer."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sentra.lines import LEVELS, Line
+from sentra.models import Agent
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS agents (
+    pk INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL DEFAULT '',
+    owner TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    labels TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    last_line_at REAL,
+    first_seq INTEGER NOT NULL DEFAULT 1,
+    last_seq INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS agents_by_owner ON agents (owner, pk);
+CREATE INDEX IF NOT EXISTS agents_by_status ON agents (status, updated_at);
+CREATE TABLE IF NOT EXISTS lines (
+    agent_pk INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    level INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    message TEXT NOT NULL,
+    fields TEXT,
+    PRIMARY KEY (agent_pk, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS idempotency (
+    agent_pk INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    response TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (agent_pk, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS revoked_tokens (
+    jti TEXT PRIMARY KEY,
+    revoked_at REAL NOT NULL
+);
+"""
+
+AGENT_COLUMNS = "pk, id, name, owner, status, reason, labels, created_at, updated_at, last_line_at, first_seq, last_seq"
+_LEVEL_NAMES = {number: name for name, number in LEVELS.items()}
+
+
+def agent_from_row(row: tuple[Any, ...]) -> Agent:
+    """An Agent from a row of AGENT_COLUMNS."""
+    pk, agent_id, name, owner, status, reason, labels, created, updated, last_line_at, first_seq, last_seq = row
+    return Agent(
+        pk,
+        agent_id,
+        name,
+        owner,
+        status,
+        reason,
+        json.loads(labels),
+        created,
+        updated,
+        last_line_at,
+        first_seq,
+        last_seq,
+    )
+
+
+def line_from_row(agent_id: str, row: tuple[Any, ...]) -> Line:
+    """A Line from a row of (seq, ts, level, source, message, fields)."""
+    seq, ts, level, source, message, fields = row
+    return Line(
+        agent_id,
+        seq,
+        ts,
+        _LEVEL_NAMES.get(level, "INFO"),
+        message,
+        source,
+        json.loads(fields) if fields else {},
+    )

@@ -1,0 +1,277 @@
+"""The single writer: one thread owns the write connection, and each group commit is one hop to it.
+
+Everything here is synchronous and runs in that thread; sentra.store queues the work, hands a whole batch over
+at once, and applies the outcome (cache, listeners, answers) on the event loop after the commit.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sentra.errors import ApiError, Conflict, Forbidden, NotFound
+from sentra.lines import LEVELS, Line, NewLine
+from sentra.models import Agent
+from sentra.schema import AGENT_COLUMNS, SCHEMA, agent_from_row
+
+T = TypeVar("T")
+
+
+@dataclass
+class AppendResult:
+    """What an ingest request is answered with; `replayed` when an Idempotency-Key matched."""
+
+    accepted: int
+    first_seq: int | None
+    last_seq: int | None
+    replayed: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """The 200 body of POST /api/agents/{id}/logs."""
+        return {"accepted": self.accepted, "first_seq": self.first_seq, "last_seq": self.last_seq}
+
+
+@dataclass
+class AppendJob:
+    """One ingest request's lines, as handed to the writer."""
+
+    agent_id: str
+    subject: str
+    may_write_any: bool
+    lines: list[NewLine]
+    key: str | None
+    name: str
+    labels: dict[str, str]
+
+
+@dataclass
+class BatchOutcome:
+    """What one group commit did: per job a result or an error, and the agents it changed."""
+
+    results: list[AppendResult | ApiError] = field(default_factory=list)
+    lines: list[list[Line]] = field(default_factory=list)
+    staged: dict[str, Agent] = field(default_factory=dict)
+    created: list[Agent] = field(default_factory=list)
+    line_count: int = 0
+
+
+class WriteConnection:
+    """The write side of the database; every method runs in the writer thread, inside `transaction`."""
+
+    def __init__(self, path: Path, synchronous: str) -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self.conn: sqlite3.Connection | None = None
+
+    def open(self) -> None:
+        """Open in WAL mode, create the schema, and prove the file is writable."""
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.conn = conn
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.executescript(SCHEMA)
+        # A read-only file opens without complaint; find out now rather than at the first ingest.
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+
+    def close(self) -> None:
+        """Close the connection (checkpointing the WAL)."""
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The open connection."""
+        assert self.conn is not None, "writer is not open"
+        return self.conn
+
+    def transaction(self, work: Callable[[], T]) -> T:
+        """Run `work` in one IMMEDIATE transaction: committed if it returns, rolled back if it raises."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            result = work()
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+        return result
+
+    def agent(self, agent_id: str, cache: Mapping[str, Agent]) -> Agent | None:
+        """The agent as committed: from the cache (the writer is the only one who changes it) or the file."""
+        agent = cache.get(agent_id)
+        if agent is not None:
+            return agent
+        row = self.db.execute(f"SELECT {AGENT_COLUMNS} FROM agents WHERE id = ?", (agent_id,)).fetchone()
+        return agent_from_row(tuple(row)) if row else None
+
+    def insert_agent(self, agent_id: str, owner: str, name: str, labels: dict[str, str], now: float) -> Agent:
+        """A new running agent row."""
+        agent = Agent(0, agent_id, name, owner, "running", None, labels, now, now)
+        cursor = self.db.execute(
+            "INSERT INTO agents (id, name, owner, status, labels, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (agent_id, name, owner, "running", agent.labels_json(), now, now),
+        )
+        agent.pk = int(cursor.lastrowid or 0)
+        return agent
+
+    def create_agent(
+        self, agent_id: str, owner: str, name: str, labels: dict[str, str], cache: Mapping[str, Agent]
+    ) -> Agent:
+        """Create a running agent; Conflict if the id is taken."""
+        if self.agent(agent_id, cache) is not None:
+            raise Conflict(f"agent {agent_id!r} already exists", code="agent_exists")
+        return self.insert_agent(agent_id, owner, name, labels, time.time())
+
+    def update_agent(self, agent_id: str, changes: dict[str, Any], cache: Mapping[str, Agent]) -> Agent:
+        """Apply status/reason/name/labels; a finished agent never changes status again."""
+        current = self.agent(agent_id, cache)
+        if current is None:
+            raise NotFound(f"agent {agent_id!r} was deleted", code="agent_not_found")
+        agent = current.copy()
+        status = changes.get("status")
+        if status is not None and status != agent.status:
+            if agent.finished:
+                raise Conflict(
+                    f"agent {agent_id!r} is {agent.status}; a finished agent cannot change status",
+                    code="agent_finished",
+                )
+            agent.status = status
+            agent.reason = changes.get("reason")
+        if changes.get("name") is not None:
+            agent.name = changes["name"]
+        if changes.get("labels") is not None:
+            agent.labels = changes["labels"]
+        agent.updated_at = time.time()
+        self.db.execute(
+            "UPDATE agents SET status = ?, reason = ?, name = ?, labels = ?, updated_at = ? WHERE pk = ?",
+            (agent.status, agent.reason, agent.name, agent.labels_json(), agent.updated_at, agent.pk),
+        )
+        return agent
+
+    def delete_agent(self, agent_id: str, cache: Mapping[str, Agent]) -> Agent | None:
+        """Remove the agent, its lines and its idempotency keys; the removed agent, if there was one."""
+        agent = self.agent(agent_id, cache)
+        if agent is not None:
+            for table in ("lines", "idempotency"):
+                self.db.execute(f"DELETE FROM {table} WHERE agent_pk = ?", (agent.pk,))
+            self.db.execute("DELETE FROM agents WHERE pk = ?", (agent.pk,))
+        return agent
+
+    def trim(self, agent_id: str, max_lines: int, cache: Mapping[str, Agent]) -> Agent | None:
+        """Keep the newest `max_lines` lines of the agent; the changed agent, if anything was removed."""
+        current = self.agent(agent_id, cache)
+        if current is None or current.line_count <= max_lines:
+            return None
+        agent = current.copy()
+        agent.first_seq = agent.last_seq - max_lines + 1
+        self.db.execute("DELETE FROM lines WHERE agent_pk = ? AND seq < ?", (agent.pk, agent.first_seq))
+        self.db.execute("UPDATE agents SET first_seq = ? WHERE pk = ?", (agent.first_seq, agent.pk))
+        return agent
+
+    def revoke(self, jti: str) -> None:
+        """Record a revoked token id."""
+        self.db.execute("INSERT OR IGNORE INTO revoked_tokens (jti, revoked_at) VALUES (?, ?)", (jti, time.time()))
+
+    def prune_keys(self, older_than: float) -> None:
+        """Forget idempotency answers recorded before `older_than`."""
+        self.db.execute("DELETE FROM idempotency WHERE created_at < ?", (older_than,))
+
+    def append_batch(self, jobs: list[AppendJob], cache: Mapping[str, Agent]) -> BatchOutcome:
+        """Check, number and insert every job's lines in one transaction (the group commit)."""
+        return self.transaction(lambda: self._append(jobs, cache))
+
+    def _append(self, jobs: list[AppendJob], cache: Mapping[str, Agent]) -> BatchOutcome:
+        out = BatchOutcome()
+        line_rows: list[tuple[Any, ...]] = []
+        key_rows: list[tuple[Any, ...]] = []
+        replies: dict[tuple[str, str], AppendResult] = {}
+        now = time.time()
+        for job in jobs:
+            try:
+                agent = self._writable_agent(job, out, cache, now)
+                replay = replies.get((job.agent_id, job.key)) if job.key else None
+                if job.key is not None and replay is None:
+                    replay = self._stored_answer(agent, job.key)
+                if replay is not None:
+                    out.results.append(replay)
+                    out.lines.append([])
+                    continue
+                if agent.finished:
+                    raise Conflict(
+                        f"agent {job.agent_id!r} is {agent.status}; a finished agent takes no more lines",
+                        code="agent_finished",
+                    )
+            except ApiError as exc:
+                out.results.append(exc)
+                out.lines.append([])
+                continue
+            out.staged[job.agent_id] = agent
+            first = agent.last_seq + 1
+            lines = []
+            pk = agent.pk
+            agent_id = job.agent_id
+            for seq, new in enumerate(job.lines, start=first):
+                fields = new.fields
+                lines.append(Line(agent_id, seq, new.ts, new.level, new.message, new.source, fields))
+                encoded = json.dumps(fields, ensure_ascii=False) if fields else None
+                line_rows.append((pk, seq, new.ts, LEVELS[new.level], new.source, new.message, encoded))
+            agent.last_seq = first + len(lines) - 1
+            if lines:
+                agent.last_line_at = now
+            agent.updated_at = now
+            result = AppendResult(len(lines), first, agent.last_seq)
+            if job.key is not None:
+                replies[(job.agent_id, job.key)] = AppendResult(len(lines), first, agent.last_seq, True)
+                key_rows.append((pk, job.key, json.dumps(result.to_json()), now))
+            out.results.append(result)
+            out.lines.append(lines)
+        if line_rows:
+            self.db.executemany(
+                "INSERT INTO lines (agent_pk, seq, ts, level, source, message, fields) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                line_rows,
+            )
+        if out.staged:
+            self.db.executemany(
+                "UPDATE agents SET last_seq = ?, last_line_at = ?, updated_at = ? WHERE pk = ?",
+                [(a.last_seq, a.last_line_at, a.updated_at, a.pk) for a in out.staged.values()],
+            )
+        if key_rows:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO idempotency (agent_pk, key, response, created_at) VALUES (?, ?, ?, ?)",
+                key_rows,
+            )
+        out.line_count = len(line_rows)
+        return out
+
+    def _writable_agent(self, job: AppendJob, out: BatchOutcome, cache: Mapping[str, Agent], now: float) -> Agent:
+        """The agent to append to (created on first ingest), staged as a copy; Forbidden if not the caller's."""
+        agent = out.staged.get(job.agent_id)
+        if agent is None:
+            committed = self.agent(job.agent_id, cache)
+            if committed is None:
+                agent = self.insert_agent(job.agent_id, job.subject, job.name, job.labels, now)
+                out.created.append(agent)
+            else:
+                agent = committed.copy()
+        if agent.owner != job.subject and not job.may_write_any:
+            raise Forbidden(f"agent {job.agent_id!r} belongs to another user", code="not_owner")
+        return agent
+
+    def _stored_answer(self, agent: Agent, key: str) -> AppendResult | None:
+        if agent.pk == 0:
+            return None
+        row = self.db.execute(
+            "SELECT response FROM idempotency WHERE agent_pk = ? AND key = ?", (agent.pk, key)
+        ).fetchone()
+        if row is None:
+            return None
+        answer = json.loads(row[0])
+        return AppendResult(answer["accepted"], answer["first_seq"], answer["last_seq"], True)
