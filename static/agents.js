@@ -5,7 +5,6 @@
  */
 
 import { query } from "./api.js";
-import { tagClass } from "./rows.js";
 import { openEventStream } from "./sentra.js";
 
 /** The live feed of the caller's agents. */
@@ -160,7 +159,6 @@ class AgentsPage {
     link.href = href;
     link.textContent = agent.name || agent.id;
     row.querySelector(".agent-id").textContent = agent.name && agent.name !== agent.id ? agent.id : "";
-    row.querySelector(".tag-dot").className = `tag-dot ${tagClass(agent.id)}`;
     const labels = row.querySelector(".labels");
     const text = JSON.stringify(agent.labels);
     if (labels.dataset.text !== text) {
