@@ -20,6 +20,9 @@ SCOPE_READ = "logs:read"
 SCOPE_ADMIN = "admin"
 ALL_SCOPES = (SCOPE_WRITE, SCOPE_READ, SCOPE_ADMIN)
 LOCAL_USER = "local"
+JWT_LEEWAY = 5  # seconds of clock skew forgiven on exp/nbf
+VERIFIED_TTL = 300.0  # a verified token is re-checked at least this often
+VERIFIED_MAX = 10_000
 MIN_SECRET_LENGTH = 32
 
 
@@ -92,6 +95,7 @@ class TokenService:
         self.audience: str = config["auth.audience"]
         self.ticket_ttl: float = config["auth.ticket_ttl"]
         self.revoked: set[str] = set()
+        self._verified: dict[str, tuple[Principal, float]] = {}
         self._secret: str | None = None
         if self.algorithm.startswith("HS"):
             self._secret = load_or_create_secret(config)
@@ -140,6 +144,27 @@ class TokenService:
 
     def verify(self, token: str) -> Principal:
         """The caller behind `token`; raises Unauthorized for anything not valid right now."""
+        # Checking a signature costs more than the rest of a small ingest request: remember good tokens
+        # until they expire (revocation is still checked on every use).
+        cached = self._verified.get(token)
+        now = time.time()
+        if cached is None or cached[1] < now:
+            principal = self._decode(token)
+            expires = principal.claims.get("exp")
+            until = float(expires) + JWT_LEEWAY if isinstance(expires, int | float) else now + VERIFIED_TTL
+            if len(self._verified) >= VERIFIED_MAX:
+                self._verified.clear()
+            self._verified[token] = (principal, min(until, now + VERIFIED_TTL))
+        else:
+            principal = cached[0]
+        if (principal.jti and principal.jti in self.revoked) or (
+            principal.parent_jti and principal.parent_jti in self.revoked
+        ):
+            raise Unauthorized("the token has been revoked", code="token_revoked")
+        return principal
+
+    def _decode(self, token: str) -> Principal:
+        """Check the signature and claims of `token`."""
         try:
             claims = jwt.decode(
                 token,
@@ -147,7 +172,7 @@ class TokenService:
                 algorithms=[self.algorithm],
                 audience=self.audience or None,
                 options={"require": [], "verify_aud": bool(self.audience)},
-                leeway=5,
+                leeway=JWT_LEEWAY,
             )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("the token has expired", code="token_expired") from None
@@ -162,8 +187,6 @@ class TokenService:
             raise Unauthorized(f"the token has no {self.subject_claim!r} claim", code="invalid_token")
         jti = claims.get("jti") if isinstance(claims.get("jti"), str) else None
         parent_jti = claims.get("pjti") if isinstance(claims.get("pjti"), str) else None
-        if (jti and jti in self.revoked) or (parent_jti and parent_jti in self.revoked):
-            raise Unauthorized("the token has been revoked", code="token_revoked")
         scopes = _scopes_of(claims.get("scope"))
         expiries = [float(v) for v in (claims.get("exp"), claims.get("pexp")) if isinstance(v, int | float)]
         agent = claims.get("agent") if claims.get("typ") == "ticket" else None
