@@ -49,8 +49,8 @@ class Subscription:
         self.backlog = 0
         self.cut_reason: str | None = None
         self.on_cut: Callable[[str], None] | None = None
-        self._event = asyncio.Event()
-        self._waiting = False
+        # The reader parked in wait(), if any: one future per wait, no task (Tornado's chat demo).
+        self._waiter: asyncio.Future[bool] | None = None
 
     def follows(self, agent: Agent) -> bool:
         """True if lines of `agent` belong in this stream."""
@@ -69,25 +69,24 @@ class Subscription:
         self.pending.extend(lines)
         # A reader parked in wait() takes the whole queue on its next turn, however large one group
         # commit was; only lines that pile up while it is still writing earlier ones mean it is slow.
-        if not self._waiting:
+        if self._waiter is None:
             self.backlog += len(lines)
             if self.backlog > self.max_pending:
                 self.cut("overflow")
                 return
-        self._event.set()
+        self._wake()
 
     def push_update(self, update: AgentUpdate) -> None:
         """Queue an agent change, in order with its lines."""
         if self.cut_reason is None:
             self.pending.append(update)
-            self._event.set()
+            self._wake()
 
     def take(self) -> list[Item]:
         """Everything queued, oldest first, emptying the queue."""
         items = list(self.pending)
         self.pending.clear()
         self.backlog = 0
-        self._event.clear()
         return items
 
     def cut(self, reason: str) -> None:
@@ -97,22 +96,34 @@ class Subscription:
         self.cut_reason = reason
         self.pending.clear()
         self.backlog = 0
-        self._event.set()
+        self._wake()
         if self.on_cut is not None:
             self.on_cut(reason)
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(True)
 
     async def wait(self, timeout: float | None) -> bool:
         """Wait until something is queued or the stream is cut; False on timeout."""
         if self.pending or self.cut_reason is not None:
             return True
-        self._waiting = True
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiter = waiter
+        timer = loop.call_later(timeout, _time_up, waiter) if timeout is not None else None
         try:
-            await asyncio.wait_for(self._event.wait(), timeout)
-        except TimeoutError:
-            return False
+            return await waiter
         finally:
-            self._waiting = False
-        return True
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+
+
+def _time_up(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
 
 
 class TopicRegistry:
