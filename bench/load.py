@@ -138,6 +138,7 @@ def _finish_cpu(window: CpuWindow, result: dict[str, Any], *, paced: bool) -> No
         result[f"{side}_cores"] = use["cores"]
         result[f"{side}_busiest_thread"] = use["busiest_thread"]
     result["machine_busy"] = cpu["machine_busy"]
+    result["other_cores"] = cpu["other_cores"]
 
 
 async def fanout(

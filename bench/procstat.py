@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 TICKS = os.sysconf("SC_CLK_TCK")
+HOT = 0.8  # a thread this busy is an event loop at its limit (the rest goes to the kernel and waits)
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -132,6 +133,7 @@ class CpuWindow:
             "seconds": round(elapsed, 3),
             "machine_busy": round((busy - self._machine[0]) / max(total - self._machine[1], 1), 3),
         }
+        used = 0.0
         for name, pids in self.groups.items():
             before = self._threads.get(name, {})
             after = _thread_ticks(pids)
@@ -145,6 +147,9 @@ class CpuWindow:
                 processes=len(pids),
             )
             report[name] = {"cores": use.cores, "busiest_thread": use.busiest_thread, "processes": use.processes}
+            used += use.cores
+        busy_cores = float(report["machine_busy"]) * (os.cpu_count() or 1)  # type: ignore[arg-type]
+        report["other_cores"] = round(max(0.0, busy_cores - used), 3)
         return report
 
 
@@ -157,22 +162,26 @@ def verdict(cpu: dict[str, object], *, paced: bool = False) -> tuple[str, bool]:
     """Which side limited a run, and whether its figure is only a lower bound for the server.
 
     An event loop is saturated when its busiest thread is near one core; the machine is saturated when
-    both cores are near busy, in which case server and load tool were competing for CPU.
+    its cores are near busy, in which case server and load tool were competing for CPU. CPU used by
+    other processes of the machine (not the server, not the load tool) also makes a figure a lower bound.
     """
-    server = cpu.get("server", {})
-    load = cpu.get("load", {})
+    server, load = cpu["server"], cpu["load"]
     assert isinstance(server, dict) and isinstance(load, dict)
-    machine = float(cpu.get("machine_busy", 0.0))  # type: ignore[arg-type]
-    server_hot = server.get("busiest_thread", 0.0) >= 0.85
-    load_hot = load.get("busiest_thread", 0.0) >= 0.85
-    if paced and not server_hot and not load_hot:
-        return "none (paced)", False
-    if load_hot and not server_hot:
-        return "load tool", True
-    if server_hot and not load_hot:
-        return "server", False
-    if server_hot and load_hot:
-        return "both", True
-    if machine >= 0.93:
-        return "machine (both cores busy)", True
-    return "neither saturated (latency-bound)", False
+    machine = float(cpu["machine_busy"])  # type: ignore[arg-type]
+    other = float(cpu.get("other_cores", 0.0))  # type: ignore[arg-type]
+    server_hot = server["busiest_thread"] >= HOT
+    load_hot = load["busiest_thread"] >= HOT
+    machine_full = machine >= 0.93
+    parts = [name for name, hot in (("server", server_hot), ("load tool", load_hot)) if hot]
+    if not parts:
+        if paced:
+            parts = ["none (paced)"]
+        elif machine_full:
+            parts = ["machine (all cores busy)"]
+        else:
+            parts = ["neither saturated (latency-bound)"]
+    lower = load_hot or (machine_full and not server_hot and not paced)
+    if other >= 0.25:
+        parts.append(f"other processes ({other:.2f} cores)")
+        lower = True
+    return " + ".join(parts), lower

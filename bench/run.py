@@ -236,8 +236,11 @@ def versions() -> dict[str, str]:
     """Versions of everything measured and of the load tool's pieces."""
     from importlib.metadata import PackageNotFoundError, version
 
-    found: dict[str, str] = {"python": platform.python_version()}
-    for dist in ("sentra", "tornado", "aiosqlite", "starlette", "sse-starlette", "uvicorn", "uvloop", "httptools"):
+    sys.path.insert(0, str(ROOT))
+    from sentra import __version__
+
+    found: dict[str, str] = {"python": platform.python_version(), "sentra": __version__}
+    for dist in ("tornado", "aiosqlite", "starlette", "sse-starlette", "uvicorn", "uvloop", "httptools"):
         try:
             found[dist] = version(dist)
         except PackageNotFoundError:
@@ -258,6 +261,17 @@ def background_busy(seconds: float = 1.0) -> float:
     time.sleep(seconds)
     busy1, total1 = procstat.machine_ticks()
     return round((busy1 - busy0) / max(total1 - total0, 1), 3)
+
+
+def wait_for_quiet(limit: float, most: float, *, quiet: bool = False) -> float:
+    """Wait up to `most` seconds for other work on the machine to fall below `limit`; returns the last reading."""
+    deadline = time.monotonic() + most
+    busy = background_busy(0.5)
+    while busy > limit and time.monotonic() < deadline:
+        if not quiet:
+            print(f"  machine {busy:.0%} busy with other work; waiting for it to settle", flush=True)
+        busy = background_busy(min(5.0, max(0.5, deadline - time.monotonic())))
+    return busy
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -281,13 +295,15 @@ async def run_all(args: argparse.Namespace, workroot: Path) -> dict[str, Any]:
     kinds = [k for k in ALL if k in args.servers]
     results: dict[str, dict[str, list[dict[str, Any]]]] = {s.name: {} for s in chosen}
     started = time.monotonic()
-    backgrounds = []
+    backgrounds: list[float] = []
+    commits: list[str] = []
     for run in range(args.runs):
         if time.monotonic() - started > TIME_BUDGET[args.quick]:
             print(f"time budget spent: stopping after {run} run(s)", flush=True)
             break
-        backgrounds.append(background_busy())
-        print(f"run {run + 1}/{args.runs} (machine busy before it: {backgrounds[-1]:.0%})", flush=True)
+        backgrounds.append(wait_for_quiet(args.quiet, args.wait))
+        commits.append(_output(["git", "-C", str(ROOT), "describe", "--always", "--dirty"]))
+        print(f"run {run + 1}/{args.runs} of {commits[-1]} (machine busy before it: {backgrounds[-1]:.0%})", flush=True)
         servers: dict[str, Server] = {}
         try:
             for kind in kinds:
@@ -295,6 +311,8 @@ async def run_all(args: argparse.Namespace, workroot: Path) -> dict[str, Any]:
                 workdir = workroot / f"run{run}" / kind
                 servers[kind] = starter(workdir, args.sentra_set) if kind == "sentra" else starter(workdir)  # type: ignore[call-arg]
             for scenario in chosen:
+                # Other work on a shared machine skews a figure: give it a few seconds to pass.
+                wait_for_quiet(args.quiet, args.wait / 10, quiet=True)
                 for kind in kinds:
                     if kind not in scenario.servers:
                         continue
@@ -319,6 +337,7 @@ async def run_all(args: argparse.Namespace, workroot: Path) -> dict[str, Any]:
             for s in chosen
         },
         "background_busy": backgrounds,
+        "run_commits": commits,
         "seconds": round(time.monotonic() - started, 1),
     }
 
@@ -366,11 +385,14 @@ def main() -> int:
     parser.add_argument("--sentra-set", action="append", default=[], metavar="NAME=TOML", help="extra Sentra setting")
     parser.add_argument("--profile", action="store_true", help="also record py-spy flame graphs of Sentra")
     parser.add_argument("--no-install", action="store_true", help="do not install missing packages")
+    parser.add_argument("--quiet", type=float, default=0.10, help="busy share of other work to wait for (0.10)")
+    parser.add_argument("--wait", type=float, default=None, help="most seconds to wait per run (120, --quick 20)")
     parser.add_argument("--out", type=Path, default=BENCH / "results", help="where the JSON goes")
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "performance.md", help="Markdown to update")
     parser.add_argument("--no-doc", action="store_true", help="do not touch the Markdown report")
     args = parser.parse_args()
     args.runs = args.runs or (1 if args.quick else 3)
+    args.wait = args.wait if args.wait is not None else (20 if args.quick else 120)
     args.sentra_set = dict(item.split("=", 1) for item in args.sentra_set)
     unknown = set(args.only) - {s.name for s in SCENARIOS}
     if unknown:
@@ -398,6 +420,7 @@ def main() -> int:
         versions=versions(),
         sentra_settings=args.sentra_set,
     )
+    data["ratios"] = report.ratios(data)
     path = args.out / f"{stem}.json"
     path.write_text(json.dumps(data, indent=1) + "\n")
     print(f"results: {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}", flush=True)
