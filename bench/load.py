@@ -208,50 +208,64 @@ async def fanout(
     return result
 
 
+async def _settled_rss(pid: int) -> int:
+    """The server's memory once it stopped shrinking (it may free closed streams a little later)."""
+    rss = tree_rss(pid)
+    for _ in range(10):
+        await asyncio.sleep(0.5)
+        now = tree_rss(pid)
+        steady = now >= rss - 64 * 1024
+        rss = min(rss, now)
+        if steady:
+            break
+    return rss
+
+
 async def idle(
     target: Target, server_pids: list[int], *, connections: int, channels: list[str], procs: int = 1
 ) -> dict[str, Any]:
-    """Open `connections` SSE streams spread over `channels`, measure server memory, close them all."""
+    """Open `connections` SSE streams spread over `channels`, measure server memory, close them all; then
+    open and close them once more, to tell memory kept for reuse from memory leaked."""
     await target.prepare(channels)
     streams = [
         (channels[i % len(channels)], target.sub_request(channels[i % len(channels)])) for i in range(connections)
     ]
     pid = server_pids[0]
     before = tree_rss(pid)
-    pool = SubscriberPool(target.host, target.port, streams, procs=procs)
     result: dict[str, Any] = {}
-    try:
-        window = _load_window(server_pids, pool.pids)
-        opened = await pool.open()
-        _finish_cpu(window, result, paced=False)
-        await asyncio.sleep(1.0)
-        during = tree_rss(pid)
-    finally:
-        close_seconds = await pool.close()
-    # Give the server time to notice the closed sockets and free what it will; stop once it is steady.
-    after = tree_rss(pid)
-    for _ in range(10):
-        await asyncio.sleep(0.5)
-        now = tree_rss(pid)
-        steady = now >= after - 64 * 1024
-        after = min(after, now)
-        if steady:
-            break
+    rss: list[int] = []
+    for round_ in range(2):
+        pool = SubscriberPool(target.host, target.port, streams, procs=procs)
+        try:
+            window = _load_window(server_pids, pool.pids)
+            opened = await pool.open()
+            if round_ == 0:
+                _finish_cpu(window, result, paced=False)
+                first = opened
+            await asyncio.sleep(1.0)
+            rss.append(tree_rss(pid))
+        finally:
+            close_seconds = await pool.close()
+        rss.append(await _settled_rss(pid))
+        if round_ == 0:
+            result["close_seconds"] = round(close_seconds, 3)
+    during, after, again, final = rss
     grown = during - before
     result.update(
         connections=connections,
-        opened=opened["opened"],
-        failed=opened["failed"],
-        open_seconds=round(opened["seconds"], 3),
-        close_seconds=round(close_seconds, 3),
+        opened=first["opened"],
+        failed=first["failed"],
+        open_seconds=round(first["seconds"], 3),
         rss_before_mb=round(before / 2**20, 1),
         rss_open_mb=round(during / 2**20, 1),
         rss_closed_mb=round(after / 2**20, 1),
-        kb_per_connection=round(grown / max(opened["opened"], 1) / 1024, 2),
+        kb_per_connection=round(grown / max(first["opened"], 1) / 1024, 2),
         returned_share=round((during - after) / grown, 3) if grown > 0 else 0.0,
+        reopen_growth_kb=round((again - after) / max(opened["opened"], 1) / 1024, 2),
+        rss_final_mb=round(final / 2**20, 1),
     )
-    if opened["failed"]:
-        result["open_errors"] = opened["errors"]
+    if first["failed"]:
+        result["open_errors"] = first["errors"]
     return result
 
 

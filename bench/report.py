@@ -49,6 +49,8 @@ ROWS: dict[str, list[tuple[str, str, str]]] = {
         ("rss_open_mb", "server RSS with all open (MB)", ""),
         ("rss_closed_mb", "server RSS after closing (MB)", ""),
         ("returned_share", "share of that memory returned on close (1 = all)", ""),
+        ("reopen_growth_kb", "growth per connection when reopened after close (KB)", "-"),
+        ("rss_final_mb", "server RSS after a second open and close (MB)", ""),
         *_CPU,
     ],
     "ingest": [
