@@ -167,6 +167,15 @@ CASES = [
          settings={"limits.max_streams_per_user": 1}, hold_stream="/api/agents/run/logs/stream"),
     Case("too-many-multi-agent-streams", 429, "too_many_streams", "GET", "/api/streams?agent=run",
          settings={"limits.max_streams_per_user": 1}, hold_stream="/api/agents/run/logs/stream"),
+    Case("session-no-token", 401, "not_authenticated", "GET", "/api/session", auth="none"),
+    Case("sign-in-not-json", 400, "unsupported_media_type", "POST", "/api/session", auth="none",
+         content=b"token=abc", headers={"Content-Type": "application/x-www-form-urlencoded"}),
+    Case("sign-in-expired-token", 401, "token_expired", "POST", "/api/session", auth="expired"),
+    Case("agent-events-bad-label", 400, "bad_request", "GET", "/api/agent-events?label=oops"),
+    Case("agent-events-no-token", 401, "not_authenticated", "GET", "/api/agent-events", auth="none"),
+    Case("agent-events-write-only", 403, "insufficient_scope", "GET", "/api/agent-events", auth="write-only"),
+    Case("agent-events-too-many-streams", 429, "too_many_streams", "GET", "/api/agent-events",
+         settings={"limits.max_streams_per_user": 1}, hold_stream="/api/agents/run/logs/stream"),
 ]  # fmt: skip
 
 
