@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 
 from sentra.lines import Line
@@ -49,6 +49,9 @@ class Subscription:
         self.backlog = 0
         self.cut_reason: str | None = None
         self.on_cut: Callable[[str], None] | None = None
+        # Set by a stream that has caught up: lines are then written at publish time, with no wake-up,
+        # and `shared` lets subscribers with the same wire format reuse one encoding of the batch.
+        self.direct: Callable[[list[Line], dict[Hashable, bytes]], None] | None = None
         # The reader parked in wait(), if any: one future per wait, no task (Tornado's chat demo).
         self._waiter: asyncio.Future[bool] | None = None
 
@@ -62,9 +65,12 @@ class Subscription:
             return True
         return False
 
-    def push_lines(self, lines: list[Line]) -> None:
-        """Queue lines; once more than `max_pending` wait while the reader is busy, it is cut off."""
+    def push_lines(self, lines: list[Line], shared: dict[Hashable, bytes] | None = None) -> None:
+        """Deliver or queue lines; once more than `max_pending` wait while the reader is busy, it is cut off."""
         if self.cut_reason is not None:
+            return
+        if self.direct is not None and not self.pending:
+            self.direct(lines, {} if shared is None else shared)
             return
         self.pending.extend(lines)
         # A reader parked in wait() takes the whole queue on its next turn, however large one group
@@ -180,11 +186,12 @@ class TopicRegistry:
         return subs
 
     def lines_committed(self, agent: Agent, lines: list[Line]) -> None:
-        """Queue committed lines for every subscriber of the agent."""
+        """Deliver (or queue) committed lines to every subscriber of the agent."""
+        shared: dict[Hashable, bytes] = {}
         for sub in self._targets(agent):
             if sub.cut_reason is not None:
                 continue
-            sub.push_lines(lines)
+            sub.push_lines(lines, shared)
             if sub.cut_reason == "overflow":
                 self.cut_offs["overflow"] += 1
                 self.unsubscribe(sub)

@@ -56,6 +56,11 @@ class LineQuery:
     q: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def is_empty(self) -> bool:
+        """True when the query lets every line through."""
+        return not self.min_level and not self.q
+
     def matches(self, line: Line) -> bool:
         """The same test the SQL applies, for lines that arrive live."""
         if line.levelno < self.min_level:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import tornado.iostream
@@ -30,6 +30,7 @@ class StreamHandler(BaseHandler):
     """The machinery every stream shares: SSE headers, a subscription, heartbeats, cut-offs, expiry."""
 
     sub: Subscription | None = None
+    _unsent = 0
 
     def on_connection_close(self) -> None:
         if self.sub is not None:
@@ -89,6 +90,28 @@ class StreamHandler(BaseHandler):
         except tornado.iostream.StreamClosedError:
             raise _Gone from None
 
+    def write_now(self, data: bytes, lines: int) -> None:
+        """Write one chunk of events to the socket without waiting. A reader still owing more than the
+        subscriber buffer's worth of earlier lines is too slow and is cut; one large batch is not."""
+        assert self.sub is not None
+        stream = getattr(self.request.connection, "stream", None)
+        if stream is None or stream.closed():
+            self.sub.cut("closed")
+            return
+        if self._unsent > self.sub.max_pending:
+            self.sub.cut("overflow")
+            return
+        try:
+            written = stream.write(b"%x\r\n%b\r\n" % (len(data), data))
+        except tornado.iostream.StreamClosedError:
+            self.sub.cut("closed")
+            return
+        self._unsent += lines
+        written.add_done_callback(lambda _: self._taken(lines))
+
+    def _taken(self, lines: int) -> None:
+        self._unsent -= lines
+
     async def next_items(self, heartbeat: bytes) -> list[Any] | str:
         """Wait for queued items, sending heartbeats; a string is the reason the stream must end."""
         assert self.sub is not None
@@ -135,6 +158,9 @@ class AgentStreamHandler(StreamHandler):
     """One agent's stream; subclasses choose the wire format."""
 
     agent_may_be_missing = False
+    _agent: Agent | None = None
+    _cursor = 0
+    _query: LineQuery = LineQuery()
 
     def encode(self, agent: Agent, lines: list[Line], cursor: int, extra: dict[str, Any]) -> bytes:
         """The event(s) for lines; `extra` carries final/status/reason/skipped."""
@@ -198,8 +224,14 @@ class AgentStreamHandler(StreamHandler):
                 return
             if held or extra:
                 await self.send(self.encode(agent, held, cursor, extra))
+        self._cursor, self._agent, self._query = cursor, agent, query
         while True:
+            if not self.sub.pending:
+                # Caught up: from here on lines are written as they are committed, without a wake-up.
+                self.sub.direct = self._deliver
             items = await self.next_items(self.heartbeat())
+            self.sub.direct = None
+            agent, cursor = self._agent, self._cursor
             if isinstance(items, str):
                 if items in _STOP_REASONS and agent is not None:
                     await self.send(self.encode(agent, [], cursor, {"final": False, "reason": items}))
@@ -209,17 +241,34 @@ class AgentStreamHandler(StreamHandler):
                 if isinstance(item, AgentUpdate):
                     if agent is None and not self.principal.may_access(item.agent.owner, item.agent.id):
                         return
-                    agent = item.agent
+                    agent = self._agent = item.agent
                     if item.deleted or agent.finished:
                         extra = {"final": True, "reason": "deleted"} if item.deleted else {"final": True}
                         await self.send(self.encode(agent, lines, cursor, extra))
                         return
                 elif item.seq > cursor:
-                    cursor = item.seq
+                    cursor = self._cursor = item.seq
                     if query.matches(item):
                         lines.append(item)
             if lines and agent is not None:
                 await self.send(self.encode(agent, lines, cursor, {}))
+
+    def _deliver(self, lines: list[Line], shared: dict[Hashable, bytes]) -> None:
+        """Write committed lines straight to the socket (called by the registry at publish time)."""
+        agent, cursor, query = self._agent, self._cursor, self._query
+        if agent is None or lines[-1].seq <= cursor:
+            return
+        fresh = lines if lines[0].seq > cursor else [line for line in lines if line.seq > cursor]
+        self._cursor = fresh[-1].seq
+        shown = fresh if query.is_empty else [line for line in fresh if query.matches(line)]
+        if not shown:
+            return
+        # Every subscriber of the same format and filters writes the very same bytes for this batch.
+        key = (type(self), query.min_level, query.q, fresh[0].seq, fresh[-1].seq)
+        data = shared.get(key)
+        if data is None:
+            data = shared[key] = self.encode(agent, shown, self._cursor, {})
+        self.write_now(data, len(shown))
 
 
 class LogStreamHandler(AgentStreamHandler):
