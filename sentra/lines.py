@@ -155,9 +155,24 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# One decoder for every body: json.loads(text, parse_constant=...) would build a new one per call,
+# which costs more than decoding a typical log line.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_SCAN: Any = getattr(_DECODER, "scan_once")  # noqa: B009 - set in __init__, missing from the stubs
+_JSON_SPACE = " \t\n\r"
+
+
 def _loads(text: str) -> Any:
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        stripped = text.strip(_JSON_SPACE)
+        try:
+            value, end = _SCAN(stripped, 0)
+        except StopIteration:
+            end = -1
+        if end != len(stripped):
+            # Not one JSON value: let the full decoder say precisely what is wrong.
+            return _DECODER.decode(text)
+        return value
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
 

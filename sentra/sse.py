@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +13,9 @@ from sentra.models import Agent
 
 # Some clients split lines on these; inside JSON they can always be written as escapes.
 _LINE_BREAKERS = {ord("\u2028"): "\\u2028", ord("\u2029"): "\\u2029", ord("\u0085"): "\\u0085"}
+_HAS_LINE_BREAKER = re.compile("[\u2028\u2029\u0085]")
+# The C string encoder json.dumps(..., ensure_ascii=False) itself uses.
+_quote: Any = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
 
 
 def json_bytes(value: Any) -> bytes:
@@ -45,11 +49,21 @@ def iso_time(ts: float) -> str:
 
 
 def _parts(line: Line) -> tuple[bytes, bytes]:
-    """The line's text as a JSON string body (no quotes, ending in \\n) and its JSON object: built once."""
+    """The line's text as a JSON string body (no quotes, ending in \\n) and its JSON object: built once,
+    by hand, since every stream and every replayed line goes through here (the same bytes json.dumps gives)."""
     cached = line.wire.get("json")
     if cached is None:
-        cached = line.wire["json"] = json_bytes(line.to_json())
-        line.wire["text"] = json_bytes(line.message + "\n")[1:-1]
+        message = _quote(line.message)
+        fields = json.dumps(line.fields, ensure_ascii=False, separators=(",", ":")) if line.fields else "{}"
+        text = (
+            f'{{"agent":{_quote(line.agent)},"seq":{line.seq},"ts":{line.ts!r},"level":"{line.level}",'
+            f'"message":{message},"source":{_quote(line.source)},"fields":{fields}}}'
+        )
+        body = message[1:-1] + "\\n"
+        if _HAS_LINE_BREAKER.search(text):
+            text, body = text.translate(_LINE_BREAKERS), body.translate(_LINE_BREAKERS)
+        cached = line.wire["json"] = text.encode()
+        line.wire["text"] = body.encode()
     return line.wire["text"], cached
 
 
