@@ -206,8 +206,15 @@ def line_from_object(obj: Any, now: float, max_line_size: int) -> NewLine:
     message = picked["message"]
     if not isinstance(message, str):
         raise ValueError(f"'message' must be a string, got {type(message).__name__}")
-    _check_text(message, "'message'")
-    level = parse_level(picked["level"]) if picked.get("level") is not None else "INFO"
+    try:
+        size = len(message.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError("'message' contains an unpaired UTF-16 surrogate") from None
+    raw_level = picked.get("level")
+    if type(raw_level) is str and raw_level in LEVELS:  # the common case, already canonical
+        level = raw_level
+    else:
+        level = parse_level(raw_level) if raw_level is not None else "INFO"
     ts = parse_ts(picked["ts"]) if picked.get("ts") is not None else now
     source = picked.get("source")
     if source is None:
@@ -216,8 +223,8 @@ def line_from_object(obj: Any, now: float, max_line_size: int) -> NewLine:
         raise ValueError(f"'source' must be a string, got {type(source).__name__}")
     if len(source) > 256:
         raise ValueError("'source' is longer than 256 characters")
-    _check_text(source, "'source'")
-    size = len(message.encode("utf-8"))
+    if source:
+        _check_text(source, "'source'")
     if fields:
         encoded_fields = json.dumps(fields, ensure_ascii=False)
         _check_text(encoded_fields, "'fields'")
