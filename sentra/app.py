@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import logging
 import re
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +26,17 @@ from sentra.metrics import Metrics
 from sentra.registry import TopicRegistry
 from sentra.store import Store
 
-STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 AGENT = r"(?P<agent_id>[^/]+)"
 _TOKEN_IN_URL = re.compile(r"((?:^|[?&])(?:token|ticket)=)[^&]*")
 access_log = logging.getLogger("sentra.access")
+
+
+def viewer_files() -> Traversable:
+    """The viewer's files: sentra/static inside a wheel or sentra.pyz, else the top-level static/ of a checkout."""
+    packaged = importlib.resources.files("sentra") / "static"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "static"
 
 
 def mask_tokens(uri: str) -> str:
@@ -58,7 +67,7 @@ def make_app(
     registry: TopicRegistry,
     tokens: TokenService | None,
     *,
-    static_dir: Path = STATIC_DIR,
+    static_files: Traversable | None = None,
 ) -> tornado.web.Application:
     """The Sentra application; tests build as many independent ones as they like."""
     metrics = Metrics(registry)
@@ -78,7 +87,7 @@ def make_app(
         (r"/api/session", SessionHandler),
         (r"/api/agent-events", AgentEventsHandler),
         (r"/api/.*", NotFoundHandler),
-        (r"/(.*)", StaticHandler, {"path": str(static_dir), "default_filename": "index.html"}),
+        (r"/(.*)", StaticHandler, {"root": viewer_files() if static_files is None else static_files}),
     ]
     return tornado.web.Application(
         routes,

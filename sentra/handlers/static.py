@@ -1,8 +1,29 @@
-"""Static files of the viewer, with security headers that forbid inline script and framing."""
+"""Static files of the viewer, with security headers that forbid inline script and framing.
+
+The files are read through importlib.resources, so a checkout, an installed wheel and sentra.pyz (a zip) serve
+them by the same code.
+"""
 
 from __future__ import annotations
 
-import tornado.web
+import hashlib
+import mimetypes
+from importlib.resources.abc import Traversable
+
+from sentra.errors import NotFound
+from sentra.handlers.base import BaseHandler
+
+# Fixed here rather than taken from the OS: some machines map .js to text/plain, and with nosniff the browser
+# then refuses to run the viewer's modules.
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".json": "application/json",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+}
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -10,8 +31,55 @@ CSP = (
 )
 
 
-class StaticHandler(tornado.web.StaticFileHandler):
-    """static/ at /, index.html for /, never a file outside static/."""
+def find_file(root: Traversable, path: str) -> Traversable:
+    """The file at `path` under `root` (index.html for ""); NotFound unless it is plainly one of root's files."""
+    segments = (path or "index.html").split("/")
+    for segment in segments:
+        # Refuses "..", ".", hidden files, "//", a leading "/", drive letters, backslashes and NUL.
+        if not segment or segment.startswith(".") or any(char in segment for char in "\\:\0"):
+            raise NotFound(f"no such file {path[:200]!r}")
+    node = root
+    for segment in segments:
+        node = node / segment
+    if not node.is_file():
+        raise NotFound(f"no such file {path[:200]!r}")
+    return node
+
+
+def content_type(name: str) -> str:
+    """The Content-Type of a viewer file, by its extension."""
+    extension = name[name.rfind(".") :].lower() if "." in name else ""
+    return CONTENT_TYPES.get(extension) or mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
+class StaticHandler(BaseHandler):
+    """The viewer at /: index.html for /, its files by name, never anything outside them; JSON 404 otherwise."""
+
+    def initialize(self, root: Traversable) -> None:
+        self.root = root
+
+    def get(self, path: str) -> None:
+        """The file, or 304 when the browser's copy is current."""
+        self.send_file(path, include_body=True)
+
+    def head(self, path: str) -> None:
+        """The headers GET would send."""
+        self.send_file(path, include_body=False)
+
+    def send_file(self, path: str, *, include_body: bool) -> None:
+        """Answer with the file at `path` under the viewer's root."""
+        node = find_file(self.root, path)
+        data = node.read_bytes()
+        self.set_header("Content-Type", content_type(node.name))
+        self.set_extra_headers(path)
+        self.set_header("Etag", f'"{hashlib.sha256(data).hexdigest()}"')
+        if self.check_etag_header():
+            self.set_status(304)
+        elif include_body:
+            self.write(data)
+        else:
+            self.set_header("Content-Length", len(data))
+        self.finish()
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Security-Policy", CSP)
