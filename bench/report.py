@@ -120,7 +120,11 @@ def ratios(data: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
         for other in ("nchan", "peer"):
             if other not in servers:
                 continue
-            pairs = list(zip(servers["sentra"]["runs"], servers[other]["runs"], strict=False))
+            pairs = [
+                (a, b)
+                for a, b in zip(servers["sentra"]["runs"], servers[other]["runs"], strict=False)
+                if "error" not in a and "error" not in b
+            ]
             for key, _, direction in rows_for(name):
                 values = sorted(
                     a[key] / b[key]
@@ -319,9 +323,13 @@ def render(data: dict[str, Any], json_path: str) -> str:
             out.append("| " + " | ".join(cells) + " |")
         verdicts = []
         for k in kinds:
-            seen = Counter(run.get("bottleneck") for run in servers[k]["runs"])
+            errors = [run["error"] for run in servers[k]["runs"] if "error" in run]
+            if errors:
+                verdicts.append(f"{k}: {len(errors)} run(s) failed ({errors[-1][:200]})")
+            seen = Counter(run.get("bottleneck") for run in servers[k]["runs"] if "error" not in run)
             bound = " — **lower bound**" if medians[k].get("lower_bound") else ""
-            verdicts.append(f"{k}: " + ", ".join(f"{b} ({n}×)" for b, n in seen.items()) + bound)
+            if seen:
+                verdicts.append(f"{k}: " + ", ".join(f"{b} ({n}×)" for b, n in seen.items()) + bound)
         out += ["", "Bottleneck: " + "; ".join(verdicts) + ".", ""]
     if data.get("profile"):
         out += ["### Where Sentra's time goes (py-spy, 200 Hz)", ""]

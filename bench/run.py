@@ -45,6 +45,7 @@ DEBIAN_PACKAGES = ("nginx-light", "libnginx-mod-nchan", "wrk")
 PIP_MODULES = ("starlette", "sse_starlette", "uvicorn", "uvloop", "httptools")
 ALL = ("sentra", "nchan", "peer")
 TIME_BUDGET = {False: 30 * 60, True: 6 * 60}
+SCENARIO_TIMEOUT = 180.0
 
 
 @dataclass
@@ -276,7 +277,11 @@ def wait_for_quiet(limit: float, most: float, *, quiet: bool = False) -> float:
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Median of every numeric figure across runs; the bottleneck seen most often; lower bound if any run was."""
-    median: dict[str, Any] = {}
+    good = [run for run in runs if "error" not in run]
+    if not good:
+        return {"error": runs[-1]["error"]}
+    runs = good
+    median: dict[str, Any] = {"runs_ok": len(good)}
     for key in runs[0]:
         values = [run[key] for run in runs if key in run]
         if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
@@ -319,7 +324,12 @@ async def run_all(args: argparse.Namespace, workroot: Path) -> dict[str, Any]:
                     server = servers[kind]
                     target = Target(kind, server.port, secret=server.secret)
                     began = time.monotonic()
-                    result = await scenario.run(target, server, f"r{run}{scenario.name}", size)
+                    try:
+                        result = await asyncio.wait_for(
+                            scenario.run(target, server, f"r{run}{scenario.name}", size), SCENARIO_TIMEOUT
+                        )
+                    except Exception as exc:  # one failed measurement must not lose the others
+                        result = {"error": f"{type(exc).__name__}: {exc}"[:500]}
                     result["wall_seconds"] = round(time.monotonic() - began, 1)
                     results[scenario.name].setdefault(kind, []).append(result)
                     print(f"  {scenario.name:<12} {kind:<7} {report.one_line(scenario.name, result)}", flush=True)
@@ -353,8 +363,11 @@ async def profile_sentra(workroot: Path, out: Path, stem: str, size: Sizes, sett
         for name in ("ingest_1", "ingest_1000", "fanout_max", "paced", "replay"):
             scenario = next(s for s in SCENARIOS if s.name == name)
             spies = []
-            for fmt, suffix in (("flamegraph", "svg"), ("raw", "txt")):
-                path = out / f"{stem}-profile-{name}.{suffix}"
+            # The flame graph is kept next to the results; the collapsed stacks only feed the summary.
+            for fmt, path in (
+                ("flamegraph", out / f"{stem}-profile-{name}.svg"),
+                ("raw", workroot / f"profile-{name}.txt"),
+            ):
                 args = ["py-spy", "record", "--pid", str(server.pid), "--rate", "200", "--nonblocking"]
                 args += ["--format", fmt, "-o", str(path)]
                 spies.append((subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE), path))
