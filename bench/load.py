@@ -191,7 +191,19 @@ async def fanout(
     )
     if result["post_errors"]:
         result["post_error"] = next(pub.last_error for pub in pubs if pub.errors)
-    for key in ("subscribers", "delivered", "expected", "lost", "gaps", "disorder", "seq_errors", "cut", "events"):
+    keys = (
+        "subscribers",
+        "delivered",
+        "expected",
+        "lost",
+        "gaps",
+        "disorder",
+        "repeats",
+        "seq_errors",
+        "cut",
+        "events",
+    )
+    for key in keys:
         result[key] = sum(t[key] for t in tallies)
     if strict:
         result["strict_count"] = sum(t["strict_count"] for t in tallies)
@@ -396,6 +408,7 @@ async def replay(target: Target, server_pids: list[int], *, channel: str, lines:
         lost=sub.lost(),
         gaps=sub.gaps,
         disorder=sub.disorder,
+        repeats=sub.repeats,
         seq_errors=sub.seq_errors,
         events=sub.events,
     )

@@ -35,6 +35,7 @@ _STREAM = [
     ("lines_per_event", "lines per SSE event", ""),
     ("lost", "lines lost", ""),
     ("disorder", "lines out of order", ""),
+    ("repeats", "lines received twice", ""),
     ("cut", "subscribers cut off", ""),
     ("server_cpu_per_100k", "server cores per 100k deliveries/s", "-"),
     *_CPU,

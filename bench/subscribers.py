@@ -143,6 +143,7 @@ async def _drain(
         "lost": sum(sub.lost() for sub in live),
         "gaps": sum(sub.gaps for sub in live),
         "disorder": sum(sub.disorder for sub in live),
+        "repeats": sum(sub.repeats for sub in live),
         "seq_errors": sum(sub.seq_errors for sub in live),
         "cut": sum(1 for sub in live if sub.ended and not sub.complete()),
         "events": sum(sub.events for sub in live),

@@ -25,6 +25,7 @@ from typing import Any
 MARK_RE = re.compile(rb'"message": ?"M(\d+):(\d+):(\d+)')
 SEQ_RE = re.compile(rb'"seq": ?(\d+)')
 LINE_SIZE = 170
+MAX_TRACKED_GAP = 10_000  # a larger jump is counted as lost without remembering each missing number
 _PAD = b"x" * LINE_SIZE
 
 
@@ -234,6 +235,9 @@ class SseSubscriber(asyncio.Protocol):
         self.strict_count = 0
         self.gaps = 0
         self.disorder = 0
+        self.repeats = 0
+        self.missing: set[tuple[int, int]] = set()
+        self.skipped = 0
         self.seq_errors = 0
         self.next_seq = 0
         self.ended = False
@@ -323,17 +327,27 @@ class SseSubscriber(asyncio.Protocol):
         tally.last_recv = now
         lat = tally.latencies.append
         nexts = self.nexts
+        repeats = self.repeats
         for pub_b, n_b, sent_b in marks:
             pub, n = int(pub_b), int(n_b)
             want = nexts.get(pub, 0)
             if n != want:
                 if n < want:
-                    self.disorder += 1
+                    # Late or repeated: a line that was skipped earlier is no longer missing.
+                    if (pub, n) in self.missing:
+                        self.missing.discard((pub, n))
+                        self.disorder += 1
+                    else:
+                        self.repeats += 1
                     continue
-                self.gaps += n - want
+                self.gaps += 1
+                if n - want <= MAX_TRACKED_GAP:
+                    self.missing.update((pub, k) for k in range(want, n))
+                else:
+                    self.skipped += n - want
             nexts[pub] = n + 1
             lat(now - int(sent_b))
-        self.count += len(marks)
+        self.count += len(marks) - (self.repeats - repeats)
         if self.check_seq:
             for seq_b in SEQ_RE.findall(block):
                 seq = int(seq_b)
@@ -373,8 +387,9 @@ class SseSubscriber(asyncio.Protocol):
         return all(self.nexts.get(pub, 0) >= count for pub, count in self.expected.items())
 
     def lost(self) -> int:
-        """Expected lines that never arrived."""
-        return sum(max(0, count - self.nexts.get(pub, 0)) for pub, count in self.expected.items()) + self.gaps
+        """Expected lines that never arrived (skipped ones that came late are not lost, only out of order)."""
+        unseen = sum(max(0, count - self.nexts.get(pub, 0)) for pub, count in self.expected.items())
+        return unseen + len(self.missing) + self.skipped
 
     def close(self) -> None:
         """Close the socket."""

@@ -13,7 +13,11 @@ import pytest
 from conftest import SECRET
 from processes import ServerProcess, start_process, write_config
 
-LOAD_TOOL = Path(__file__).resolve().parent.parent / "bench" / "load.py"
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+LOAD_TOOL = BENCH / "load.py"
+sys.path.insert(0, str(BENCH))
+
+from wire import SseSubscriber, Tally, marked_line  # noqa: E402
 
 
 @pytest.fixture
@@ -42,7 +46,8 @@ def test_paced_fanout_counts_every_line_in_order(sentra: ServerProcess) -> None:
     assert 0 < result["published"] <= 400
     # Every subscriber of a channel sees every line published to it, once, in order.
     assert result["delivered"] == result["expected"] == 3 * result["published"]
-    assert (result["lost"], result["gaps"], result["disorder"], result["seq_errors"], result["cut"]) == (0, 0, 0, 0, 0)
+    errors = ("lost", "gaps", "disorder", "repeats", "seq_errors", "cut")
+    assert {key: result[key] for key in errors} == dict.fromkeys(errors, 0)
     # Counting markers agrees with parsing each event as JSON and counting its `lines`.
     assert result["strict_count"] == result["delivered"]
     assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
@@ -63,3 +68,42 @@ def test_late_joiner_replay_is_counted_to_the_last_line(sentra: ServerProcess) -
     result = load_tool(sentra, "replay", "--lines", "3000")
     assert result["delivered"] == 3000
     assert (result["lost"], result["seq_errors"]) == (0, 0)
+
+
+def chunked_sse(numbers: list[int], *, piece: int = 7) -> list[bytes]:
+    """Seed 000-style events (one line each, in `lines`) for publisher 0, chunk-encoded and cut into
+    `piece`-byte reads, as a socket may deliver them."""
+    body = b""
+    for n in numbers:
+        line = marked_line(0, n, 0)
+        data = b'{"logs":"x","status":"running","lines":[' + line[:-1] + b',"seq":%d}]}' % (n + 1)
+        event = b"id: %d\ndata: %s\n\n" % (n + 1, data)
+        body += b"%x\r\n%s\r\n" % (len(event), event)
+    stream = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body
+    return [stream[i : i + piece] for i in range(0, len(stream), piece)]
+
+
+def tally_of(numbers: list[int], published: int) -> SseSubscriber:
+    subscriber = SseSubscriber(b"", Tally(), strict="sentra")
+    for read in chunked_sse(numbers):
+        subscriber.data_received(read)
+    subscriber.expect({0: published})
+    return subscriber
+
+
+async def test_subscriber_counts_lines_split_across_reads() -> None:
+    subscriber = tally_of([0, 1, 2, 3], published=4)
+    assert (subscriber.count, subscriber.strict_count, subscriber.lost()) == (4, 4, 0)
+    assert subscriber.complete()
+
+
+async def test_subscriber_reports_a_missing_line_as_lost() -> None:
+    subscriber = tally_of([0, 1, 3], published=4)
+    assert (subscriber.count, subscriber.gaps, subscriber.lost()) == (3, 1, 1)
+
+
+async def test_subscriber_reports_late_and_repeated_lines() -> None:
+    late = tally_of([0, 2, 1, 3], published=4)
+    assert (late.count, late.disorder, late.lost()) == (4, 1, 0)
+    repeated = tally_of([0, 1, 1, 2], published=4)
+    assert (repeated.count, repeated.repeats, repeated.lost()) == (3, 1, 1)
