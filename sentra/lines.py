@@ -16,6 +16,9 @@ LEVELS: dict[str, int] = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "
 LEVEL_ALIASES: dict[str, str] = {"WARN": "WARNING", "FATAL": "CRITICAL", "TRACE": "DEBUG", "ERR": "ERROR"}
 AGENT_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 MAX_TS = 1e11  # seconds: the year 5138
+# Every reader re-encodes a line inside its answer, a few levels deeper than it arrived; Python's JSON encoder
+# stops near 1000 levels, so a line that parsed but nests close to that could be stored yet never read back.
+MAX_FIELDS_DEPTH = 100
 STATUSES = ("running", "completed", "failed")
 FINISHED = ("completed", "failed")
 
@@ -177,6 +180,34 @@ def _loads(text: str) -> Any:
         raise ValueError("JSON nested too deeply") from None
 
 
+def _json_type(value: Any) -> str:
+    """The JSON name of a decoded value's type, for error messages (null, not NoneType)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    return "string" if isinstance(value, str) else type(value).__name__
+
+
+def _check_depth(value: Any) -> None:
+    """Raise ValueError if containers in `value` nest deeper than MAX_FIELDS_DEPTH (walked without recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth >= MAX_FIELDS_DEPTH:
+                    raise ValueError(f"'fields' nested too deeply: at most {MAX_FIELDS_DEPTH} levels")
+                stack.append((child, depth + 1))
+
+
 def _check_text(text: str, what: str) -> None:
     try:
         text.encode("utf-8")
@@ -189,7 +220,7 @@ def line_from_object(obj: Any, now: float, max_line_size: int) -> NewLine:
     if isinstance(obj, str):
         obj = {"message": obj}
     if not isinstance(obj, dict):
-        raise ValueError(f"expected an object or a string, got {type(obj).__name__}")
+        raise ValueError(f"expected an object or a string, got {_json_type(obj)}")
     data = dict(obj)
     picked: dict[str, Any] = {}
     for canonical, names in _ALIASES.items():
@@ -205,27 +236,25 @@ def line_from_object(obj: Any, now: float, max_line_size: int) -> NewLine:
         raise ValueError("missing 'message' (or 'msg')")
     message = picked["message"]
     if not isinstance(message, str):
-        raise ValueError(f"'message' must be a string, got {type(message).__name__}")
+        raise ValueError(f"'message' must be a string, got {_json_type(message)}")
     try:
         size = len(message.encode("utf-8"))
     except UnicodeEncodeError:
         raise ValueError("'message' contains an unpaired UTF-16 surrogate") from None
-    raw_level = picked.get("level")
-    if type(raw_level) is str and raw_level in LEVELS:  # the common case, already canonical
-        level = raw_level
-    else:
-        level = parse_level(raw_level) if raw_level is not None else "INFO"
-    ts = parse_ts(picked["ts"]) if picked.get("ts") is not None else now
-    source = picked.get("source")
-    if source is None:
-        source = ""
+    # A key that is present must hold a value: null is neither a level, a time nor a source.
+    raw_level = picked.get("level", "INFO")
+    # The common case, a canonical name, skips parsing.
+    level = raw_level if type(raw_level) is str and raw_level in LEVELS else parse_level(raw_level)
+    ts = parse_ts(picked["ts"]) if "ts" in picked else now
+    source = picked.get("source", "")
     if not isinstance(source, str):
-        raise ValueError(f"'source' must be a string, got {type(source).__name__}")
+        raise ValueError(f"'source' must be a string, got {_json_type(source)}")
     if len(source) > 256:
         raise ValueError("'source' is longer than 256 characters")
     if source:
         _check_text(source, "'source'")
     if fields:
+        _check_depth(fields)
         encoded_fields = json.dumps(fields, ensure_ascii=False)
         _check_text(encoded_fields, "'fields'")
         size += len(encoded_fields.encode("utf-8"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import tornado.web
@@ -18,6 +19,7 @@ from sentra.store import Store
 
 JSON_TYPE = "application/json; charset=utf-8"
 MAX_INT_ARGUMENT = 2**63 - 1  # SQLite's largest integer
+_DECIMAL = re.compile(r"-?[0-9]+")
 
 
 # JSON bodies of the agent and session endpoints are small; ingest has its own, configurable limit.
@@ -147,9 +149,17 @@ class BaseHandler(tornado.web.RequestHandler):
         limit = self.body_limit()
         if self.request.connection is not None:
             self.request.connection.set_max_body_size(limit + DISCARD_ALLOWANCE)  # type: ignore[attr-defined]
-        length = self.request.headers.get("Content-Length")
-        if length is not None and length.isdigit() and int(length) > limit:
+        length = self.declared_length()
+        if length is not None and length > limit:
             raise PayloadTooLarge(f"the body is {length} bytes, above the limit of {limit}", code="body_too_large")
+
+    def declared_length(self) -> int | None:
+        """The body size the Content-Length header announces, if it is a plain decimal number."""
+        length = self.request.headers.get("Content-Length")
+        if length is None or not length.isascii() or not length.isdigit():
+            return None
+        # int() refuses thousands of digits; any length that long is far above every limit anyway.
+        return int(length) if len(length) <= 18 else 10**18
 
     def data_received(self, chunk: bytes) -> None:
         """Collect the body, dropping it once it is over the limit."""
@@ -169,7 +179,7 @@ class BaseHandler(tornado.web.RequestHandler):
     def json_body(self) -> dict[str, Any]:
         """The request body as a JSON object; BadRequest if it is anything else."""
         body = self.body
-        if not body.strip():
+        if not body:
             return {}
         try:
             value = json.loads(body)
@@ -187,12 +197,14 @@ class BaseHandler(tornado.web.RequestHandler):
     def int_argument(self, name: str, default: int | None = None, *, minimum: int = 0) -> int | None:
         """An integer query argument; BadRequest naming it if it is not one."""
         raw = self.get_query_argument(name, None)
-        if raw is None or raw == "":
+        if raw is None:
             return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise BadRequest(f"query parameter {name!r} must be an integer, not {raw[:40]!r}") from None
+        # int() would also take " 5", "1_000" and other scripts' digits; the API documents plain decimal.
+        if not _DECIMAL.fullmatch(raw):
+            raise BadRequest(f"query parameter {name!r} must be an integer, not {raw[:40]!r}")
+        if len(raw) > 40:  # no value in range is that long, and int() refuses thousands of digits
+            raise BadRequest(f"query parameter {name!r} must be between {minimum} and {MAX_INT_ARGUMENT}")
+        value = int(raw)
         if value < minimum:
             raise BadRequest(f"query parameter {name!r} must be at least {minimum}")
         if value > MAX_INT_ARGUMENT:

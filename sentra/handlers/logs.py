@@ -85,8 +85,8 @@ class LogsHandler(BaseHandler):
         agent = await self.store.get_agent(agent_id)
         if agent is not None and not principal.may_access(agent.owner, agent.id):
             raise Forbidden(f"agent {agent_id!r} belongs to another user", code="not_owner")
-        length = self.request.headers.get("Content-Length")
-        if length is not None and length.isdigit() and int(length) > limit:
+        length = self.declared_length()
+        if length is not None and length > limit:
             self._reject_too_large(f"the body is {length} bytes, above the limit of {limit}")
         self._too_large = False
 
