@@ -106,6 +106,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("server.access_log", "bool", True, "Log one line per HTTP request (tokens in URLs are masked)."),
     Setting("server.cors_origins", "list", [], "Origins allowed to call the API from a browser; empty: CORS off."),
     Setting(
+        "server.header_timeout",
+        "duration",
+        "30s",
+        "Longest wait for a request's headers, also between requests on a kept-alive connection.",
+    ),
+    Setting("server.body_timeout", "duration", "120s", "Longest time to receive one request body."),
+    Setting(
         "server.metrics_allow",
         "list",
         ["127.0.0.1", "::1"],

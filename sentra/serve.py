@@ -122,8 +122,12 @@ async def serve(
     registry = TopicRegistry()
     store.listener = registry
     app = make_app(config, store, registry, tokens)
+    # Bounded waits for headers and bodies: a client that trickles them in (slowloris) is cut, not kept forever.
     server = tornado.httpserver.HTTPServer(
-        app, max_body_size=config["limits.max_body_size"], idle_connection_timeout=3600
+        app,
+        max_body_size=config["limits.max_body_size"],
+        idle_connection_timeout=config["server.header_timeout"],
+        body_timeout=config["server.body_timeout"],
     )
     try:
         sockets = tornado.netutil.bind_sockets(config["server.port"], host, family=socket.AF_UNSPEC)

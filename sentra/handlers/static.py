@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 from importlib.resources.abc import Traversable
+from pathlib import Path
 
 from sentra.errors import NotFound
 from sentra.handlers.base import BaseHandler
@@ -42,6 +43,9 @@ def find_file(root: Traversable, path: str) -> Traversable:
     for segment in segments:
         node = node / segment
     if not node.is_file():
+        raise NotFound(f"no such file {path[:200]!r}")
+    # A symlink among the files may point anywhere on the disk: serve only what really lies under the root.
+    if isinstance(node, Path) and isinstance(root, Path) and not node.resolve().is_relative_to(root.resolve()):
         raise NotFound(f"no such file {path[:200]!r}")
     return node
 
