@@ -12,7 +12,7 @@ from typing import Any
 
 import jwt
 
-from sentra.config import Config, parse_duration
+from sentra.config import Config, ConfigError, parse_duration
 from sentra.errors import Forbidden, Unauthorized
 
 SCOPE_WRITE = "logs:write"
@@ -97,6 +97,11 @@ class TokenService:
         self.revoked: set[str] = set()
         self._verified: dict[str, tuple[Principal, float]] = {}
         self._secret: str | None = None
+        if self.algorithm not in jwt.algorithms.get_default_algorithms():
+            raise ConfigError(
+                f"auth.algorithm {self.algorithm} needs the cryptography package, which this installation "
+                "does not carry (sentra.pyz has none); install Sentra with pip"
+            )
         if self.algorithm.startswith("HS"):
             self._secret = load_or_create_secret(config)
             self._verify_key: Any = self._secret

@@ -154,11 +154,6 @@ def test_pyz_runs_token_create_run_and_tail_like_the_sentra_command(pyz: Path, c
         assert [line.split(None, 2)[2] for line in tailed.stdout.splitlines()] == ["stdout built in one file"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="TokenService accepts RS256/ES256 without pyjwt's crypto backend, then refuses every token at request time",
-)
 def test_pyz_without_the_crypto_backend_refuses_rs256_at_start_in_one_line(pyz: Path, tmp_path: Path) -> None:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
