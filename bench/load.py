@@ -159,8 +159,10 @@ async def fanout(
     await target.prepare(channels)
     streams = [(channel, target.sub_request(channel)) for channel in channels for _ in range(subscribers)]
     strict_mode = ("sentra" if target.kind == "sentra" else "line") if strict else ""
+    # Sentra cuts a subscriber that falls too far behind; like EventSource, it then resumes from its last id.
+    sentra = target.kind == "sentra"
     pool = SubscriberPool(
-        target.host, target.port, streams, procs=procs, check_seq=target.kind == "sentra", strict=strict_mode
+        target.host, target.port, streams, procs=procs, check_seq=sentra, strict=strict_mode, resume=sentra
     )
     result: dict[str, Any] = {}
     try:
@@ -201,10 +203,14 @@ async def fanout(
         "repeats",
         "seq_errors",
         "cut",
+        "resumed",
         "events",
     )
     for key in keys:
         result[key] = sum(t[key] for t in tallies)
+    errors = [error for t in tallies for error in t["errors"]]
+    if errors:
+        result["stream_errors"] = errors[:5]
     if strict:
         result["strict_count"] = sum(t["strict_count"] for t in tallies)
     last = max((t["last_recv"] for t in tallies), default=0)

@@ -36,7 +36,8 @@ _STREAM = [
     ("lost", "lines lost", ""),
     ("disorder", "lines out of order", ""),
     ("repeats", "lines received twice", ""),
-    ("cut", "subscribers cut off", ""),
+    ("cut", "streams cut off by the server", ""),
+    ("resumed", "streams resumed with Last-Event-ID", ""),
     ("server_cpu_per_100k", "server cores per 100k deliveries/s", "-"),
     *_CPU,
 ]

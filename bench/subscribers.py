@@ -50,6 +50,7 @@ class ChildSpec:
     streams: list[tuple[str, bytes]]
     check_seq: bool = False
     strict: str = ""
+    resume: bool = False
 
 
 def child_main(conn: Connection, spec: ChildSpec) -> None:
@@ -93,7 +94,12 @@ async def _open(spec: ChildSpec, tally: Tally, subs: list[SseSubscriber]) -> dic
             try:
                 _, sub = await loop.create_connection(
                     lambda: SseSubscriber(
-                        request, tally, channel=channel, check_seq=spec.check_seq, strict=spec.strict
+                        request,
+                        tally,
+                        channel=channel,
+                        check_seq=spec.check_seq,
+                        strict=spec.strict,
+                        resume=(spec.host, spec.port) if spec.resume else None,
                     ),
                     spec.host,
                     spec.port,
@@ -130,7 +136,7 @@ async def _drain(
         waiting = [sub for sub in live if not sub.complete() and not sub.ended]
         if not waiting:
             break
-        total = sum(sub.count for sub in live)
+        total = sum(sub.count + sub.resumes for sub in live)  # a resumed stream is progress too
         if total != last_total:
             last_total, last_change = total, loop.time()
         elif loop.time() - last_change > stall:
@@ -145,7 +151,9 @@ async def _drain(
         "disorder": sum(sub.disorder for sub in live),
         "repeats": sum(sub.repeats for sub in live),
         "seq_errors": sum(sub.seq_errors for sub in live),
-        "cut": sum(1 for sub in live if sub.ended and not sub.complete()),
+        "cut": sum(sub.cuts for sub in live),
+        "resumed": sum(sub.resumes for sub in live),
+        "errors": [sub.error for sub in live if sub.error][:5],
         "events": sum(sub.events for sub in live),
         "strict_count": sum(sub.strict_count for sub in live),
         "first_recv": tally.first_recv,

@@ -26,6 +26,8 @@ MARK_RE = re.compile(rb'"message": ?"M(\d+):(\d+):(\d+)')
 SEQ_RE = re.compile(rb'"seq": ?(\d+)')
 LINE_SIZE = 170
 MAX_TRACKED_GAP = 10_000  # a larger jump is counted as lost without remembering each missing number
+MAX_RESUMES = 50  # reconnections of one subscriber after the server cut its stream
+RESUME_DELAY = 0.05
 _PAD = b"x" * LINE_SIZE
 
 
@@ -209,9 +211,21 @@ class SseSubscriber(asyncio.Protocol):
     """One EventSource connection: de-chunks the body and counts the marked lines in it."""
 
     def __init__(
-        self, request: bytes, tally: Tally, *, channel: str = "", check_seq: bool = False, strict: str = ""
+        self,
+        request: bytes,
+        tally: Tally,
+        *,
+        channel: str = "",
+        check_seq: bool = False,
+        strict: str = "",
+        resume: tuple[str, int] | None = None,
     ) -> None:
         self.request = request
+        self.resume = resume  # (host, port) to reconnect to with Last-Event-ID when the server cuts the stream
+        self.pending_request = b""
+        self.cuts = 0
+        self.resumes = 0
+        self.closing = False
         self.channel = channel
         self.tally = tally
         self.check_seq = check_seq
@@ -229,7 +243,7 @@ class SseSubscriber(asyncio.Protocol):
         self.sbuf = bytearray()
         self.ebuf = bytearray()
         self.nexts: dict[int, int] = {}
-        self.expected: dict[int, int] = {}
+        self.expected: dict[int, int] | None = None
         self.count = 0
         self.events = 0
         self.strict_count = 0
@@ -245,15 +259,41 @@ class SseSubscriber(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
-        transport.write(self.request)  # type: ignore[attr-defined]
+        transport.write(self.pending_request or self.request)  # type: ignore[attr-defined]
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self.ended = True
         if not self.ready.done():
             self.error = self.error or f"closed before the answer ({exc})"
             self.ready.set_result(0)
+        if not self.closing and self.status == 200 and not self.complete():
+            self.cuts += 1
+            if self.resume is not None and self.resumes < MAX_RESUMES:
+                # As EventSource does (sooner than its retry hint, so the measurement does not stall).
+                self.resumes += 1
+                loop = asyncio.get_running_loop()
+                loop.call_later(RESUME_DELAY, lambda: loop.create_task(self._reconnect()))
+                return
+        self.ended = True
         if not self.closed.done():
             self.closed.set_result(None)
+
+    async def _reconnect(self) -> None:
+        """Open the stream again from the last seq received, with the counting state kept."""
+        self.status, self.head, self.chunked, self.chunk_left, self.need_crlf = 0, bytearray(), False, 0, False
+        self.cbuf, self.sbuf, self.ebuf = bytearray(), bytearray(), bytearray()
+        request = self.request
+        if self.next_seq:
+            request = request[:-2] + b"Last-Event-ID: %d\r\n\r\n" % (self.next_seq - 1)
+        assert self.resume is not None
+        try:
+            await asyncio.get_running_loop().create_connection(lambda: self._resumed(request), *self.resume)
+        except OSError as exc:
+            self.error = f"resume {self.resumes} failed: {exc}"
+            self.connection_lost(exc)
+
+    def _resumed(self, request: bytes) -> SseSubscriber:
+        self.pending_request = request
+        return self
 
     def data_received(self, data: bytes) -> None:
         if self.status == 0:
@@ -267,7 +307,7 @@ class SseSubscriber(asyncio.Protocol):
             data = bytes(self.head[end + 4 :])
             self.head = bytearray()
             if self.status != 200:
-                self.error = f"status {self.status}: {data[:200]!r}"
+                self.error = f"status {self.status} after {self.resumes} resumes: {data[:200]!r}"
             if not self.ready.done():
                 self.ready.set_result(self.status)
             if not data:
@@ -383,16 +423,19 @@ class SseSubscriber(asyncio.Protocol):
         self.expected = published
 
     def complete(self) -> bool:
-        """True once every expected line (per publisher) has arrived."""
+        """True once every expected line (per publisher) has arrived; False until told what to expect."""
+        if self.expected is None:
+            return False
         return all(self.nexts.get(pub, 0) >= count for pub, count in self.expected.items())
 
     def lost(self) -> int:
         """Expected lines that never arrived (skipped ones that came late are not lost, only out of order)."""
-        unseen = sum(max(0, count - self.nexts.get(pub, 0)) for pub, count in self.expected.items())
+        unseen = sum(max(0, count - self.nexts.get(pub, 0)) for pub, count in (self.expected or {}).items())
         return unseen + len(self.missing) + self.skipped
 
     def close(self) -> None:
-        """Close the socket."""
+        """Close the socket (no resume after this)."""
+        self.closing = True
         if self.transport is not None:
             self.transport.close()
 

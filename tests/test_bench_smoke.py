@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -17,7 +18,8 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 LOAD_TOOL = BENCH / "load.py"
 sys.path.insert(0, str(BENCH))
 
-from wire import SseSubscriber, Tally, marked_line  # noqa: E402
+from load import open_publishers  # noqa: E402
+from wire import SseSubscriber, Tally, Target, marked_line  # noqa: E402
 
 
 @pytest.fixture
@@ -107,3 +109,40 @@ async def test_subscriber_reports_late_and_repeated_lines() -> None:
     assert (late.count, late.disorder, late.lost()) == (4, 1, 0)
     repeated = tally_of([0, 1, 1, 2], published=4)
     assert (repeated.count, repeated.repeats, repeated.lost()) == (3, 1, 1)
+
+
+async def wait_for_count(subscriber: SseSubscriber, count: int) -> None:
+    for _ in range(200):
+        if subscriber.count >= count:
+            return
+        await asyncio.sleep(0.05)
+
+
+async def test_subscriber_resumes_a_cut_stream_from_its_last_id(sentra: ServerProcess) -> None:
+    target = Target("sentra", sentra.port, secret=SECRET)
+    await target.prepare(["resume_0"])
+    (publisher,) = await open_publishers(target, ["resume_0"], 1, 100)
+    loop = asyncio.get_running_loop()
+    _, subscriber = await loop.create_connection(
+        lambda: SseSubscriber(
+            target.sub_request("resume_0"), Tally(), check_seq=True, resume=("127.0.0.1", sentra.port)
+        ),
+        "127.0.0.1",
+        sentra.port,
+    )
+    try:
+        for _ in range(3):
+            assert await publisher.post()
+        await wait_for_count(subscriber, 300)
+        assert subscriber.transport is not None
+        subscriber.transport.close()  # the stream ends as when the server cuts a slow reader
+        for _ in range(2):
+            assert await publisher.post()
+        await wait_for_count(subscriber, 500)
+        subscriber.expect({0: publisher.sent})
+        assert (subscriber.cuts, subscriber.resumes) == (1, 1)
+        assert (subscriber.count, subscriber.lost(), subscriber.repeats, subscriber.seq_errors) == (500, 0, 0, 0)
+    finally:
+        subscriber.close()
+        publisher.conn.close()
+        await asyncio.sleep(0.05)
