@@ -160,7 +160,10 @@ def request_schemas() -> dict[str, Schema]:
             }
         ),
         "StreamTicketRequest": obj({"agent": AGENT_ID}, "*"),
-        "SignIn": obj({"token": t("string", "A Sentra token (JWT).", minLength=1)}, "*"),
+        # `token` may be left out when the Authorization header carries it.
+        "SignIn": obj(
+            {"token": t("string", "A Sentra token (JWT); needed unless sent as a Bearer header.", minLength=1)}
+        ),
     }
 
 

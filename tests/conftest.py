@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,11 +17,18 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from sentra.config import load_config
 from sentra.serve import serve
 
 SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
+
+# Property tests draw the same examples every run, so a red run means a change broke something;
+# SENTRA_FUZZ_RANDOM=1 lets them explore new ones.
+hypothesis_settings.register_profile("repeatable", derandomize=True, database=None)
+hypothesis_settings.register_profile("explore", database=None)
+hypothesis_settings.load_profile("explore" if os.environ.get("SENTRA_FUZZ_RANDOM") == "1" else "repeatable")
 
 
 def make_token(sub: str = "alice", *, secret: str = SECRET, **claims: Any) -> str:

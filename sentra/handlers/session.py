@@ -50,27 +50,28 @@ class SessionHandler(BaseHandler):
         self.finish()
 
     def posted_token(self) -> str:
-        """The token to sign in with: the Authorization header, else a JSON body {"token": "..."}."""
-        if "Authorization" in self.request.headers:
-            token = self.token_from_request()
-            assert token is not None  # token_from_request raises on a malformed header
-            return token
+        """The token to sign in with: the Authorization header, else a JSON body {"token": "..."}.
+        A body is checked either way, so a malformed one is never silently ignored."""
         # A cross-site form cannot send application/json, so no other site can sign a browser in.
         media = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if media and media != "application/json":
             raise BadRequest('the body must be application/json: {"token": "..."}', code="unsupported_media_type")
         body = self.json_body()
-        if not body:
-            raise Unauthorized(
-                'send the token as \'Authorization: Bearer <token>\' or as the JSON body {"token": "..."}',
-                code="not_authenticated",
-            )
         unknown = sorted(set(body) - {"token"})
         if unknown:
             raise BadRequest(f"unknown field {unknown[0]!r}; sign-in takes only 'token'")
         token = body.get("token")
-        if not isinstance(token, str) or not token.strip():
+        if "token" in body and (not isinstance(token, str) or not token.strip()):
             raise BadRequest("'token' must be a non-empty string", code="invalid_token")
+        if "Authorization" in self.request.headers:
+            header_token = self.token_from_request()
+            assert header_token is not None  # token_from_request raises on a malformed header
+            return header_token
+        if not isinstance(token, str):
+            raise Unauthorized(
+                'send the token as \'Authorization: Bearer <token>\' or as the JSON body {"token": "..."}',
+                code="not_authenticated",
+            )
         return token.strip()
 
     def describe(self, principal: Principal) -> dict[str, Any]:

@@ -41,7 +41,8 @@ class StreamHandler(BaseHandler):
         header = self.request.headers.get("Last-Event-ID")
         if header is not None and header.strip():
             return header.strip()
-        return self.get_query_argument("after", None) or None
+        # An empty header is what a client with no event yet may send; an empty ?after= is a mistake.
+        return self.get_query_argument("after", None)
 
     def open_subscription(self, agent_ids: set[str], matcher: Callable[[Agent], bool] | None = None) -> Subscription:
         """Register a subscription (429 past the per-user limit) before any history is read."""
@@ -182,7 +183,7 @@ class AgentStreamHandler(StreamHandler):
             raise Forbidden(f"agent {agent_id!r} belongs to another user", code="not_owner")
         query = query_from_arguments(self)
         raw = self.resume_argument()
-        if raw is not None and not raw.isdigit():
+        if raw is not None and not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
             raise BadRequest(f"the resume point must be a seq number, not {raw[:40]!r}")
         resume = int(raw) if raw is not None else None
         tail = self.int_argument("tail")
