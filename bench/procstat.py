@@ -182,6 +182,6 @@ def verdict(cpu: dict[str, object], *, paced: bool = False) -> tuple[str, bool]:
             parts = ["neither saturated (latency-bound)"]
     lower = load_hot or (machine_full and not server_hot and not paced)
     if other >= 0.25:
-        parts.append(f"other processes ({other:.2f} cores)")
+        parts.append("other processes")  # their CPU is in other_cores
         lower = True
     return " + ".join(parts), lower

@@ -328,10 +328,16 @@ def render(data: dict[str, Any], json_path: str) -> str:
             errors = [run["error"] for run in servers[k]["runs"] if "error" in run]
             if errors:
                 verdicts.append(f"{k}: {len(errors)} run(s) failed ({errors[-1][:200]})")
-            seen = Counter(run.get("bottleneck") for run in servers[k]["runs"] if "error" not in run)
+            seen = Counter(
+                re.sub(r" \([0-9.]+ cores\)", "", str(run.get("bottleneck")))
+                for run in servers[k]["runs"]
+                if "error" not in run
+            )
             bound = " — **lower bound**" if medians[k].get("lower_bound") else ""
             if seen:
-                verdicts.append(f"{k}: " + ", ".join(f"{b} ({n}×)" for b, n in seen.items()) + bound)
+                verdicts.append(
+                    f"{k}: " + ", ".join(f"{b} ({n}/{sum(seen.values())})" for b, n in seen.items()) + bound
+                )
         out += ["", "Bottleneck: " + "; ".join(verdicts) + ".", ""]
     if data.get("profile"):
         out += ["### Where Sentra's time goes (py-spy, 200 Hz)", ""]

@@ -207,6 +207,13 @@ def _output(args: list[str]) -> str:
     return (done.stdout + done.stderr).strip()
 
 
+def sentra_commit() -> str:
+    """The commit measured, marked -modified when Sentra's own files differ from it."""
+    commit = _output(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    changed = _output(["git", "-C", str(ROOT), "status", "--porcelain", "--", "sentra", "server.py", "pyproject.toml"])
+    return commit + ("-modified" if changed else "")
+
+
 def machine_info() -> dict[str, Any]:
     """nproc, CPU model, kernel, memory."""
     model = ""
@@ -249,7 +256,7 @@ def versions() -> dict[str, str]:
     import sqlite3
 
     found["sqlite"] = sqlite3.sqlite_version
-    found["sentra_commit"] = _output(["git", "-C", str(ROOT), "describe", "--always", "--dirty"])
+    found["sentra_commit"] = sentra_commit()
     found["nginx"] = _output(["nginx", "-v"]).replace("nginx version: ", "")
     for pkg in ("libnginx-mod-nchan", "wrk"):
         found[pkg] = _output(["dpkg-query", "-W", "-f", "${Version}", pkg])
@@ -307,7 +314,7 @@ async def run_all(args: argparse.Namespace, workroot: Path) -> dict[str, Any]:
             print(f"time budget spent: stopping after {run} run(s)", flush=True)
             break
         backgrounds.append(wait_for_quiet(args.quiet, args.wait))
-        commits.append(_output(["git", "-C", str(ROOT), "describe", "--always", "--dirty"]))
+        commits.append(sentra_commit())
         print(f"run {run + 1}/{args.runs} of {commits[-1]} (machine busy before it: {backgrounds[-1]:.0%})", flush=True)
         servers: dict[str, Server] = {}
         try:
@@ -317,7 +324,7 @@ async def run_all(args: argparse.Namespace, workroot: Path) -> dict[str, Any]:
                 servers[kind] = starter(workdir, args.sentra_set) if kind == "sentra" else starter(workdir)  # type: ignore[call-arg]
             for scenario in chosen:
                 # Other work on a shared machine skews a figure: give it a few seconds to pass.
-                wait_for_quiet(args.quiet, args.wait / 10, quiet=True)
+                wait_for_quiet(args.quiet, min(5.0, args.wait / 10), quiet=True)
                 for kind in kinds:
                     if kind not in scenario.servers:
                         continue
@@ -399,13 +406,13 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true", help="also record py-spy flame graphs of Sentra")
     parser.add_argument("--no-install", action="store_true", help="do not install missing packages")
     parser.add_argument("--quiet", type=float, default=0.10, help="busy share of other work to wait for (0.10)")
-    parser.add_argument("--wait", type=float, default=None, help="most seconds to wait per run (120, --quick 20)")
+    parser.add_argument("--wait", type=float, default=None, help="most seconds to wait per run (60, --quick 20)")
     parser.add_argument("--out", type=Path, default=BENCH / "results", help="where the JSON goes")
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "performance.md", help="Markdown to update")
     parser.add_argument("--no-doc", action="store_true", help="do not touch the Markdown report")
     args = parser.parse_args()
     args.runs = args.runs or (1 if args.quick else 3)
-    args.wait = args.wait if args.wait is not None else (20 if args.quick else 120)
+    args.wait = args.wait if args.wait is not None else (20 if args.quick else 60)
     args.sentra_set = dict(item.split("=", 1) for item in args.sentra_set)
     unknown = set(args.only) - {s.name for s in SCENARIOS}
     if unknown:
