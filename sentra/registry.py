@@ -52,6 +52,9 @@ class Subscription:
         # Set by a stream that has caught up: lines are then written at publish time, with no wake-up,
         # and `shared` lets subscribers with the same wire format reuse one encoding of the batch.
         self.direct: Callable[[list[Line], dict[Hashable, bytes]], None] | None = None
+        # Set while the stream replays history; `resync` says queued lines were dropped meanwhile.
+        self.replaying = False
+        self.resync = False
         # The reader parked in wait(), if any: one future per wait, no task (Tornado's chat demo).
         self._waiter: asyncio.Future[bool] | None = None
 
@@ -71,6 +74,16 @@ class Subscription:
             return
         if self.direct is not None and not self.pending:
             self.direct(lines, {} if shared is None else shared)
+            return
+        if self.replaying:
+            self.pending.extend(lines)
+            self.backlog += len(lines)
+            if self.backlog > self.max_pending:
+                # The stream is still reading history from SQLite, where these lines are too: drop them
+                # here and let the replay read on, rather than cut a reader that did nothing wrong.
+                self.pending = deque(item for item in self.pending if not isinstance(item, Line))
+                self.backlog = 0
+                self.resync = True
             return
         self.pending.extend(lines)
         # A reader parked in wait() takes the whole queue on its next turn, however large one group

@@ -166,3 +166,31 @@ async def test_reader_that_keeps_up_is_not_cut_by_a_batch_larger_than_the_buffer
         assert [line["seq"] for event in events for line in event.json()["lines"]] == list(range(1, 2001))
         assert events[-1].json()["final"] is True
         assert await overflow_cuts(alice) == 0
+
+
+async def test_replay_while_lines_pour_in_is_not_cut_and_misses_nothing(start_server: ServerFactory) -> None:
+    # A reader replaying a long history is not slow: lines that arrive meanwhile must not get it cut.
+    server = await start_server(**{"limits.subscriber_buffer": 50})
+    old = 30_000
+    async with server.client("alice") as alice:
+        for start in range(1, old + 1, 5000):
+            batch = [f"old {n}" for n in range(start, start + 5000)]
+            assert (await alice.post("/api/agents/pour/logs", json=batch)).status_code == 200
+        started = asyncio.Event()
+
+        async def pour(writer: int) -> None:
+            for n in range(50):
+                answer = await alice.post("/api/agents/pour/logs", json=[f"new {writer}-{n}-{k}" for k in range(10)])
+                assert answer.status_code == 200
+                started.set()
+
+        writers = [asyncio.create_task(pour(w)) for w in range(4)]
+        await started.wait()
+        async with open_stream(alice, "/api/agents/pour/logs/stream") as stream:
+            await asyncio.gather(*writers)
+            assert (await alice.patch("/api/agents/pour", json={"status": "completed"})).status_code == 200
+            events = await stream.collect_until_closed(timeout=30)
+        seqs = [line["seq"] for event in events for line in event.json()["lines"]]
+        assert seqs == list(range(1, old + 4 * 50 * 10 + 1))
+        assert events[-1].json()["final"] is True
+        assert await overflow_cuts(alice) == 0

@@ -204,22 +204,28 @@ class AgentStreamHandler(StreamHandler):
         held: list[Line] = []
         extra: dict[str, Any] = {}
         if agent is not None:
+            # While replaying, lines that arrive are not the reader's fault: if too many wait, the queue
+            # drops them and the replay reads on from SQLite instead of cutting the stream (see Subscription).
+            self.sub.replaying = True
             upto = agent.last_seq
             if tail is not None and resume is None:
                 held = await self.store.lines_before(agent, upto + 1, limit=tail, query=query) if tail else []
-            else:
-                if cursor + 1 < agent.first_seq:
-                    extra = {"skipped": agent.first_seq - cursor - 1, "first_seq": agent.first_seq}
+                cursor = upto
+            elif cursor + 1 < agent.first_seq:
+                extra = {"skipped": agent.first_seq - cursor - 1, "first_seq": agent.first_seq}
+            while True:
                 while cursor < upto:
                     page = await self.store.lines_after(agent, cursor, upto=upto, limit=CATCH_UP_PAGE, query=query)
                     if held:
                         await self.send(self.encode(agent, held, held[-1].seq, extra))
                         extra = {}
                     held = page
-                    if len(page) < CATCH_UP_PAGE:
-                        break
-                    cursor = page[-1].seq
-            cursor = max(cursor, upto)
+                    cursor = page[-1].seq if len(page) == CATCH_UP_PAGE else upto
+                if not self.sub.resync:
+                    break
+                self.sub.resync = False
+                upto = (self.store.cached_agent(agent_id) or agent).last_seq
+            self.sub.replaying = False
             if agent.finished:
                 await self.send(self.encode(agent, held, cursor, {**extra, "final": True}))
                 return
