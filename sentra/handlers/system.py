@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 
@@ -54,4 +55,10 @@ class OpenAPIHandler(BaseHandler):
     def get(self) -> None:
         """The document, as JSON."""
         self.set_header("Content-Type", JSON_TYPE)
-        self.finish(json.dumps(openapi_document()))
+        self.finish(_openapi_json())
+
+
+@functools.cache
+def _openapi_json() -> bytes:
+    """The document never changes while the server runs: encode it once."""
+    return json.dumps(openapi_document()).encode()
