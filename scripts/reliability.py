@@ -29,6 +29,7 @@ SUITES = {
     "hostile": "test_hostile_clients.py",
 }
 LONG = {
+    "SENTRA_FUZZ_RANDOM": "1",  # new examples each run, not the repeatable ones CI draws
     "SENTRA_FUZZ_EXAMPLES": "300",
     "SENTRA_PROPERTY_EXAMPLES": "1000",
     "SENTRA_KILLS": "100",
