@@ -227,6 +227,9 @@ def line_from_object(obj: Any, now: float, max_line_size: int) -> NewLine:
         for name in names:
             if name in data:
                 picked[canonical] = data.pop(name)
+                if picked[canonical] is None:
+                    # Neither a level, a time, a source nor a message: leaving the key out is how to say "none".
+                    raise ValueError(f"{name!r} must not be null; leave it out instead")
                 break
     fields = data.pop("fields", {})
     if not isinstance(fields, dict):
@@ -241,7 +244,6 @@ def line_from_object(obj: Any, now: float, max_line_size: int) -> NewLine:
         size = len(message.encode("utf-8"))
     except UnicodeEncodeError:
         raise ValueError("'message' contains an unpaired UTF-16 surrogate") from None
-    # A key that is present must hold a value: null is neither a level, a time nor a source.
     raw_level = picked.get("level", "INFO")
     # The common case, a canonical name, skips parsing.
     level = raw_level if type(raw_level) is str and raw_level in LEVELS else parse_level(raw_level)

@@ -37,6 +37,13 @@ def parse_label_arguments(values: list[str]) -> dict[str, str]:
     return wanted
 
 
+def refuse_nulls(body: dict[str, Any]) -> None:
+    """BadRequest naming the first field given as null: a field is either left out or holds a value."""
+    for name, value in body.items():
+        if value is None:
+            raise BadRequest(f"{name!r} must not be null; leave it out instead")
+
+
 def _optional_string(body: dict[str, Any], name: str, max_length: int = MAX_NAME_LENGTH) -> str | None:
     value = body.get(name)
     if value is not None and (not isinstance(value, str) or len(value) > max_length):
@@ -83,6 +90,7 @@ class AgentsHandler(BaseHandler):
         """Create a running agent; 409 if the id exists."""
         principal = self.require_write()
         body = self.json_body()
+        refuse_nulls(body)
         agent_id = body.get("id")
         if agent_id is None:
             agent_id = uuid.uuid4().hex
@@ -112,6 +120,7 @@ class AgentHandler(BaseHandler):
         current = await self.agent_for(agent_id, SCOPE_WRITE)
         self.require_write()
         body = self.json_body()
+        refuse_nulls(body)
         unknown = sorted(set(body) - {"status", "name", "labels", "reason"})
         if unknown:
             raise BadRequest(f"unknown field {unknown[0]!r}; PATCH takes status, reason, name and labels")

@@ -344,6 +344,33 @@ async def test_deeply_nested_json_is_refused_or_reads_back_everywhere(server: Ru
             assert event is not None and event.json()["lines"][0]["message"] == "deep"
 
 
+NULLS = [
+    ("POST", "/api/agents/nulls/logs", {"message": "x", "ts": None}),
+    ("POST", "/api/agents/nulls/logs", {"message": "x", "level": None}),
+    ("POST", "/api/agents/nulls/logs", {"message": "x", "source": None}),
+    ("POST", "/api/agents/nulls/logs", {"message": None}),
+    ("POST", "/api/agents", {"id": None}),
+    ("POST", "/api/agents", {"id": "nulls-2", "name": None}),
+    ("POST", "/api/agents", {"id": "nulls-3", "labels": None}),
+    ("PATCH", "/api/agents/nulls", {"status": None}),
+    ("PATCH", "/api/agents/nulls", {"labels": None}),
+    ("PATCH", "/api/agents/nulls", {"name": None}),
+]
+
+
+async def test_null_where_a_value_belongs_is_refused_and_changes_nothing(server: RunningServer) -> None:
+    # Found by the fuzzer: null was taken as "left out", so {"id": null} created an agent with a random id.
+    async with server.client("alice") as alice:
+        assert (await alice.post("/api/agents", json={"id": "nulls", "labels": {"k": "v"}})).status_code == 201
+        for method, path, body in NULLS:
+            answer = await alice.request(method, path, json=body)
+            assert answer.status_code == 400, (method, path, body, answer.text)
+            assert "null" in answer.json()["error"]["message"]
+        agents = (await alice.get("/api/agents")).json()["agents"]
+        assert [(a["id"], a["labels"], a["line_count"]) for a in agents] == [("nulls", {"k": "v"}, 0)]
+    tried["null instead of a value"] += len(NULLS)
+
+
 # ---- path traversal and symlinks -----------------------------------------------------------------------------
 
 
