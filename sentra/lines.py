@@ -89,11 +89,11 @@ def parse_level(value: Any) -> str:
     if isinstance(value, bool):
         raise ValueError("level must be a name such as INFO or a number such as 20")
     if isinstance(value, int | float):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError("level must be a finite number")
-        number = int(value)
-        if number < 0:
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"level {value} is not a whole number (or not finite)")
+        if value < 0:
             raise ValueError(f"level {value} is negative")
+        number = int(value)
         name = "DEBUG"
         for level_name, level_no in LEVELS.items():
             if number >= level_no:

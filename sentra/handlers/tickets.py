@@ -15,9 +15,10 @@ class StreamTicketsHandler(BaseHandler):
         principal.require("logs:read")
         if principal.agent is not None:
             raise Forbidden("a stream ticket cannot mint other tickets", code="insufficient_scope")
-        agent_id = self.json_body().get("agent")
-        if not isinstance(agent_id, str):
-            raise BadRequest('the body must be {"agent": "<agent id>"}')
+        body = self.json_body()
+        agent_id = body.get("agent")
+        if not isinstance(agent_id, str) or set(body) != {"agent"}:
+            raise BadRequest('the body must be {"agent": "<agent id>"} and nothing else')
         agent = await self.agent_for(agent_id)
         if self.tokens is None or not self.tokens.can_sign:
             raise Forbidden("this server does not mint tokens (auth is off or keys come from an identity provider)")

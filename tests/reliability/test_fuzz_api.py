@@ -258,6 +258,25 @@ async def test_stream_resume_point_that_is_empty_or_not_ascii_decimal_is_400(ser
     assert statuses == [400, 400, 400, 400]
 
 
+# Requests the long, exploring fuzz runs found accepted although the document forbids them; each is refused now.
+FOUND_BY_LONG_RUNS = [
+    ("POST", "/api/agents", {"id": None, "name": None}),
+    ("POST", "/api/agents/found/logs", {"msg": "-", "levelname": -1.1754943508222875e-38}),
+    ("POST", "/api/agents/found/logs", {"message": "x", "level": 25.5}),
+    ("POST", "/api/stream-tickets", {"agent": "found", "also": []}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), FOUND_BY_LONG_RUNS)
+async def test_what_long_fuzz_runs_found_is_refused(server: RunningServer, method: str, path: str, body: Any) -> None:
+    async with server.client("alice") as alice:
+        assert (await alice.post("/api/agents", json={"id": "found"})).status_code == 201
+        answer = await alice.request(method, path, json=body)
+        assert answer.status_code == 400, answer.text
+        assert [a["id"] for a in (await alice.get("/api/agents")).json()["agents"]] == ["found"]
+        assert (await alice.get("/api/agents/found")).json()["line_count"] == 0
+
+
 @pytest.mark.xfail(strict=True, reason="with a Last-Event-ID header, a malformed ?after= is ignored, not refused")
 async def test_a_malformed_after_is_refused_even_beside_a_last_event_id(server: RunningServer) -> None:
     # Found by the long fuzz run: Last-Event-ID wins over ?after=, so ?after=x went unchecked.
