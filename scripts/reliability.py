@@ -141,7 +141,7 @@ def render(out: Path) -> str:
             "|---:|---:|---:|",
         ]
         curve = soak.get("rss_curve_mib", [])
-        rows = sorted({*range(0, len(curve), max(1, len(curve) // 12)), len(curve) - 1} - {-1})
+        rows = sorted({*range(0, len(curve), max(1, -(-len(curve) // 12))), len(curve) - 1} - {-1})
         parts += [f"| {curve[i][0]} | {curve[i][1]} | {curve[i][2]} |" for i in rows]
         parts.append("")
     hostile = load(out, "hostile")
