@@ -183,8 +183,10 @@ class AgentStreamHandler(StreamHandler):
             raise Forbidden(f"agent {agent_id!r} belongs to another user", code="not_owner")
         query = query_from_arguments(self)
         raw = self.resume_argument()
-        if raw is not None and not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
-            raise BadRequest(f"the resume point must be a seq number, not {raw[:40]!r}")
+        # ?after= is checked even when a Last-Event-ID header overrides it: a bad URL is still a bad URL.
+        for point in (raw, self.get_query_argument("after", None)):
+            if point is not None and not (point.isascii() and point.isdigit() and len(point) <= 18):
+                raise BadRequest(f"the resume point must be a seq number, not {point[:40]!r}")
         resume = int(raw) if raw is not None else None
         tail = self.int_argument("tail")
         if agent is not None and agent.finished and resume == agent.last_seq:
@@ -321,6 +323,7 @@ class MultiStreamHandler(StreamHandler):
         query = query_from_arguments(self)
         raw = self.resume_argument()
         try:
+            sse.parse_cursor(self.get_query_argument("after", None) or "")
             cursors = sse.parse_cursor(raw) if raw else {}
         except ValueError as exc:
             raise BadRequest(f"the resume point is not a stream cursor: {exc}") from None
