@@ -9,14 +9,14 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from sentra.errors import ApiError, Conflict, ServiceUnavailable, StorageFull
+from sentra.errors import ApiError, ServiceUnavailable, StorageFull
 from sentra.lines import Line, NewLine
 from sentra.models import Agent, CommitListener
 from sentra.schema import AGENT_COLUMNS, SCHEMA, agent_from_row, line_from_row
@@ -54,7 +54,6 @@ class LineQuery:
 
     min_level: int = 0
     q: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_empty(self) -> bool:
@@ -312,10 +311,6 @@ class Store:
 
         await self._submit(lambda: self._writer.delete_agent(agent_id, self._agents), after)
 
-    async def revoke_token(self, jti: str) -> None:
-        """Record `jti` as revoked."""
-        await self._submit(lambda: self._writer.revoke(jti), lambda _: None)
-
     async def fail_idle_agents(self, idle_for: float) -> list[str]:
         """Mark running agents with no line for `idle_for` seconds as failed (reason timeout)."""
         cutoff = time.time() - idle_for
@@ -332,7 +327,7 @@ class Store:
             try:
                 await self.update_agent(agent_id, status="failed", name=None, labels=None, reason="timeout")
                 failed.append(agent_id)
-            except (Conflict, ApiError):
+            except ApiError:
                 continue
         return failed
 

@@ -176,10 +176,6 @@ class WriteConnection:
         self.db.execute("UPDATE agents SET first_seq = ? WHERE pk = ?", (agent.first_seq, agent.pk))
         return agent
 
-    def revoke(self, jti: str) -> None:
-        """Record a revoked token id."""
-        self.db.execute("INSERT OR IGNORE INTO revoked_tokens (jti, revoked_at) VALUES (?, ?)", (jti, time.time()))
-
     def prune_keys(self, older_than: float) -> None:
         """Forget idempotency answers recorded before `older_than`."""
         self.db.execute("DELETE FROM idempotency WHERE created_at < ?", (older_than,))
