@@ -16,15 +16,16 @@ from sentra.config import Config
 from sentra.handlers.agent_events import AgentEventsHandler
 from sentra.handlers.agents import AgentHandler, AgentsHandler
 from sentra.handlers.base import NotFoundHandler
-from sentra.handlers.logs import LogsHandler, TokenBucket
+from sentra.handlers.logs import LogsHandler
 from sentra.handlers.session import SessionHandler
 from sentra.handlers.static import StaticHandler
 from sentra.handlers.streams import LogStreamHandler, MultiStreamHandler, Seed001StreamHandler
 from sentra.handlers.system import HealthHandler, MetricsHandler, OpenAPIHandler
 from sentra.handlers.tickets import StreamTicketsHandler
 from sentra.metrics import Metrics
+from sentra.ratelimit import RateLimiter, rate_limiter_from_config
 from sentra.registry import TopicRegistry
-from sentra.store import Store
+from sentra.storage import Storage
 
 AGENT = r"(?P<agent_id>[^/]+)"
 _TOKEN_IN_URL = re.compile(r"((?:^|[?&])(?:token|ticket)=)[^&]*")
@@ -63,16 +64,16 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
 
 def make_app(
     config: Config,
-    store: Store,
+    store: Storage,
     registry: TopicRegistry,
     tokens: TokenService | None,
     *,
     static_files: Traversable | None = None,
+    limiter: RateLimiter | None = None,
 ) -> tornado.web.Application:
     """The Sentra application; tests build as many independent ones as they like."""
     metrics = Metrics(registry)
     store.on_commit = metrics.observe_commit
-    rate = config["limits.ingest_rate"]
     routes: list[Any] = [
         (r"/healthz", HealthHandler),
         (r"/metrics", MetricsHandler),
@@ -96,7 +97,7 @@ def make_app(
         sentra_registry=registry,
         sentra_tokens=tokens,
         sentra_metrics=metrics,
-        sentra_rate=TokenBucket(rate) if rate > 0 else None,
+        sentra_rate=limiter if limiter is not None else rate_limiter_from_config(config),
         log_function=log_request if config["server.access_log"] else (lambda handler: None),
         default_handler_class=NotFoundHandler,
         compress_response=False,

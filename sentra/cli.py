@@ -16,7 +16,7 @@ from sentra.auth import ALL_SCOPES, TokenService, parse_ttl
 from sentra.commands import register_all
 from sentra.config import SETTINGS, Config, ConfigError, load_config
 from sentra.serve import StartupError, serve
-from sentra.store import revoke_token_offline
+from sentra.storage import revoke_token
 
 
 class CliError(Exception):
@@ -84,7 +84,7 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
         if not jti:
             raise CliError("that token has no jti claim, so it cannot be revoked; rotate the secret instead")
     config = config_from_args(args)
-    revoke_token_offline(config.db_path, jti)
+    asyncio.run(revoke_token(config, jti))
     print(f"revoked {jti}")
     return 0
 

@@ -118,6 +118,12 @@ SETTINGS: tuple[Setting, ...] = (
         ["127.0.0.1", "::1"],
         "Addresses that may read /metrics without an admin token.",
     ),
+    Setting(
+        "storage.url",
+        "str",
+        "",
+        "sqlite:///path.db, or postgresql://user@host/db to share storage between processes; empty: storage.db.",
+    ),
     Setting("storage.db", "str", "sentra.db", "Path of the SQLite database file (created if missing)."),
     Setting(
         "storage.synchronous",
@@ -126,6 +132,21 @@ SETTINGS: tuple[Setting, ...] = (
         "SQLite synchronous mode: NORMAL survives a crash of Sentra, FULL also a power cut.",
     ),
     Setting("storage.commit_max_lines", "int", 20000, "Most lines written in one group commit."),
+    Setting(
+        "bus.url",
+        "str",
+        "memory://",
+        "memory:// (one process), or redis://host:6379/0 to fan lines out between processes.",
+    ),
+    Setting("bus.prefix", "str", "sentra", "Prefix of Sentra's Redis channels and keys (one per deployment)."),
+    Setting("bridge.redis_url", "str", "", "Redis whose channels to ingest from (seed 001's agents); empty: off."),
+    Setting(
+        "bridge.channel_pattern",
+        "str",
+        "browser_use_logs:*",
+        "Channel pattern; each message is a line of the agent named by the part after the last ':'.",
+    ),
+    Setting("bridge.owner", "str", "bridge", "User who owns the agents the bridge creates."),
     Setting(
         "auth.mode",
         "str",
@@ -196,8 +217,17 @@ class Config:
 
     @property
     def db_path(self) -> Path:
-        """The SQLite database file."""
+        """The SQLite database file: the path of a sqlite:/// storage.url, else storage.db."""
+        url = self.values["storage.url"]
+        if url.startswith("sqlite://"):
+            # sqlite:///relative.db and sqlite:////absolute/path.db, as SQLAlchemy spells them.
+            return Path(url[len("sqlite:///") :])
         return Path(self.values["storage.db"])
+
+    @property
+    def shared_storage(self) -> bool:
+        """True when storage.url names PostgreSQL, which several processes share."""
+        return bool(self.values["storage.url"].startswith(("postgresql://", "postgres://")))
 
     @property
     def auth_enabled(self) -> bool:
@@ -253,6 +283,22 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"{config.source}: auth.algorithm {config['auth.algorithm']} needs auth.public_key_file")
     if config["storage.synchronous"].upper() not in ("NORMAL", "FULL"):
         raise ConfigError(f"{config.source}: storage.synchronous must be NORMAL or FULL")
+    url = config["storage.url"]
+    if url and not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        raise ConfigError(f"{config.source}: storage.url must start with sqlite:/// or postgresql://")
+    if not config["bus.url"].startswith(("memory://", "redis://", "rediss://", "unix://")):
+        raise ConfigError(f"{config.source}: bus.url must be memory:// or redis://host:port/db")
+    if config["bus.url"] != "memory://" and not config.shared_storage:
+        raise ConfigError(
+            f"{config.source}: bus.url = {config['bus.url']} needs storage.url = postgresql://…: "
+            "processes that fan out to each other must share their storage"
+        )
+    hs_key_generated = config["auth.algorithm"][:2] == "HS" and not config["auth.jwt_secret"]
+    if config.shared_storage and config.auth_enabled and hs_key_generated:
+        raise ConfigError(
+            f"{config.source}: with storage.url = postgresql://… every process must verify the same tokens: "
+            "set auth.jwt_secret (the same in every process)"
+        )
     if not 0 <= config["server.port"] <= 65535:
         raise ConfigError(f"{config.source}: server.port must be between 0 and 65535")
 

@@ -1,4 +1,4 @@
-"""The agent record and the commit-listener protocol shared by the store and the topic registry."""
+"""The agent record, an ingest answer, and the commit-listener protocol shared by storage, bus and registry."""
 
 from __future__ import annotations
 
@@ -65,6 +65,20 @@ class Agent:
     def labels_json(self) -> str:
         """Labels as stored in SQLite."""
         return json.dumps(self.labels, ensure_ascii=False, sort_keys=True)
+
+
+@dataclass
+class AppendResult:
+    """What an ingest request is answered with; `replayed` when an Idempotency-Key matched."""
+
+    accepted: int
+    first_seq: int | None
+    last_seq: int | None
+    replayed: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """The 200 body of POST /api/agents/{id}/logs."""
+        return {"accepted": self.accepted, "first_seq": self.first_seq, "last_seq": self.last_seq}
 
 
 class CommitListener(Protocol):

@@ -24,7 +24,12 @@ class AgentUpdate:
     deleted: bool = False
 
 
-Item = Line | AgentUpdate
+@dataclass(frozen=True, slots=True)
+class Resync:
+    """An item in a subscription's queue: commits may have been missed (the bus was down); re-read storage."""
+
+
+Item = Line | AgentUpdate | Resync
 
 
 class Subscription:
@@ -99,6 +104,12 @@ class Subscription:
         """Queue an agent change, in order with its lines."""
         if self.cut_reason is None:
             self.pending.append(update)
+            self._wake()
+
+    def push_resync(self) -> None:
+        """Queue a re-read from storage: the reader catches up from its cursor before anything newer."""
+        if self.cut_reason is None:
+            self.pending.append(Resync())
             self._wake()
 
     def take(self) -> list[Item]:
@@ -220,6 +231,11 @@ class TopicRegistry:
         """Tell every subscriber of the agent that it is gone."""
         for sub in list(self._by_agent.get(agent.id, ())):
             sub.push_update(AgentUpdate(agent.copy(), deleted=True))
+
+    def resync_all(self) -> None:
+        """Commits may have been missed (the bus reconnected): every stream re-reads storage from its cursor."""
+        for sub in list(self._all):
+            sub.push_resync()
 
     def cut_token(self, jti: str, reason: str = "token_revoked") -> int:
         """Cut every stream opened with the token `jti` or with a ticket made from it."""

@@ -18,9 +18,11 @@ import tornado.netutil
 
 from sentra.app import make_app
 from sentra.auth import TokenService
+from sentra.bus import bus_from_config
 from sentra.config import Config, ConfigError
+from sentra.ratelimit import rate_limiter_from_config
 from sentra.registry import TopicRegistry
-from sentra.store import Store
+from sentra.storage import Storage, storage_from_config
 
 log = logging.getLogger("sentra")
 SHUTDOWN_GRACE = 10.0
@@ -41,7 +43,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-async def _watch_revocations(store: Store, tokens: TokenService, registry: TopicRegistry) -> None:
+async def _watch_revocations(store: Storage, tokens: TokenService, registry: TopicRegistry) -> None:
     last = 0
     while True:
         for rowid, jti in await store.revoked_since(last):
@@ -52,7 +54,7 @@ async def _watch_revocations(store: Store, tokens: TokenService, registry: Topic
         await asyncio.sleep(REVOCATION_POLL)
 
 
-async def _maintain(store: Store, config: Config) -> None:
+async def _maintain(store: Storage, config: Config) -> None:
     timeout = config["agents.timeout"]
     period = config["retention.interval"]
     if timeout > 0:
@@ -72,28 +74,24 @@ async def _maintain(store: Store, config: Config) -> None:
             log.exception("maintenance failed; will retry")
 
 
-async def _open_store(config: Config) -> Store:
-    store = Store(
-        config.db_path,
-        synchronous=config["storage.synchronous"],
-        commit_max_lines=config["storage.commit_max_lines"],
-    )
+async def _open_store(config: Config) -> Storage:
+    store = storage_from_config(config)
     try:
         await store.open()
     except sqlite3.Error as exc:
         await store.close()
-        raise StartupError(f"cannot open the database {config.db_path}: {exc}") from None
+        raise StartupError(f"cannot open the database {store.description}: {exc}") from None
     except OSError as exc:
-        raise StartupError(f"cannot open the database {config.db_path}: {exc.strerror or exc}") from None
+        raise StartupError(f"cannot open the database {store.description}: {exc.strerror or exc}") from None
     return store
 
 
-def _banner(config: Config, port: int, tokens: TokenService | None, out: TextIO) -> None:
+def _banner(config: Config, port: int, tokens: TokenService | None, store: Storage, out: TextIO) -> None:
     host = config["server.host"]
     shown = f"[{host}]" if ":" in host else host
     url = config["server.public_url"] or f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else shown}:{port}"
     url = url.rstrip("/") + "/"
-    print(f"Sentra listening on {url} (database {config.db_path})", file=out, flush=True)
+    print(f"Sentra listening on {url} (database {store.description})", file=out, flush=True)
     if tokens is None:
         print("Auth is off (auth.mode = none): every agent is owned by 'local'.", file=out, flush=True)
     elif tokens.can_sign and is_loopback(host):
@@ -120,8 +118,15 @@ async def serve(
         raise StartupError(f"cannot read the auth key: {exc}") from None
     store = await _open_store(config)
     registry = TopicRegistry()
-    store.listener = registry
-    app = make_app(config, store, registry, tokens)
+    bus = bus_from_config(config, registry, store)
+    try:
+        await bus.start()
+    except OSError as exc:
+        await store.close()
+        raise StartupError(f"cannot connect to the bus {config['bus.url']}: {exc.strerror or exc}") from None
+    store.listener = bus
+    limiter = rate_limiter_from_config(config)
+    app = make_app(config, store, registry, tokens, limiter=limiter)
     # Bounded waits for headers and bodies: a client that trickles them in (slowloris) is cut, not kept forever.
     server = tornado.httpserver.HTTPServer(
         app,
@@ -132,6 +137,7 @@ async def serve(
     try:
         sockets = tornado.netutil.bind_sockets(config["server.port"], host, family=socket.AF_UNSPEC)
     except OSError as exc:
+        await bus.close()
         await store.close()
         raise StartupError(f"cannot listen on {host}:{config['server.port']}: {exc.strerror or exc}") from None
     server.add_sockets(sockets)
@@ -146,7 +152,13 @@ async def serve(
     background = [asyncio.create_task(_maintain(store, config))]
     if tokens is not None:
         background.append(asyncio.create_task(_watch_revocations(store, tokens, registry)))
-    _banner(config, port, tokens, out)
+    bridge = None
+    if config["bridge.redis_url"]:
+        from sentra.bridge import RedisBridge
+
+        bridge = RedisBridge(config, store)
+        await bridge.start()
+    _banner(config, port, tokens, store, out)
     if on_ready is not None:
         on_ready(port)
     try:
@@ -154,6 +166,8 @@ async def serve(
     finally:
         log.info("shutting down: no new connections, ending streams, flushing writes")
         server.stop()
+        if bridge is not None:
+            await bridge.close()
         registry.cut_all("shutdown")
         await store.drain(SHUTDOWN_GRACE)
         deadline = loop.time() + SHUTDOWN_GRACE
@@ -169,6 +183,9 @@ async def serve(
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
         await store.close()
+        await bus.close()
+        if limiter is not None:
+            await limiter.close()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         log.info("stopped")

@@ -18,19 +18,12 @@ import aiosqlite
 
 from sentra.errors import ApiError, ServiceUnavailable, StorageFull
 from sentra.lines import Line, NewLine
-from sentra.models import Agent, CommitListener
+from sentra.models import Agent, AppendResult, CommitListener
 from sentra.schema import AGENT_COLUMNS, SCHEMA, agent_from_row, line_from_row
-from sentra.store_writer import AppendJob, AppendResult, WriteConnection
-
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-
+from sentra.storage import LineQuery, ascii_lower
+from sentra.store_writer import AppendJob, WriteConnection
 
 log = logging.getLogger("sentra.store")
-
-
-def ascii_lower(text: str) -> str:
-    """Lower-case A-Z only, exactly as SQLite's lower() does, so live and stored search agree."""
-    return text.translate(_ASCII_LOWER)
 
 
 @dataclass
@@ -46,25 +39,6 @@ class _Task:
     work: Callable[[], Any]
     after: Callable[[Any], Any]
     future: asyncio.Future[Any]
-
-
-@dataclass
-class LineQuery:
-    """Filters of a history read: minimum level and case-insensitive (ASCII) substring."""
-
-    min_level: int = 0
-    q: str = ""
-
-    @property
-    def is_empty(self) -> bool:
-        """True when the query lets every line through."""
-        return not self.min_level and not self.q
-
-    def matches(self, line: Line) -> bool:
-        """The same test the SQL applies, for lines that arrive live."""
-        if line.levelno < self.min_level:
-            return False
-        return not self.q or ascii_lower(self.q) in ascii_lower(line.message)
 
 
 def _storage_error(exc: sqlite3.Error) -> ApiError:
@@ -91,6 +65,11 @@ class Store:
         self._agents: OrderedDict[str, Agent] = OrderedDict()
         self._closing = False
         self._busy = False
+
+    @property
+    def description(self) -> str:
+        """The database file, for the start-up banner."""
+        return str(self.path)
 
     async def open(self) -> None:
         """Open (creating if needed) the database in WAL mode and start the writer."""
@@ -153,6 +132,14 @@ class Store:
     def cached_agent(self, agent_id: str) -> Agent | None:
         """The in-memory agent record, if loaded: always current, since this store is the only writer."""
         return self._agents.get(agent_id)
+
+    def observe_agent(self, agent: Agent) -> Agent:
+        """Keep an agent record committed elsewhere if it is newer (never happens: SQLite has one writer)."""
+        current = self._agents.get(agent.id)
+        if current is not None and (current.last_seq, current.updated_at) >= (agent.last_seq, agent.updated_at):
+            return current
+        self._agents[agent.id] = agent
+        return agent
 
     def _remember(self, agent_id: str, agent: Agent) -> Agent:
         current = self._agents.get(agent_id)

@@ -16,24 +16,10 @@ from typing import Any, TypeVar
 
 from sentra.errors import ApiError, Conflict, Forbidden, NotFound
 from sentra.lines import LEVELS, Line, NewLine
-from sentra.models import Agent
+from sentra.models import Agent, AppendResult
 from sentra.schema import AGENT_COLUMNS, SCHEMA, agent_from_row
 
 T = TypeVar("T")
-
-
-@dataclass
-class AppendResult:
-    """What an ingest request is answered with; `replayed` when an Idempotency-Key matched."""
-
-    accepted: int
-    first_seq: int | None
-    last_seq: int | None
-    replayed: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        """The 200 body of POST /api/agents/{id}/logs."""
-        return {"accepted": self.accepted, "first_seq": self.first_seq, "last_seq": self.last_seq}
 
 
 @dataclass

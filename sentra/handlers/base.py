@@ -15,7 +15,7 @@ from sentra.lines import check_agent_id
 from sentra.metrics import Metrics
 from sentra.models import Agent
 from sentra.registry import TopicRegistry
-from sentra.store import Store
+from sentra.storage import Storage
 
 JSON_TYPE = "application/json; charset=utf-8"
 MAX_INT_ARGUMENT = 2**63 - 1  # SQLite's largest integer
@@ -41,7 +41,7 @@ class BaseHandler(tornado.web.RequestHandler):
         return self.settings["sentra_config"]  # type: ignore[no-any-return]
 
     @property
-    def store(self) -> Store:
+    def store(self) -> Storage:
         """The SQLite store."""
         return self.settings["sentra_store"]  # type: ignore[no-any-return]
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import tornado.iostream
 import tornado.web
 
@@ -13,45 +11,11 @@ from sentra.handlers.agents import MAX_NAME_LENGTH
 from sentra.handlers.base import DISCARD_ALLOWANCE, BaseHandler
 from sentra.lines import LEVELS, Line, check_agent_id, parse_body, parse_level
 from sentra.models import Agent
-from sentra.store import LineQuery
+from sentra.ratelimit import RateLimiter
+from sentra.storage import LineQuery
 
 HISTORY_DEFAULT_LIMIT = 1000
 HISTORY_MAX_LIMIT = 10000
-BUCKETS_BEFORE_PRUNE = 10000
-
-
-class TokenBucket:
-    """Lines-per-second allowance per token, with a burst of one second's worth."""
-
-    def __init__(self, rate: int) -> None:
-        self.rate = rate
-        self._buckets: dict[str, tuple[float, float]] = {}
-
-    def take(self, key: str, amount: int) -> float:
-        """Take `amount` lines; returns 0, or the seconds to wait before retrying.
-
-        A batch larger than the burst is let through once the allowance is full, leaving the bucket in
-        debt, so big batches are slowed to the rate rather than refused forever.
-        """
-        now = time.monotonic()
-        tokens, stamp = self._buckets.get(key, (float(self.rate), now))
-        tokens = min(float(self.rate), tokens + (now - stamp) * self.rate)
-        needed = min(float(amount), float(self.rate))
-        if tokens < needed:
-            self._buckets[key] = (tokens, now)
-            return (needed - tokens) / self.rate
-        self._buckets[key] = (tokens - amount, now)
-        if len(self._buckets) > BUCKETS_BEFORE_PRUNE:
-            self._prune(now)
-        return 0.0
-
-    def _prune(self, now: float) -> None:
-        # A bucket that has refilled is the same as no bucket: forget it, so memory follows active tokens.
-        full = [
-            key for key, (tokens, stamp) in self._buckets.items() if tokens + (now - stamp) * self.rate >= self.rate
-        ]
-        for key in full:
-            del self._buckets[key]
 
 
 def query_from_arguments(handler: BaseHandler) -> LineQuery:
@@ -113,9 +77,9 @@ class LogsHandler(BaseHandler):
             max_line_size=self.config["limits.max_line_size"],
             max_lines=self.config["limits.max_lines_per_request"],
         )
-        bucket: TokenBucket | None = self.settings.get("sentra_rate")
+        bucket: RateLimiter | None = self.settings.get("sentra_rate")
         if bucket is not None:
-            wait = bucket.take(principal.jti or principal.subject, len(lines))
+            wait = await bucket.take(principal.jti or principal.subject, len(lines))
             if wait:
                 retry = max(1, int(wait + 0.999))
                 raise TooManyRequests(

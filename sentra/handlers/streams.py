@@ -16,7 +16,7 @@ from sentra.handlers.logs import query_from_arguments
 from sentra.lines import Line, check_agent_id
 from sentra.models import Agent
 from sentra.registry import AgentUpdate, Subscription
-from sentra.store import LineQuery
+from sentra.storage import LineQuery
 
 CATCH_UP_PAGE = 2000
 _STOP_REASONS = ("token_expired", "token_revoked")

@@ -1,0 +1,164 @@
+"""The storage interface every backend implements (SQLite by default, PostgreSQL for several processes),
+and the factory that picks one from `storage.url`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from sentra.config import Config
+from sentra.lines import Line, NewLine
+from sentra.models import Agent, AppendResult, CommitListener
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def ascii_lower(text: str) -> str:
+    """Lower-case A-Z only, exactly as SQLite's lower() does, so live and stored search agree."""
+    return text.translate(_ASCII_LOWER)
+
+
+@dataclass
+class LineQuery:
+    """Filters of a history read: minimum level and case-insensitive (ASCII) substring."""
+
+    min_level: int = 0
+    q: str = ""
+
+    @property
+    def is_empty(self) -> bool:
+        """True when the query lets every line through."""
+        return not self.min_level and not self.q
+
+    def matches(self, line: Line) -> bool:
+        """The same test the SQL applies, for lines that arrive live."""
+        if line.levelno < self.min_level:
+            return False
+        return not self.q or ascii_lower(self.q) in ascii_lower(line.message)
+
+
+class Storage(Protocol):
+    """Agents, lines, idempotency keys and revoked tokens; tells `listener` of every commit, in order."""
+
+    listener: CommitListener | None
+    on_commit: Callable[[int, float], None] | None
+
+    @property
+    def description(self) -> str:
+        """Where the data lives, for the start-up banner (never a password)."""
+
+    async def open(self) -> None:
+        """Connect, create the schema if missing and start writing."""
+
+    async def close(self) -> None:
+        """Write everything queued, then disconnect."""
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait until every queued write has committed (or failed) and been answered."""
+
+    async def check(self) -> None:
+        """Raise if the storage cannot be read (for /healthz)."""
+
+    async def get_agent(self, agent_id: str) -> Agent | None:
+        """The agent as committed; shared storage reads it afresh, so no other process's commit is missed."""
+
+    def cached_agent(self, agent_id: str) -> Agent | None:
+        """The newest agent record this process knows of, without I/O, if it has one."""
+
+    def observe_agent(self, agent: Agent) -> Agent:
+        """Another process committed this agent record: keep it if newer than the cached one; the newest."""
+
+    async def list_agents(
+        self,
+        owner: str | None,
+        *,
+        status: str | None = None,
+        labels: dict[str, str] | None = None,
+        limit: int = 100,
+        before_pk: int | None = None,
+    ) -> list[Agent]:
+        """Agents newest first, filtered by owner (None: all), status and labels."""
+
+    async def lines_after(
+        self,
+        agent: Agent,
+        after: int,
+        *,
+        upto: int | None = None,
+        limit: int = 1000,
+        query: LineQuery | None = None,
+    ) -> list[Line]:
+        """Up to `limit` lines with seq > after (and <= upto), ascending, matching `query`."""
+
+    async def lines_before(
+        self, agent: Agent, before: int, *, limit: int = 1000, query: LineQuery | None = None
+    ) -> list[Line]:
+        """The `limit` lines just before seq `before`, ascending, matching `query`."""
+
+    async def revoked_since(self, after_rowid: int) -> list[tuple[int, str]]:
+        """Revoked token ids recorded after `after_rowid`, as (rowid, jti)."""
+
+    async def append_lines(
+        self,
+        agent_id: str,
+        subject: str,
+        lines: list[NewLine],
+        *,
+        may_write_any: bool = False,
+        idempotency_key: str | None = None,
+        name: str = "",
+        labels: dict[str, str] | None = None,
+    ) -> AppendResult:
+        """Assign gap-free seqs and commit `lines`, creating the agent on first ingest; returns once durable."""
+
+    async def create_agent(self, agent_id: str, owner: str, name: str, labels: dict[str, str]) -> Agent:
+        """Create a running agent; Conflict if the id is taken."""
+
+    async def update_agent(
+        self,
+        agent_id: str,
+        *,
+        status: str | None,
+        name: str | None,
+        labels: dict[str, str] | None,
+        reason: str | None,
+    ) -> Agent:
+        """Change status, name, labels; a finished agent stays finished (Conflict)."""
+
+    async def delete_agent(self, agent_id: str) -> None:
+        """Remove the agent, its lines and its idempotency keys."""
+
+    async def fail_idle_agents(self, idle_for: float) -> list[str]:
+        """Mark running agents with no line for `idle_for` seconds as failed (reason timeout)."""
+
+    async def enforce_retention(self, max_lines: int, max_age: float, idempotency_ttl: float) -> int:
+        """Trim each agent to its newest `max_lines`, delete finished agents older than `max_age`."""
+
+
+def storage_from_config(config: Config) -> Storage:
+    """The storage backend storage.url names (not yet opened)."""
+    if config.shared_storage:
+        from sentra.store_pg import PostgresStore
+
+        return PostgresStore(config["storage.url"], commit_max_lines=config["storage.commit_max_lines"])
+    from sentra.store import Store
+
+    return Store(
+        config.db_path,
+        synchronous=config["storage.synchronous"],
+        commit_max_lines=config["storage.commit_max_lines"],
+    )
+
+
+async def revoke_token(config: Config, jti: str) -> None:
+    """Record a revocation in the configured storage, without a running server (`sentra token revoke`);
+    every server picks it up within a second."""
+    if config.shared_storage:
+        from sentra.store_pg import revoke_token_pg
+
+        await revoke_token_pg(config["storage.url"], jti)
+        return
+    from sentra.store import revoke_token_offline
+
+    revoke_token_offline(config.db_path, jti)
