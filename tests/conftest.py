@@ -22,6 +22,9 @@ from hypothesis import settings as hypothesis_settings
 from sentra.config import load_config
 from sentra.serve import serve
 
+# Fixtures that start real PostgreSQL and Redis servers for the scale-out tests.
+pytest_plugins = ["pg_service", "redis_service"]
+
 SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 
 # Property tests draw the same examples every run, so a red run means a change broke something;
