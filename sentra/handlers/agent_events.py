@@ -17,7 +17,7 @@ from sentra.handlers.agents import parse_label_arguments
 from sentra.handlers.streams import StreamHandler
 from sentra.lines import Line
 from sentra.models import Agent
-from sentra.registry import AgentUpdate
+from sentra.registry import AgentUpdate, Resync
 
 ACTIVITY_INTERVAL = 1.0
 SNAPSHOT_LIMIT = 1000
@@ -69,6 +69,11 @@ class AgentEventsHandler(StreamHandler):
                 if items in _STOP_REASONS:
                     await self.send(agents_event("end", [], items))
                 return
+            if any(isinstance(item, Resync) for item in items):
+                # Changes may have been missed (the bus was down): a new snapshot replaces the old one.
+                await self.send(agents_event("snapshot", await self._list(wanted)))
+                active.clear()
+                continue
             changed: dict[str, Agent] = {}
             removed: dict[str, Agent] = {}
             for item in items:

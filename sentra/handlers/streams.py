@@ -15,7 +15,7 @@ from sentra.handlers.base import BaseHandler
 from sentra.handlers.logs import query_from_arguments
 from sentra.lines import Line, check_agent_id
 from sentra.models import Agent
-from sentra.registry import AgentUpdate, Subscription
+from sentra.registry import AgentUpdate, Resync, Subscription
 from sentra.storage import LineQuery
 
 CATCH_UP_PAGE = 2000
@@ -247,7 +247,16 @@ class AgentStreamHandler(StreamHandler):
                 return
             lines: list[Line] = []
             for item in items:
-                if isinstance(item, AgentUpdate):
+                if isinstance(item, Resync) or (isinstance(item, Line) and item.seq > cursor + 1):
+                    # Commits were missed (the bus was down) or another process's lines overtook these:
+                    # storage has every committed line, so read the gap from there.
+                    if lines and agent is not None:
+                        await self.send(self.encode(agent, lines, cursor, {}))
+                        lines = []
+                    if not await self._reread(agent_id, query):
+                        return
+                    agent, cursor = self._agent, self._cursor
+                elif isinstance(item, AgentUpdate):
                     if agent is None and not self.principal.may_access(item.agent.owner, item.agent.id):
                         return
                     agent = self._agent = item.agent
@@ -262,10 +271,38 @@ class AgentStreamHandler(StreamHandler):
             if lines and agent is not None:
                 await self.send(self.encode(agent, lines, cursor, {}))
 
+    async def _reread(self, agent_id: str, query: LineQuery) -> bool:
+        """Catch up from storage after the cursor; False once the stream has ended (finished or gone)."""
+        agent, cursor = self._agent, self._cursor
+        fresh = await self.store.get_agent(agent_id)
+        if fresh is None or (agent is not None and fresh.pk != agent.pk):
+            if agent is not None:
+                await self.send(self.encode(agent, [], cursor, {"final": True, "reason": "deleted"}))
+                return False
+            return True
+        if agent is None and not self.principal.may_access(fresh.owner, fresh.id):
+            return False
+        while cursor < fresh.last_seq:
+            page = await self.store.lines_after(fresh, cursor, upto=fresh.last_seq, limit=CATCH_UP_PAGE, query=query)
+            cursor = page[-1].seq if len(page) == CATCH_UP_PAGE else fresh.last_seq
+            if page:
+                await self.send(self.encode(fresh, page, cursor, {}))
+        self._agent, self._cursor = fresh, cursor
+        if fresh.finished:
+            await self.send(self.encode(fresh, [], cursor, {"final": True}))
+            return False
+        return True
+
     def _deliver(self, lines: list[Line], shared: dict[Hashable, bytes]) -> None:
         """Write committed lines straight to the socket (called by the registry at publish time)."""
         agent, cursor, query = self._agent, self._cursor, self._query
         if agent is None or lines[-1].seq <= cursor:
+            return
+        if lines[0].seq > cursor + 1:
+            # A gap: the reader fills it from storage first (see _follow).
+            assert self.sub is not None
+            self.sub.direct = None
+            self.sub.push_lines(lines)
             return
         fresh = lines if lines[0].seq > cursor else [line for line in lines if line.seq > cursor]
         self._cursor = fresh[-1].seq
@@ -384,6 +421,17 @@ class MultiStreamHandler(StreamHandler):
                 return
             lines: list[Line] = []
             for item in items:
+                gap = isinstance(item, Line) and item.agent in agents and item.seq > cursors.get(item.agent, 0) + 1
+                if isinstance(item, Resync) or gap:
+                    # Commits were missed (the bus was down) or arrived out of order: read them from storage.
+                    if lines:
+                        await self.send(self._event(lines, cursors))
+                        lines = []
+                    ids = [item.agent] if isinstance(item, Line) else list(agents)
+                    if isinstance(item, Resync) and wanted:
+                        ids += [a.id for a in await self.store.list_agents(owner, labels=wanted, limit=10000)]
+                    await self._reread(ids, agents, done, cursors, query)
+                    continue
                 if isinstance(item, Line):
                     if item.seq > cursors.get(item.agent, 0):
                         cursors[item.agent] = item.seq
@@ -406,6 +454,33 @@ class MultiStreamHandler(StreamHandler):
                     await self.send(self._final(agent, cursors, deleted=item.deleted))
             if lines:
                 await self.send(self._event(lines, cursors))
+
+    async def _reread(
+        self,
+        ids: list[str],
+        agents: dict[str, Agent],
+        done: set[str],
+        cursors: dict[str, int],
+        query: LineQuery,
+    ) -> None:
+        """Bring each agent up to date from storage: its missed lines, and its end if it finished or went."""
+        for agent_id in dict.fromkeys(ids):
+            if agent_id in done:
+                continue
+            known = agents.get(agent_id)
+            fresh = await self.store.get_agent(agent_id)
+            if fresh is None or (known is not None and fresh.pk != known.pk):
+                if known is not None:
+                    done.add(agent_id)
+                    await self.send(self._final(known, cursors, deleted=True))
+                continue
+            if not self.principal.may_access(fresh.owner, fresh.id):
+                continue
+            agents[agent_id] = fresh
+            await self._catch_up(fresh, cursors, query)
+            if fresh.finished:
+                done.add(agent_id)
+                await self.send(self._final(fresh, cursors))
 
     async def _catch_up(self, agent: Agent, cursors: dict[str, int], query: LineQuery) -> None:
         """Replay the agent's stored lines after its cursor, up to its last seq, page by page."""
