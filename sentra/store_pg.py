@@ -1,0 +1,486 @@
+"""Storage on PostgreSQL, shared by several Sentra processes: the same records and errors as sentra.store.
+
+One writer connection commits queued appends in groups, each batch one transaction; every agent it touches is
+locked (SELECT ... FOR UPDATE, in id order, by sentra.store_pg_writer) so two processes appending to one agent
+get gap-free seqs. Reads use a small pool. Nothing else imports asyncpg.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from sentra import store_pg_writer as writer
+from sentra.errors import ApiError, ServiceUnavailable, StorageFull
+from sentra.lines import Line, NewLine
+from sentra.models import Agent, AppendResult, CommitListener
+from sentra.schema_pg import (
+    AGENT_COLUMNS,
+    LINE_COLUMNS,
+    SCHEMA,
+    SCHEMA_LOCK,
+    SEARCH_TEXT,
+    agent_from_row,
+    from_pg,
+    labels_to_pg,
+    line_from_row,
+    search_terms,
+    to_pg,
+)
+from sentra.storage import LineQuery
+from sentra.store_writer import AppendJob, BatchOutcome
+
+log = logging.getLogger("sentra.store")
+CONNECT_TIMEOUT = 10.0
+DEADLOCK_RETRIES = 3
+_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+Work = Callable[[Any], Awaitable[Any]]
+
+
+@dataclass
+class _Append:
+    job: AppendJob
+    future: asyncio.Future[AppendResult]
+
+
+@dataclass
+class _Task:
+    """Work for the writer connection (run in one transaction), and what to do once it has committed."""
+
+    work: Work
+    after: Callable[[Any], Any]
+    future: asyncio.Future[Any]
+
+
+def mask_password(url: str) -> str:
+    """The URL with any password replaced by ***."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@{netloc.rsplit('@', 1)[1]}"
+    query = re.sub(r"(?i)(password=)[^&]*", r"\1***", parts.query)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _storage_error(exc: BaseException, doing: str) -> ApiError:
+    if isinstance(exc, asyncpg.DiskFullError):
+        return StorageFull("the disk is full; nothing was written, retry when space is freed")
+    if isinstance(exc, asyncpg.InterfaceError | asyncpg.PostgresConnectionError | asyncpg.AdminShutdownError | OSError):
+        return ServiceUnavailable(f"the connection to the database was lost; retry ({exc})")
+    return ServiceUnavailable(f"the database cannot be {doing}: {exc}")
+
+
+async def _create_schema(conn: Any) -> None:
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
+        await conn.execute(SCHEMA)
+
+
+class PostgresStore:
+    """Agents, lines, idempotency keys and revoked tokens in PostgreSQL, with group commit."""
+
+    def __init__(self, url: str, *, commit_max_lines: int = 20000) -> None:
+        self.url = url
+        self.commit_max_lines = commit_max_lines
+        self.listener: CommitListener | None = None
+        self.on_commit: Callable[[int, float], None] | None = None
+        self._conn: Any = None
+        self._pool: Any = None
+        self._queue: deque[_Append | _Task] = deque()
+        self._wake = asyncio.Event()
+        self._writer_task: asyncio.Task[None] | None = None
+        self._agents: OrderedDict[str, Agent] = OrderedDict()
+        self._closing = False
+        self._busy = False
+
+    @property
+    def description(self) -> str:
+        """The database URL without its password, for the start-up banner."""
+        return mask_password(self.url)
+
+    async def open(self) -> None:
+        """Connect, create the schema if missing, and start the writer; OSError if the server cannot be used."""
+        try:
+            await self._connect_writer()
+            await _create_schema(self._conn)
+            self._pool = await asyncpg.create_pool(
+                self.url,
+                min_size=1,
+                max_size=4,
+                timeout=CONNECT_TIMEOUT,
+                server_settings={"application_name": "sentra-reader"},
+            )
+        except (*_DB_ERRORS, ValueError) as exc:
+            await self._disconnect()
+            raise OSError(f"cannot connect to {self.description}: {exc}") from None
+        self._writer_task = asyncio.create_task(self._write_loop())
+
+    async def _connect_writer(self) -> None:
+        self._conn = await asyncpg.connect(
+            self.url, timeout=CONNECT_TIMEOUT, server_settings={"application_name": "sentra-writer"}
+        )
+
+    async def _disconnect(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+        if self._conn is not None:
+            await self._conn.close(timeout=CONNECT_TIMEOUT)
+            self._conn = None
+
+    async def close(self) -> None:
+        """Write everything queued, then disconnect."""
+        self._closing = True
+        if self._writer_task is not None:
+            self._wake.set()
+            await self._writer_task
+            self._writer_task = None
+        await self._disconnect()
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait until every queued write has committed (or failed) and been answered."""
+        deadline = time.monotonic() + timeout
+        while (self._queue or self._busy) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
+    # ---- reads -------------------------------------------------------------------------------
+
+    async def _fetch(self, sql: str, *args: Any) -> list[Any]:
+        assert self._pool is not None, "store is not open"
+        try:
+            return list(await self._pool.fetch(sql, *args))
+        except _DB_ERRORS as exc:
+            raise _storage_error(exc, "read") from None
+
+    async def check(self) -> None:
+        """Raise if the database cannot be read (for /healthz)."""
+        await self._fetch("SELECT 1 FROM agents LIMIT 1")
+
+    async def get_agent(self, agent_id: str) -> Agent | None:
+        """The agent as committed, read afresh: another process may have changed it."""
+        rows = await self._fetch(f"SELECT {AGENT_COLUMNS} FROM agents WHERE id = $1", agent_id)
+        if not rows:
+            self._agents.pop(agent_id, None)
+            return None
+        agent = agent_from_row(rows[0])
+        self.observe_agent(agent)
+        return agent
+
+    def cached_agent(self, agent_id: str) -> Agent | None:
+        """The newest record this process has committed or heard of, without I/O."""
+        return self._agents.get(agent_id)
+
+    def observe_agent(self, agent: Agent) -> Agent:
+        """Keep an agent record committed elsewhere if it is newer than the cached one; the newest."""
+        current = self._agents.get(agent.id)
+        if current is not None and (current.last_seq, current.updated_at) >= (agent.last_seq, agent.updated_at):
+            return current
+        self._keep(agent)
+        return agent
+
+    def _keep(self, agent: Agent) -> None:
+        self._agents[agent.id] = agent
+        self._agents.move_to_end(agent.id)
+        while len(self._agents) > 100_000:
+            self._agents.popitem(last=False)
+
+    async def list_agents(
+        self,
+        owner: str | None,
+        *,
+        status: str | None = None,
+        labels: dict[str, str] | None = None,
+        limit: int = 100,
+        before_pk: int | None = None,
+    ) -> list[Agent]:
+        """Agents newest first, filtered by owner (None: all), status and labels."""
+        where: list[str] = ["TRUE"]
+        params: list[Any] = []
+        for test, value in (
+            ("owner = ${}", None if owner is None else to_pg(owner)),
+            ("status = ${}", status or None),
+            ("labels @> ${}::jsonb", labels_to_pg(labels) if labels else None),
+            ("pk < ${}", before_pk),
+        ):
+            if value is not None:
+                params.append(value)
+                where.append(test.format(len(params)))
+        params.append(limit)
+        sql = f"SELECT {AGENT_COLUMNS} FROM agents WHERE {' AND '.join(where)} ORDER BY pk DESC LIMIT ${len(params)}"
+        return [agent_from_row(row) for row in await self._fetch(sql, *params)]
+
+    async def lines_after(
+        self,
+        agent: Agent,
+        after: int,
+        *,
+        upto: int | None = None,
+        limit: int = 1000,
+        query: LineQuery | None = None,
+    ) -> list[Line]:
+        """Up to `limit` lines with seq > after (and <= upto), ascending, matching `query`."""
+        where, params = _line_filters(agent, query)
+        params.append(after)
+        where.append(f"seq > ${len(params)}")
+        if upto is not None:
+            params.append(upto)
+            where.append(f"seq <= ${len(params)}")
+        params.append(limit)
+        sql = f"SELECT {LINE_COLUMNS} FROM lines WHERE {' AND '.join(where)} ORDER BY seq LIMIT ${len(params)}"
+        return [line_from_row(agent.id, row) for row in await self._fetch(sql, *params)]
+
+    async def lines_before(
+        self, agent: Agent, before: int, *, limit: int = 1000, query: LineQuery | None = None
+    ) -> list[Line]:
+        """The `limit` lines just before seq `before`, ascending, matching `query`."""
+        where, params = _line_filters(agent, query)
+        params.extend([before, limit])
+        sql = (
+            f"SELECT {LINE_COLUMNS} FROM lines WHERE {' AND '.join(where)} AND seq < ${len(params) - 1} "
+            f"ORDER BY seq DESC LIMIT ${len(params)}"
+        )
+        rows = await self._fetch(sql, *params)
+        return [line_from_row(agent.id, row) for row in reversed(rows)]
+
+    async def revoked_since(self, after_rowid: int) -> list[tuple[int, str]]:
+        """Revoked token ids recorded after `after_rowid`, as (id, jti)."""
+        rows = await self._fetch("SELECT id, jti FROM revoked_tokens WHERE id > $1 ORDER BY id", after_rowid)
+        return [(int(row[0]), from_pg(row[1])) for row in rows]
+
+    # ---- writes ------------------------------------------------------------------------------
+
+    async def append_lines(
+        self,
+        agent_id: str,
+        subject: str,
+        lines: list[NewLine],
+        *,
+        may_write_any: bool = False,
+        idempotency_key: str | None = None,
+        name: str = "",
+        labels: dict[str, str] | None = None,
+    ) -> AppendResult:
+        """Assign gap-free seqs and commit `lines`, creating the agent on first ingest; returns once durable."""
+        future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
+        job = AppendJob(agent_id, subject, may_write_any, lines, idempotency_key, name, labels or {})
+        self._enqueue(_Append(job, future))
+        return await future
+
+    async def create_agent(self, agent_id: str, owner: str, name: str, labels: dict[str, str]) -> Agent:
+        """Create a running agent; Conflict if the id is taken."""
+
+        work = partial(writer.create_agent, agent_id=agent_id, owner=owner, name=name, labels=labels)
+        return await self._submit(work, self._changed)  # type: ignore[no-any-return]
+
+    async def update_agent(
+        self,
+        agent_id: str,
+        *,
+        status: str | None,
+        name: str | None,
+        labels: dict[str, str] | None,
+        reason: str | None,
+    ) -> Agent:
+        """Change status, name, labels; a finished agent stays finished (Conflict)."""
+
+        changes = {"status": status, "name": name, "labels": labels, "reason": reason}
+        work = partial(writer.update_agent, agent_id=agent_id, changes=changes)
+        return await self._submit(work, self._changed)  # type: ignore[no-any-return]
+
+    def _changed(self, agent: Agent) -> Agent:
+        self._keep(agent)
+        if self.listener is not None:
+            self.listener.agent_changed(agent)
+        return agent
+
+    async def delete_agent(self, agent_id: str) -> None:
+        """Remove the agent, its lines and its idempotency keys."""
+
+        def after(agent: Agent | None) -> None:
+            self._agents.pop(agent_id, None)
+            if agent is not None and self.listener is not None:
+                self.listener.agent_deleted(agent)
+
+        await self._submit(partial(writer.delete_agent, agent_id=agent_id), after)
+
+    async def fail_idle_agents(self, idle_for: float) -> list[str]:
+        """Mark running agents with no line for `idle_for` seconds as failed (reason timeout)."""
+        cutoff = time.time() - idle_for
+        rows = await self._fetch(
+            "SELECT id FROM agents WHERE status = 'running' AND coalesce(last_line_at, created_at) < $1", cutoff
+        )
+        failed = []
+        for (agent_id,) in rows:
+            agent = await self.get_agent(agent_id)
+            if agent is None or agent.finished or (agent.last_line_at or agent.created_at) >= cutoff:
+                continue
+            try:
+                await self.update_agent(agent_id, status="failed", name=None, labels=None, reason="timeout")
+                failed.append(agent_id)
+            except ApiError:
+                continue
+        return failed
+
+    async def enforce_retention(self, max_lines: int, max_age: float, idempotency_ttl: float) -> int:
+        """Trim each agent to its newest `max_lines`, delete finished agents older than `max_age`."""
+        removed = 0
+        if max_age > 0:
+            rows = await self._fetch(
+                "SELECT id FROM agents WHERE status != 'running' AND updated_at < $1", time.time() - max_age
+            )
+            for (agent_id,) in rows:
+                await self.delete_agent(agent_id)
+                removed += 1
+        if max_lines > 0:
+            rows = await self._fetch("SELECT id FROM agents WHERE last_seq - first_seq + 1 > $1", max_lines)
+            for (agent_id,) in rows:
+                await self._submit(partial(writer.trim, agent_id=agent_id, max_lines=max_lines), self._trimmed)
+                removed += 1
+        older_than = time.time() - idempotency_ttl
+        await self._submit(partial(writer.prune_keys, older_than=older_than), lambda _: None)
+        return removed
+
+    def _trimmed(self, agent: Agent | None) -> None:
+        if agent is not None:
+            self._keep(agent)
+
+    # ---- the writer loop ---------------------------------------------------------------------
+
+    def _enqueue(self, job: _Append | _Task) -> None:
+        if self._closing and self._writer_task is None:
+            raise ServiceUnavailable("the server is shutting down")
+        self._queue.append(job)
+        self._wake.set()
+
+    async def _submit(self, work: Work, after: Callable[[Any], Any]) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._enqueue(_Task(work, after, future))
+        return await future
+
+    async def _write_loop(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                await self._wake.wait()
+                self._wake.clear()
+                continue
+            self._busy = True
+            head = self._queue.popleft()
+            if isinstance(head, _Task):
+                await self._run_task(head)
+            else:
+                batch = [head]
+                size = len(head.job.lines)
+                while self._queue and isinstance(self._queue[0], _Append):
+                    if size + len(self._queue[0].job.lines) > self.commit_max_lines:
+                        break
+                    job = self._queue.popleft()
+                    assert isinstance(job, _Append)
+                    batch.append(job)
+                    size += len(job.job.lines)
+                await self._run_appends(batch)
+            self._busy = False
+
+    async def _transaction(self, work: Work) -> Any:
+        """Run `work` in one transaction on the writer connection (reconnecting if it was lost);
+        retried from the start when PostgreSQL broke a deadlock by aborting it."""
+        attempts = 0
+        while True:
+            if self._conn is None or self._conn.is_closed():
+                self._conn = None
+                await self._connect_writer()
+            try:
+                async with self._conn.transaction():
+                    return await work(self._conn)
+            except asyncpg.DeadlockDetectedError:
+                attempts += 1
+                if attempts == DEADLOCK_RETRIES:
+                    raise
+
+    async def _run_task(self, task: _Task) -> None:
+        try:
+            outcome = await self._transaction(task.work)
+            result = task.after(outcome)
+        except _DB_ERRORS as exc:
+            log.warning("database write failed: %s", exc)
+            task.future.set_exception(_storage_error(exc, "written"))
+        except Exception as exc:
+            task.future.set_exception(exc)
+        else:
+            task.future.set_result(result)
+
+    async def _run_appends(self, batch: list[_Append]) -> None:
+        started = time.perf_counter()
+        jobs = [item.job for item in batch]
+        try:
+            outcome: BatchOutcome = await self._transaction(partial(writer.append_batch, jobs=jobs))
+        except Exception as exc:
+            # Nothing was committed; the writer keeps serving the next batch whatever went wrong.
+            if isinstance(exc, _DB_ERRORS):
+                log.warning("group commit failed: %s", exc)
+                error = _storage_error(exc, "written")
+            else:
+                log.exception("group commit failed")
+                error = ServiceUnavailable("the write failed; nothing was stored, retry", code="write_failed")
+            for item in batch:
+                item.future.set_exception(error)
+            return
+        for agent in outcome.staged.values():
+            self.observe_agent(agent)
+        # Listeners hear of a commit before any request is answered, so a line is live everywhere
+        # before its writer learns it was accepted.
+        for new in outcome.created:
+            if self.listener is not None:
+                self.listener.agent_changed(outcome.staged.get(new.id, new))
+        if self.listener is not None:
+            for job, lines in zip(jobs, outcome.lines, strict=True):
+                if lines:
+                    self.listener.lines_committed(outcome.staged[job.agent_id], lines)
+        for item, result in zip(batch, outcome.results, strict=True):
+            if isinstance(result, ApiError):
+                item.future.set_exception(result)
+            else:
+                item.future.set_result(result)
+        if self.on_commit is not None:
+            self.on_commit(outcome.line_count, time.perf_counter() - started)
+
+
+def _line_filters(agent: Agent, query: LineQuery | None) -> tuple[list[str], list[Any]]:
+    where: list[str] = ["agent_pk = $1"]
+    params: list[Any] = [agent.pk]
+    if query and query.min_level:
+        params.append(query.min_level)
+        where.append(f"level >= ${len(params)}")
+    if query and query.q:
+        term, stand_in = search_terms(query.q)
+        params.extend([stand_in, term])
+        where.append(f"strpos({SEARCH_TEXT.format(len(params) - 1)}, ${len(params)}) > 0")
+    return where, params
+
+
+async def revoke_token_pg(url: str, jti: str) -> None:
+    """Record a revocation in the database (for `sentra token revoke`); every server picks it up within a second."""
+    try:
+        conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT)
+    except (*_DB_ERRORS, ValueError) as exc:
+        raise OSError(f"cannot connect to {mask_password(url)}: {exc}") from None
+    try:
+        await _create_schema(conn)
+        await conn.execute(
+            "INSERT INTO revoked_tokens (jti, revoked_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
+            to_pg(jti),
+            time.time(),
+        )
+    finally:
+        await conn.close()
