@@ -70,7 +70,8 @@ async def open_store(pg_url: str) -> AsyncIterator[StoreFactory]:
 
 
 async def test_two_stores_ingesting_one_agent_give_gap_free_seqs(open_store: StoreFactory) -> None:
-    a, b = await open_store(), await open_store()
+    # Opened at once, as two processes starting together would: both create the schema if missing.
+    a, b = await asyncio.gather(open_store(), open_store())
 
     async def ingest(store: PostgresStore, task: int) -> list[tuple[int, int, str]]:
         answers = []
