@@ -153,25 +153,39 @@ async def fanout(
     rate: float | None = None,
     procs: int = 1,
     strict: bool = False,
+    watch: list[Target] | None = None,
 ) -> dict[str, Any]:
     """`subscribers` per channel watch while lines are published (closed loop, or paced at `rate` lines/s in
-    total); counts every delivery, latency from send to receipt, losses and order."""
+    total); counts every delivery, latency from send to receipt, losses and order. With `watch`, lines are
+    published to `target` and the subscribers are spread over the `watch` servers (several processes)."""
     await target.prepare(channels)
+    watched = watch or [target]
     streams = [(channel, target.sub_request(channel)) for channel in channels for _ in range(subscribers)]
     strict_mode = ("sentra" if target.kind == "sentra" else "line") if strict else ""
     # Sentra cuts a subscriber that falls too far behind; like EventSource, it then resumes from its last id.
     sentra = target.kind == "sentra"
-    pool = SubscriberPool(
-        target.host, target.port, streams, procs=procs, check_seq=sentra, strict=strict_mode, resume=sentra
-    )
+    pools = [
+        SubscriberPool(
+            server.host,
+            server.port,
+            streams[index :: len(watched)],
+            procs=procs,
+            check_seq=sentra,
+            strict=strict_mode,
+            resume=sentra,
+        )
+        for index, server in enumerate(watched)
+    ]
     result: dict[str, Any] = {}
     try:
-        opened = await pool.open()
-        result["opened"] = opened["opened"]
-        if opened["failed"]:
-            result["open_errors"] = opened["errors"]
+        result["opened"] = 0
+        for pool in pools:
+            opened = await pool.open()
+            result["opened"] += opened["opened"]
+            if opened["failed"]:
+                result["open_errors"] = opened["errors"]
         pubs = await open_publishers(target, channels, publishers, batch)
-        window = _load_window(server_pids, pool.pids)
+        window = _load_window(server_pids, [pid for pool in pools for pid in pool.pids])
         first_send = time.monotonic_ns()
         if rate is None:
             seconds = await run_closed(pubs, duration)
@@ -181,10 +195,12 @@ async def fanout(
         for pub in pubs:
             published.setdefault(pub.channel, {})[pub.pub] = pub.sent
             pub.conn.close()
-        tallies = await pool.collect(published, drain=DRAIN, stall=STALL)
+        answers = await asyncio.gather(*(pool.collect(published, drain=DRAIN, stall=STALL) for pool in pools))
+        tallies = [tally for answer in answers for tally in answer]
         _finish_cpu(window, result, paced=rate is not None)
     finally:
-        await pool.close()
+        for pool in pools:
+            await pool.close()
     lines = sum(pub.sent for pub in pubs)
     result.update(
         published=lines,

@@ -156,9 +156,9 @@ def _wait_ready(server: Server, timeout: float = 30.0) -> None:
     raise RuntimeError(f"{server.kind} did not answer on port {server.port} within {timeout:.0f} s:\n{server.tail()}")
 
 
-def start_sentra(workdir: Path, settings: dict[str, str] | None = None) -> Server:
-    """Sentra with its default config, a known HS256 secret and a fresh database file."""
-    secret = secrets.token_urlsafe(32)
+def start_sentra(workdir: Path, settings: dict[str, str] | None = None, *, secret: str | None = None) -> Server:
+    """Sentra with its default config, a known HS256 secret (the given one, or new) and a fresh database file."""
+    secret = secret or secrets.token_urlsafe(32)
     sections: dict[str, list[str]] = {"auth": [f'jwt_secret = "{secret}"']}
     for name, value in (settings or {}).items():
         section, key = name.split(".", 1)
