@@ -39,8 +39,12 @@ MESSAGES_PER_BATCH = 1000
 CLOSE_TIMEOUT = 5.0
 WARNED_CHANNELS_KEPT = 1000
 
-# KEYS[1] lock, ARGV[1] holder id, ARGV[2] ttl in ms: extend (or delete) the lock only if this process holds it.
-RENEW = """
+# KEYS[1] lock, ARGV[1] holder id, ARGV[2] ttl in ms: take the lock if free, or extend it if this process holds it
+# (a renewal that failed on a broken connection must not make the holder wait for its own lock to expire).
+TAKE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return 1
+end
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
@@ -92,7 +96,7 @@ class RedisBridge:
         self.ingested = 0
         self.skipped = 0
         self._client = connect(self.url)
-        self._renew = self._client.register_script(RENEW)
+        self._take = self._client.register_script(TAKE)
         self._release = self._client.register_script(RELEASE)
         self._task: asyncio.Task[None] | None = None
         self._appending: asyncio.Future[Any] | None = None
@@ -121,15 +125,17 @@ class RedisBridge:
         failing = False
         while True:
             try:
-                acquired = await self._client.set(self.lock_key, self.holder, nx=True, px=LOCK_TTL_MS)
+                taken = await self._take(keys=[self.lock_key], args=[self.holder, LOCK_TTL_MS])
                 failing, delay = False, MIN_BACKOFF
-                if acquired:
+                if taken:
                     await self._lead()
                 await asyncio.sleep(RENEW_EVERY)
             except (RedisError, OSError, TimeoutError) as exc:
                 if not failing:
                     log.warning("bridge: Redis at %s cannot be reached (%s); retrying", redacted(self.url), exc)
                 failing = True
+                # Pooled connections to a restarted Redis are dead: drop them all rather than fail on each in turn.
+                await self._client.connection_pool.disconnect()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_BACKOFF)
 
@@ -146,7 +152,7 @@ class RedisBridge:
                     done, _ = await asyncio.wait({receiving}, timeout=RENEW_EVERY)
                     if done:
                         receiving.result()
-                    if not await self._renew(keys=[self.lock_key], args=[self.holder, LOCK_TTL_MS]):
+                    if not await self._take(keys=[self.lock_key], args=[self.holder, LOCK_TTL_MS]):
                         log.warning("bridge: lost the leader lock; another process ingests now")
                         return
             finally:

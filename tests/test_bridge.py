@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from conftest import RunningServer, ServerFactory, open_stream
+from redis_service import RedisServer
 
 from sentra.bridge import LOCK_TTL_MS
 
@@ -38,7 +39,8 @@ async def subscribed_bridges(publisher: aioredis.Redis, count: int = 1) -> float
     """Wait until exactly `count` bridges listen on Redis (pub/sub keeps nothing for late subscribers)."""
 
     async def ready() -> bool:
-        return int(await publisher.execute_command("PUBSUB", "NUMPAT")) == count
+        clients = await publisher.client_list()
+        return sum(1 for client in clients if int(client["psub"]) > 0) == count
 
     return await until(ready)
 
@@ -171,3 +173,26 @@ async def test_a_bad_channel_suffix_is_skipped_with_one_warning(
     warnings = [record.getMessage() for record in caplog.records if record.name == "sentra.bridge"]
     assert len(warnings) == 2, warnings
     assert "no spaces allowed" in warnings[0] and "invalid agent id" in warnings[0]
+
+
+async def test_bridge_ingests_again_after_redis_restarts(
+    start_server: ServerFactory, own_redis: RedisServer, bus_prefix: str
+) -> None:
+    server = await start_bridge(start_server, own_redis.url, bus_prefix)
+    publisher = aioredis.Redis.from_url(own_redis.url)
+    try:
+        await subscribed_bridges(publisher)
+        await publisher.publish("browser_use_logs:restart-1", "before")
+
+        async def stored(expected: list[str]) -> bool:
+            return await stored_messages(server, "restart-1") == expected
+
+        await until(lambda: stored(["before"]))
+        own_redis.restart()
+        await publisher.aclose()
+        publisher = aioredis.Redis.from_url(own_redis.url)
+        await subscribed_bridges(publisher)
+        assert await publisher.publish("browser_use_logs:restart-1", "after") == 1
+        await until(lambda: stored(["before", "after"]))
+    finally:
+        await publisher.aclose()
