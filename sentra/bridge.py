@@ -92,9 +92,6 @@ class RedisBridge:
         self.lock_key = f"{config['bus.prefix']}:bridge:leader"
         self.store = store
         self.holder = uuid.uuid4().hex
-        self.leading = False
-        self.ingested = 0
-        self.skipped = 0
         self._client = connect(self.url)
         self._take = self._client.register_script(TAKE)
         self._release = self._client.register_script(RELEASE)
@@ -134,17 +131,21 @@ class RedisBridge:
                 if not failing:
                     log.warning("bridge: Redis at %s cannot be reached (%s); retrying", redacted(self.url), exc)
                 failing = True
-                # Pooled connections to a restarted Redis are dead: drop them all rather than fail on each in turn.
-                await self._client.connection_pool.disconnect()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_BACKOFF)
+            except Exception:
+                # A bug must not end ingest for good: say so and start over.
+                log.exception("bridge: unexpected error; starting over")
+            else:
+                continue
+            # Pooled connections to a restarted Redis are dead: drop them all rather than fail on each in turn.
+            await self._client.connection_pool.disconnect()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF)
 
     async def _lead(self) -> None:
         """Ingest while this process holds the lock; return when another process has it."""
         pubsub = self._client.pubsub()
         try:
             await pubsub.psubscribe(self.pattern)
-            self.leading = True
             log.info("bridge: ingesting Redis channels %s", self.pattern)
             receiving = asyncio.create_task(self._receive(pubsub))
             try:
@@ -159,7 +160,6 @@ class RedisBridge:
                 receiving.cancel()
                 await asyncio.gather(receiving, return_exceptions=True)
         finally:
-            self.leading = False
             await close_pubsub(pubsub)
 
     async def _receive(self, pubsub: PubSub) -> None:
@@ -207,7 +207,6 @@ class RedisBridge:
         return lines
 
     def _skip(self, channel: str, why: str) -> None:
-        self.skipped += 1
         if channel not in self._warned and len(self._warned) < WARNED_CHANNELS_KEPT:
             self._warned.add(channel)
             log.warning("bridge: skipped a message on %r: %s", channel[:200], why)
@@ -217,5 +216,3 @@ class RedisBridge:
             await self.store.append_lines(agent_id, self.owner, lines, may_write_any=False)
         except ApiError as exc:
             log.warning("bridge: %d lines of agent %s not stored: %s", len(lines), agent_id, exc.message)
-            return
-        self.ingested += len(lines)

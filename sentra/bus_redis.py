@@ -116,7 +116,6 @@ class RedisBus:
         self.channel = f"{prefix}:commits"
         self.origin = uuid.uuid4().hex
         self.dropped = 0
-        self.published = 0
         self.reconnects = 0
         self._queue: deque[tuple[int, list[Any]]] = deque()
         self._numbers = itertools.count()
@@ -205,7 +204,6 @@ class RedisBus:
                     delay = min(delay * 2, MAX_BACKOFF)
                     continue
                 delay = MIN_BACKOFF
-                self.published += len(batch)
                 # Events may have been dropped from the front meanwhile: remove up to the last one sent.
                 last = batch[-1][0]
                 while self._queue and self._queue[0][0] <= last:
