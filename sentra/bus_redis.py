@@ -295,6 +295,7 @@ class RedisBus:
     def _apply(self, event: list[Any]) -> None:
         kind, agent = event[0], agent_from_wire(event[1])
         if kind == "d":
+            self.storage.forget_agent(agent)
             self.registry.agent_deleted(agent)
             return
         newest = self.storage.observe_agent(agent)

@@ -69,6 +69,9 @@ class Storage(Protocol):
     def observe_agent(self, agent: Agent) -> Agent:
         """Another process committed this agent record: keep it if newer than the cached one; the newest."""
 
+    def forget_agent(self, agent: Agent) -> None:
+        """Another process deleted this agent: drop it from the cache unless a newer one took its id."""
+
     async def list_agents(
         self,
         owner: str | None,

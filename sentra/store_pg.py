@@ -180,10 +180,21 @@ class PostgresStore:
         """The newest record this process has committed or heard of, without I/O."""
         return self._agents.get(agent_id)
 
+    def forget_agent(self, agent: Agent) -> None:
+        """Another process deleted this agent: drop it from the cache unless a newer one took its id."""
+        current = self._agents.get(agent.id)
+        if current is not None and current.pk <= agent.pk:
+            del self._agents[agent.id]
+
     def observe_agent(self, agent: Agent) -> Agent:
         """Keep an agent record committed elsewhere if it is newer than the cached one; the newest."""
         current = self._agents.get(agent.id)
-        if current is not None and (current.last_seq, current.updated_at) >= (agent.last_seq, agent.updated_at):
+        # pk first: an id deleted and created anew gets a higher pk, and its record is the newer one.
+        if current is not None and (current.pk, current.last_seq, current.updated_at) >= (
+            agent.pk,
+            agent.last_seq,
+            agent.updated_at,
+        ):
             return current
         self._keep(agent)
         return agent

@@ -230,3 +230,20 @@ async def test_a_redis_restart_mid_stream_loses_nothing(tmp_path: Path, pg_url: 
     finally:
         a.terminate()
         b.terminate()
+
+
+async def test_an_agent_deleted_on_one_process_is_gone_on_the_other(pair: list[ServerProcess]) -> None:
+    a, b = pair
+    async with client(a) as on_a, client(b) as on_b:
+        await on_b.post("/api/agents/run-1/logs", json={"message": "one"})
+        async with open_stream(on_b, "/api/agents/run-1/logs/stream") as reader:
+            await read_lines(reader, 1)
+            assert (await on_a.delete("/api/agents/run-1")).status_code == 204
+            final = await reader.collect_until_closed()
+            assert final[-1].json()["final"] is True
+            assert final[-1].json()["reason"] == "deleted"
+        assert (await on_b.get("/api/agents/run-1")).status_code == 404
+        # The id is free again on both: a new run starts at seq 1.
+        assert (await on_b.post("/api/agents/run-1/logs", json={"message": "again"})).json()["first_seq"] == 1
+        listed = (await on_a.get("/api/agents")).json()
+        assert [(agent["id"], agent["line_count"]) for agent in listed["agents"]] == [("run-1", 1)]
