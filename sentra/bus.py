@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from sentra.config import Config
+from sentra.config import Config, missing_extra
 from sentra.lines import Line
 from sentra.models import Agent, CommitListener
 from sentra.registry import TopicRegistry
@@ -50,6 +50,9 @@ def bus_from_config(config: Config, registry: TopicRegistry, storage: Storage) -
     """The bus bus.url names (not yet started)."""
     if config["bus.url"] == "memory://":
         return LocalBus(registry)
-    from sentra.bus_redis import RedisBus
+    try:
+        from sentra.bus_redis import RedisBus
+    except ImportError as exc:
+        raise missing_extra("bus.url", exc) from None
 
     return RedisBus(config["bus.url"], registry, storage, prefix=config["bus.prefix"])

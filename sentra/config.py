@@ -235,6 +235,12 @@ class Config:
         return bool(self.values["auth.mode"] != "none")
 
 
+def missing_extra(setting: str, error: ImportError) -> ConfigError:
+    """The one-line error for a setting whose engine needs the `scale` extra, which is not installed."""
+    package = (error.name or "asyncpg or redis").split(".")[0]
+    return ConfigError(f"{setting} needs the Python package {package}: pip install 'sentra[scale]'")
+
+
 def _checked(name: str, raw: Any, source: str) -> Any:
     setting = SETTINGS_BY_NAME.get(name)
     if setting is None:

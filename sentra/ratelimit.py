@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
-from sentra.config import Config
+from sentra.config import Config, missing_extra
 
 BUCKETS_BEFORE_PRUNE = 10000
 
@@ -66,6 +66,9 @@ def rate_limiter_from_config(config: Config) -> RateLimiter | None:
         return None
     if config["bus.url"] == "memory://":
         return TokenBucket(rate)
-    from sentra.ratelimit_redis import RedisRateLimiter
+    try:
+        from sentra.ratelimit_redis import RedisRateLimiter
+    except ImportError as exc:
+        raise missing_extra("bus.url", exc) from None
 
     return RedisRateLimiter(config["bus.url"], rate, prefix=config["bus.prefix"])

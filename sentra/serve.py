@@ -11,7 +11,7 @@ import socket
 import sqlite3
 import sys
 from collections.abc import Callable
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import tornado.httpserver
 import tornado.netutil
@@ -19,10 +19,13 @@ import tornado.netutil
 from sentra.app import make_app
 from sentra.auth import TokenService
 from sentra.bus import bus_from_config
-from sentra.config import Config, ConfigError
+from sentra.config import Config, ConfigError, missing_extra
 from sentra.ratelimit import rate_limiter_from_config
 from sentra.registry import TopicRegistry
 from sentra.storage import Storage, storage_from_config
+
+if TYPE_CHECKING:
+    from sentra.bridge import RedisBridge
 
 log = logging.getLogger("sentra")
 SHUTDOWN_GRACE = 10.0
@@ -74,8 +77,7 @@ async def _maintain(store: Storage, config: Config) -> None:
             log.exception("maintenance failed; will retry")
 
 
-async def _open_store(config: Config) -> Storage:
-    store = storage_from_config(config)
+async def _open_store(store: Storage) -> Storage:
     try:
         await store.open()
     except sqlite3.Error as exc:
@@ -84,6 +86,17 @@ async def _open_store(config: Config) -> Storage:
     except OSError as exc:
         raise StartupError(f"cannot open the database {store.description}: {exc.strerror or exc}") from None
     return store
+
+
+def _bridge_from_config(config: Config, store: Storage) -> RedisBridge | None:
+    """The Redis bridge bridge.redis_url asks for (not yet started), or None."""
+    if not config["bridge.redis_url"]:
+        return None
+    try:
+        from sentra.bridge import RedisBridge
+    except ImportError as exc:
+        raise missing_extra("bridge.redis_url", exc) from None
+    return RedisBridge(config, store)
 
 
 def _banner(config: Config, port: int, tokens: TokenService | None, store: Storage, out: TextIO) -> None:
@@ -116,16 +129,19 @@ async def serve(
         tokens = TokenService(config) if config.auth_enabled else None
     except OSError as exc:
         raise StartupError(f"cannot read the auth key: {exc}") from None
-    store = await _open_store(config)
+    # Everything is built (a missing engine or package is a ConfigError) before anything is opened.
+    store = storage_from_config(config)
     registry = TopicRegistry()
     bus = bus_from_config(config, registry, store)
+    limiter = rate_limiter_from_config(config)
+    bridge = _bridge_from_config(config, store)
+    await _open_store(store)
     try:
         await bus.start()
     except OSError as exc:
         await store.close()
         raise StartupError(f"cannot connect to the bus {config['bus.url']}: {exc.strerror or exc}") from None
     store.listener = bus
-    limiter = rate_limiter_from_config(config)
     app = make_app(config, store, registry, tokens, limiter=limiter)
     # Bounded waits for headers and bodies: a client that trickles them in (slowloris) is cut, not kept forever.
     server = tornado.httpserver.HTTPServer(
@@ -152,11 +168,7 @@ async def serve(
     background = [asyncio.create_task(_maintain(store, config))]
     if tokens is not None:
         background.append(asyncio.create_task(_watch_revocations(store, tokens, registry)))
-    bridge = None
-    if config["bridge.redis_url"]:
-        from sentra.bridge import RedisBridge
-
-        bridge = RedisBridge(config, store)
+    if bridge is not None:
         await bridge.start()
     _banner(config, port, tokens, store, out)
     if on_ready is not None:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from sentra.config import Config
+from sentra.config import Config, missing_extra
 from sentra.lines import Line, NewLine
 from sentra.models import Agent, AppendResult, CommitListener
 
@@ -142,7 +142,10 @@ class Storage(Protocol):
 def storage_from_config(config: Config) -> Storage:
     """The storage backend storage.url names (not yet opened)."""
     if config.shared_storage:
-        from sentra.store_pg import PostgresStore
+        try:
+            from sentra.store_pg import PostgresStore
+        except ImportError as exc:
+            raise missing_extra("storage.url", exc) from None
 
         return PostgresStore(config["storage.url"], commit_max_lines=config["storage.commit_max_lines"])
     from sentra.store import Store
@@ -158,7 +161,10 @@ async def revoke_token(config: Config, jti: str) -> None:
     """Record a revocation in the configured storage, without a running server (`sentra token revoke`);
     every server picks it up within a second."""
     if config.shared_storage:
-        from sentra.store_pg import revoke_token_pg
+        try:
+            from sentra.store_pg import revoke_token_pg
+        except ImportError as exc:
+            raise missing_extra("storage.url", exc) from None
 
         await revoke_token_pg(config["storage.url"], jti)
         return

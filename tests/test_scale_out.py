@@ -247,3 +247,28 @@ async def test_an_agent_deleted_on_one_process_is_gone_on_the_other(pair: list[S
         assert (await on_b.post("/api/agents/run-1/logs", json={"message": "again"})).json()["first_seq"] == 1
         listed = (await on_a.get("/api/agents")).json()
         assert [(agent["id"], agent["line_count"]) for agent in listed["agents"]] == [("run-1", 1)]
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "package"),
+    [
+        ("storage", {"url": "postgresql://sentra@127.0.0.1:1/sentra"}, "asyncpg"),
+        ("bridge", {"redis_url": "redis://127.0.0.1:1/0"}, "redis"),
+    ],
+)
+def test_an_engine_without_its_package_stops_start_up_with_one_line(
+    tmp_path: Path, section: str, values: dict[str, str], package: str
+) -> None:
+    config = write_config(tmp_path, **{section: values})
+    # As if `pip install sentra` had been run without the scale extra.
+    code = (
+        "import sys; sys.modules['asyncpg'] = None; sys.modules['redis'] = None; "
+        "from sentra.cli import main; sys.exit(main(['serve', '--port', '0', '--config', sys.argv[1]]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(config)], cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"sentra: {section}.{next(iter(values))} needs the Python package {package}: pip install 'sentra[scale]'"
+    ]
