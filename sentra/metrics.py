@@ -23,6 +23,11 @@ class _RegistryCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         yield GaugeMetricFamily("sentra_open_streams", "SSE streams open now", value=self.topics.open_streams)
         yield CounterMetricFamily("sentra_deliveries", "Lines queued to subscribers", value=self.topics.deliveries)
+        yield CounterMetricFamily(
+            "sentra_bus_resyncs",
+            "Times every stream re-read storage because the bus may have missed commits (Redis down or lagging)",
+            value=self.topics.resyncs,
+        )
         cut = CounterMetricFamily("sentra_subscribers_cut", "Streams cut by the server, by reason", labels=["reason"])
         for reason, count in sorted(self.topics.cut_offs.items()):
             cut.add_metric([reason], count)

@@ -165,6 +165,7 @@ class TopicRegistry:
         self._all: set[Subscription] = set()
         self._per_user: Counter[str] = Counter()
         self.deliveries = 0
+        self.resyncs = 0
         self.cut_offs: Counter[str] = Counter()
 
     @property
@@ -234,6 +235,7 @@ class TopicRegistry:
 
     def resync_all(self) -> None:
         """Commits may have been missed (the bus reconnected): every stream re-reads storage from its cursor."""
+        self.resyncs += 1
         for sub in list(self._all):
             sub.push_resync()
 

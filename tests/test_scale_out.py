@@ -4,6 +4,7 @@ either process sees is what a user of one process would see."""
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 import time
@@ -227,6 +228,10 @@ async def test_a_redis_restart_mid_stream_loses_nothing(tmp_path: Path, pg_url: 
                     received += seqs(await read_lines(reader, 1, timeout=15))
                 await publishing
             assert received == list(range(1, total + 1))
+            # The operator can see it happened.
+            metrics = (await on_b.get("/metrics")).text
+            resyncs = re.search(r"^sentra_bus_resyncs_total (\S+)$", metrics, flags=re.M)
+            assert resyncs is not None and float(resyncs.group(1)) >= 1
     finally:
         a.terminate()
         b.terminate()
