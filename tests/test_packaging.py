@@ -174,6 +174,20 @@ def test_pyz_without_the_crypto_backend_refuses_rs256_at_start_in_one_line(pyz: 
     assert len(err.splitlines()) == 1 and "cryptography" in err and "RS256" in err
 
 
+def test_pyz_refuses_postgresql_and_redis_settings_in_one_line(pyz: Path, tmp_path: Path) -> None:
+    scaled = write_config(tmp_path, storage={"url": "postgresql://sentra@127.0.0.1:1/sentra"})
+    done = subprocess.run(
+        pyz_command(pyz, "--port", "0", "--config", str(scaled)),
+        cwd=pyz.parent,
+        env=plain_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == "sentra: storage.url needs the Python package asyncpg: pip install 'sentra[scale]'\n"
+
+
 async def test_wheel_in_a_fresh_venv_serves_the_viewer_from_any_directory(
     tmp_path: Path, config: Path, server: RunningServer
 ) -> None:
