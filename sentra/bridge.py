@@ -25,10 +25,10 @@ from typing import Any
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from sentra.bus_redis import MAX_BACKOFF, MIN_BACKOFF, PING_EVERY, close_pubsub, connect, redacted
 from sentra.config import Config
 from sentra.errors import ApiError, BadRequest
 from sentra.lines import NewLine, check_agent_id, line_from_object
+from sentra.redis_link import MAX_BACKOFF, MIN_BACKOFF, LiveLink, close_pubsub, connect, redacted
 from sentra.storage import Storage
 
 log = logging.getLogger("sentra.bridge")
@@ -163,17 +163,9 @@ class RedisBridge:
             await close_pubsub(pubsub)
 
     async def _receive(self, pubsub: PubSub) -> None:
-        loop = asyncio.get_running_loop()
-        heard = loop.time()
+        link = LiveLink(pubsub)
         while True:
-            message = await pubsub.get_message(timeout=PING_EVERY)
-            now = loop.time()
-            if message is None:
-                if now - heard > 3 * PING_EVERY:
-                    raise TimeoutError(f"no answer from Redis for {now - heard:.0f} s")
-                await pubsub.ping()
-                continue
-            heard = now
+            message = await link.next()
             batch = [message]
             # Whatever has already arrived goes into the same commit.
             while len(batch) < MESSAGES_PER_BATCH:

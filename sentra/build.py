@@ -53,7 +53,14 @@ class BuildError(Exception):
 
 # Modules that import the optional `scale` extra (asyncpg, redis-py), loaded only when a setting asks for them.
 SCALE_MODULES = frozenset(
-    {"sentra.store_pg", "sentra.store_pg_writer", "sentra.bus_redis", "sentra.ratelimit_redis", "sentra.bridge"}
+    {
+        "sentra.store_pg",
+        "sentra.store_pg_writer",
+        "sentra.redis_link",
+        "sentra.bus_redis",
+        "sentra.ratelimit_redis",
+        "sentra.bridge",
+    }
 )
 
 

@@ -18,19 +18,17 @@ import asyncio
 import itertools
 import json
 import logging
-import re
 import uuid
 from collections import OrderedDict, deque
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from sentra.lines import Line
 from sentra.models import Agent
+from sentra.redis_link import CONNECT_TIMEOUT, MAX_BACKOFF, MIN_BACKOFF, LiveLink, close_pubsub, connect, redacted
 from sentra.registry import TopicRegistry
 from sentra.storage import Storage
 
@@ -39,37 +37,8 @@ log = logging.getLogger("sentra.bus")
 MAX_QUEUED = 50_000  # events waiting for Redis; past this the oldest are dropped (receivers resync)
 EVENTS_PER_MESSAGE = 256
 EVENTS_PER_FLUSH = 4096
-MIN_BACKOFF = 0.05
-MAX_BACKOFF = 2.0
-CONNECT_TIMEOUT = 3.0
-PING_EVERY = 5.0  # an idle subscription is pinged; no answer for 3 pings means the link is dead
 CLOSE_FLUSH_TIMEOUT = 3.0
 ORIGINS_KEPT = 1024
-
-
-def redacted(url: str) -> str:
-    """The URL without its password, for messages."""
-    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
-
-
-def connect(url: str) -> aioredis.Redis:
-    """A client that fails fast instead of retrying, since the bus does its own reconnecting.
-
-    RESP2: with redis-py 8's default RESP3, a message published just after a re-subscription to a restarted
-    Redis was sometimes never returned by get_message (a stray PONG came instead) in the restart tests.
-    """
-    return aioredis.Redis.from_url(
-        url,
-        socket_connect_timeout=CONNECT_TIMEOUT,
-        socket_timeout=CONNECT_TIMEOUT,
-        retry=Retry(NoBackoff(), 0),
-        protocol=2,
-    )
-
-
-async def close_pubsub(pubsub: PubSub) -> None:
-    """Disconnect a subscription (redis-py leaves PubSub.aclose untyped)."""
-    await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
 def agent_to_wire(agent: Agent) -> list[Any]:
@@ -247,17 +216,9 @@ class RedisBus:
             self._resync()
 
     async def _receive(self, pubsub: PubSub) -> None:
-        loop = asyncio.get_running_loop()
-        heard = loop.time()
+        link = LiveLink(pubsub)
         while True:
-            message = await pubsub.get_message(timeout=PING_EVERY)
-            now = loop.time()
-            if message is None:
-                if now - heard > 3 * PING_EVERY:
-                    raise TimeoutError(f"no answer from Redis for {now - heard:.0f} s")
-                await pubsub.ping()
-                continue
-            heard = now
+            message = await link.next()
             if message["type"] == "message":
                 self._deliver(message["data"])
             elif message["type"] == "subscribe":

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from sentra.errors import Conflict
 from sentra.lines import FINISHED, Line
 
 
@@ -40,6 +41,25 @@ class Agent:
     def copy(self) -> Agent:
         """A copy the writer can change before its transaction commits."""
         return replace(self, labels=dict(self.labels))
+
+    def changed(self, changes: dict[str, Any], now: float) -> Agent:
+        """A copy with status/reason/name/labels applied; Conflict if a finished agent would change status."""
+        agent = self.copy()
+        status = changes.get("status")
+        if status is not None and status != agent.status:
+            if agent.finished:
+                raise Conflict(
+                    f"agent {agent.id!r} is {agent.status}; a finished agent cannot change status",
+                    code="agent_finished",
+                )
+            agent.status = status
+            agent.reason = changes.get("reason")
+        if changes.get("name") is not None:
+            agent.name = changes["name"]
+        if changes.get("labels") is not None:
+            agent.labels = changes["labels"]
+        agent.updated_at = now
+        return agent
 
     def matches_labels(self, wanted: dict[str, str]) -> bool:
         """True if every wanted label is set to the wanted value."""

@@ -11,8 +11,8 @@ import time
 
 from redis.exceptions import RedisError
 
-from sentra.bus_redis import connect, redacted
 from sentra.ratelimit import TokenBucket
+from sentra.redis_link import connect, redacted
 
 log = logging.getLogger("sentra.ratelimit")
 

@@ -51,21 +51,7 @@ async def update_agent(conn: Any, *, agent_id: str, changes: dict[str, Any]) -> 
     current = await locked_agent(conn, agent_id)
     if current is None:
         raise NotFound(f"agent {agent_id!r} was deleted", code="agent_not_found")
-    agent = current.copy()
-    status = changes.get("status")
-    if status is not None and status != agent.status:
-        if agent.finished:
-            raise Conflict(
-                f"agent {agent_id!r} is {agent.status}; a finished agent cannot change status",
-                code="agent_finished",
-            )
-        agent.status = status
-        agent.reason = changes.get("reason")
-    if changes.get("name") is not None:
-        agent.name = changes["name"]
-    if changes.get("labels") is not None:
-        agent.labels = changes["labels"]
-    agent.updated_at = time.time()
+    agent = current.changed(changes, time.time())
     await conn.execute(
         "UPDATE agents SET status = $1, reason = $2, name = $3, labels = $4::jsonb, updated_at = $5 WHERE pk = $6",
         agent.status,

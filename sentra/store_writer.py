@@ -121,21 +121,7 @@ class WriteConnection:
         current = self.agent(agent_id, cache)
         if current is None:
             raise NotFound(f"agent {agent_id!r} was deleted", code="agent_not_found")
-        agent = current.copy()
-        status = changes.get("status")
-        if status is not None and status != agent.status:
-            if agent.finished:
-                raise Conflict(
-                    f"agent {agent_id!r} is {agent.status}; a finished agent cannot change status",
-                    code="agent_finished",
-                )
-            agent.status = status
-            agent.reason = changes.get("reason")
-        if changes.get("name") is not None:
-            agent.name = changes["name"]
-        if changes.get("labels") is not None:
-            agent.labels = changes["labels"]
-        agent.updated_at = time.time()
+        agent = current.changed(changes, time.time())
         self.db.execute(
             "UPDATE agents SET status = ?, reason = ?, name = ?, labels = ?, updated_at = ? WHERE pk = ?",
             (agent.status, agent.reason, agent.name, agent.labels_json(), agent.updated_at, agent.pk),
