@@ -427,9 +427,14 @@ class Store:
         for new in outcome.created:
             self._notify_changed(self._agents.get(new.id, new))
         if self.listener is not None:
+            # One notice per agent per commit: what several requests committed together reaches each
+            # subscriber as one write.
+            by_agent: dict[str, list[Line]] = {}
             for job, lines in zip(jobs, outcome.lines, strict=True):
                 if lines:
-                    self.listener.lines_committed(outcome.staged[job.agent_id], lines)
+                    by_agent.setdefault(job.agent_id, []).extend(lines)
+            for agent_id, lines in by_agent.items():
+                self.listener.lines_committed(outcome.staged[agent_id], lines)
         for item, result in zip(batch, outcome.results, strict=True):
             if isinstance(result, ApiError):
                 item.future.set_exception(result)
