@@ -26,6 +26,11 @@ _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrst
 
 
 log = logging.getLogger("sentra.store")
+# A group commit of at most this many lines is made on the event loop: in WAL mode with synchronous=NORMAL a
+# commit does not wait for the disk, and a few rows cost less than the hop to the writer thread and back.
+INLINE_COMMIT_LINES = 64
+# About SQLite's own auto-checkpoint size (1000 pages): past this much committed, the writer thread checkpoints.
+CHECKPOINT_BYTES = 4 * 1024 * 1024
 
 
 def ascii_lower(text: str) -> str:
@@ -91,6 +96,8 @@ class Store:
         self._agents: OrderedDict[str, Agent] = OrderedDict()
         self._closing = False
         self._busy = False
+        self._inline = synchronous.upper() in ("NORMAL", "OFF")
+        self._wal_bytes = 0
 
     async def open(self) -> None:
         """Open (creating if needed) the database in WAL mode and start the writer."""
@@ -392,11 +399,15 @@ class Store:
                     batch.append(job)
                     size += len(job.job.lines)
                 await self._run_appends(batch)
+            if self._wal_bytes >= CHECKPOINT_BYTES:
+                await self._checkpoint()
             self._busy = False
 
     async def _run_task(self, task: _Task) -> None:
         try:
             outcome = await self._in_writer(lambda: self._writer.transaction(task.work))
+            # Agent changes, deletes and trims may rewrite many pages: look at the WAL after each.
+            self._wal_bytes += CHECKPOINT_BYTES
             result = task.after(outcome)
         except sqlite3.Error as exc:
             task.future.set_exception(_storage_error(exc))
@@ -409,7 +420,10 @@ class Store:
         started = time.perf_counter()
         jobs = [item.job for item in batch]
         try:
-            outcome = await self._in_writer(lambda: self._writer.append_batch(jobs, self._agents))
+            if self._inline and sum(len(job.lines) for job in jobs) <= INLINE_COMMIT_LINES:
+                outcome = self._writer.append_batch(jobs, self._agents)
+            else:
+                outcome = await self._in_writer(lambda: self._writer.append_batch(jobs, self._agents))
         except Exception as exc:
             # Nothing was committed; the writer keeps serving the next batch whatever went wrong.
             if isinstance(exc, sqlite3.Error):
@@ -420,6 +434,7 @@ class Store:
             for item in batch:
                 item.future.set_exception(error)
             return
+        self._wal_bytes += outcome.byte_count
         for agent in outcome.staged.values():
             self._agents[agent.id] = agent
         # Listeners hear of a commit before any request is answered, so a line is live everywhere
@@ -442,6 +457,16 @@ class Store:
                 item.future.set_result(result)
         if self.on_commit is not None:
             self.on_commit(outcome.line_count, time.perf_counter() - started)
+
+    async def _checkpoint(self) -> None:
+        # In the writer thread with no commit in flight, so the event loop keeps serving and the
+        # checkpoint catches up with the whole WAL.
+        self._wal_bytes = 0
+        try:
+            await self._in_writer(self._writer.checkpoint)
+        except sqlite3.Error as exc:
+            # The next checkpoint copies these pages too; a failing disk shows up in the commits themselves.
+            log.warning("WAL checkpoint failed: %s", exc)
 
     def _notify_changed(self, agent: Agent) -> None:
         if self.listener is not None:
