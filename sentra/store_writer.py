@@ -232,7 +232,9 @@ class WriteConnection:
             for seq, new in enumerate(job.lines, start=first):
                 fields = new.fields
                 lines.append(Line(agent_id, seq, new.ts, new.level, new.message, new.source, fields))
-                encoded = json.dumps(fields, ensure_ascii=False) if fields else None
+                encoded = new.fields_json
+                if encoded is None and fields:
+                    encoded = json.dumps(fields, ensure_ascii=False)
                 line_rows.append((pk, seq, new.ts, LEVELS[new.level], new.source, new.message, encoded))
             agent.last_seq = first + len(lines) - 1
             if lines:
