@@ -168,6 +168,9 @@ class StreamHandler(BaseHandler):
         finally:
             if self.sub is not None:
                 self.registry.unsubscribe(self.sub)
+                # Subscription and handler point at each other: unlinked, both are freed as soon as the
+                # connection is, rather than at the next full garbage collection.
+                self.sub.on_cut = None
         if not self._finished and self.request.connection is not None:
             try:
                 self.finish()
