@@ -96,7 +96,8 @@ class Store:
         self._agents: OrderedDict[str, Agent] = OrderedDict()
         self._closing = False
         self._busy = False
-        self._inline = synchronous.upper() in ("NORMAL", "OFF")
+        # With synchronous=FULL every commit waits for the disk: those stay off the event loop.
+        self._inline = synchronous.upper() == "NORMAL"
         self._wal_bytes = 0
 
     async def open(self) -> None:
