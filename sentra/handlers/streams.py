@@ -84,6 +84,12 @@ class StreamHandler(BaseHandler):
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
         self.set_header("Connection", "keep-alive")
+        stream = getattr(self.request.connection, "stream", None)
+        if stream is not None:
+            # Events are small writes with nothing coming back to carry the client's ACKs: with Nagle's
+            # algorithm on, each waited for the delayed ACK of the one before (tens of milliseconds).
+            # Tornado turns it back off when the response is finished, as after any request.
+            stream.set_nodelay(True)
         await self.send(sse.retry_hint(int(self.config["streams.retry"] * 1000)))
 
     async def send(self, data: bytes) -> None:
