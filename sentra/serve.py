@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
-import gc
 import getpass
 import ipaddress
 import logging
@@ -28,8 +25,6 @@ from sentra.store import Store
 log = logging.getLogger("sentra")
 SHUTDOWN_GRACE = 10.0
 REVOCATION_POLL = 1.0
-MEMORY_CHECK_INTERVAL = 1.0
-CLOSED_BEFORE_TRIM = 1000
 
 
 class StartupError(RuntimeError):
@@ -55,33 +50,6 @@ async def _watch_revocations(store: Store, tokens: TokenService, registry: Topic
                 tokens.revoked.add(jti)
                 registry.cut_token(jti)
         await asyncio.sleep(REVOCATION_POLL)
-
-
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's malloc_trim, which hands freed heap pages back to the OS; None where there is no such call."""
-    name = ctypes.util.find_library("c")
-    trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
-    return trim
-
-
-async def _return_memory(registry: TopicRegistry) -> None:
-    """After many streams have closed, collect their garbage and give the freed memory back to the OS.
-
-    The allocator keeps freed memory for reuse, so without this a server that once held 10,000 streams
-    stays at that size. A full collection (Tornado's closed sockets sit in reference cycles) holds up the
-    loop for about 25 ms per half a million objects, so it runs only after a wave of closes.
-    """
-    trim = _malloc_trim()
-    peak = 0
-    while True:
-        await asyncio.sleep(MEMORY_CHECK_INTERVAL)
-        now = registry.open_streams
-        peak = max(peak, now)
-        if peak - now >= CLOSED_BEFORE_TRIM:
-            gc.collect()
-            if trim is not None:
-                trim(0)
-            peak = now
 
 
 async def _maintain(store: Store, config: Config) -> None:
@@ -186,7 +154,7 @@ async def serve(
             loop.add_signal_handler(signum, stop.set)
         except (NotImplementedError, RuntimeError, ValueError):
             pass
-    background = [asyncio.create_task(_maintain(store, config)), asyncio.create_task(_return_memory(registry))]
+    background = [asyncio.create_task(_maintain(store, config))]
     if tokens is not None:
         background.append(asyncio.create_task(_watch_revocations(store, tokens, registry)))
     log.info("event loop: %s", type(loop).__module__.partition(".")[0])
