@@ -19,6 +19,9 @@ MAX_TS = 1e11  # seconds: the year 5138
 # Every reader re-encodes a line inside its answer, a few levels deeper than it arrived; Python's JSON encoder
 # stops near 1000 levels, so a line that parsed but nests close to that could be stored yet never read back.
 MAX_FIELDS_DEPTH = 100
+# Level names as most loggers spell them, to their canonical form without parsing.
+_LEVEL_NAMES: dict[str, str] = {**{name: name for name in LEVELS}, **{name.lower(): name for name in LEVELS}}
+_MISSING: Any = object()
 STATUSES = ("running", "completed", "failed")
 FINISHED = ("completed", "failed")
 
@@ -72,6 +75,8 @@ class NewLine:
     message: str
     source: str
     fields: dict[str, Any]
+    # `fields` as stored (JSON, None when empty), encoded once while checking the line's size.
+    fields_json: str | None = None
 
 
 def check_agent_id(agent_id: str) -> str:
@@ -222,22 +227,27 @@ def line_from_object(obj: Any, now: float, max_line_size: int) -> NewLine:
     if not isinstance(obj, dict):
         raise ValueError(f"expected an object or a string, got {_json_type(obj)}")
     data = dict(obj)
+    pop = data.pop
     picked: dict[str, Any] = {}
     for canonical, names in _ALIASES.items():
         for name in names:
-            if name in data:
-                picked[canonical] = data.pop(name)
-                if picked[canonical] is None:
+            value = pop(name, _MISSING)
+            if value is not _MISSING:
+                if value is None:
                     # Neither a level, a time, a source nor a message: leaving the key out is how to say "none".
                     raise ValueError(f"{name!r} must not be null; leave it out instead")
+                picked[canonical] = value
                 break
-    fields = data.pop("fields", {})
-    if not isinstance(fields, dict):
+    fields = pop("fields", _MISSING)
+    if fields is _MISSING:
+        fields = data
+    elif not isinstance(fields, dict):
         raise ValueError("'fields' must be a JSON object")
-    fields = {**data, **fields}
-    if "message" not in picked:
+    elif data:
+        fields = {**data, **fields}
+    message = picked.get("message", _MISSING)
+    if message is _MISSING:
         raise ValueError("missing 'message' (or 'msg')")
-    message = picked["message"]
     if not isinstance(message, str):
         raise ValueError(f"'message' must be a string, got {_json_type(message)}")
     try:
@@ -245,8 +255,10 @@ def line_from_object(obj: Any, now: float, max_line_size: int) -> NewLine:
     except UnicodeEncodeError:
         raise ValueError("'message' contains an unpaired UTF-16 surrogate") from None
     raw_level = picked.get("level", "INFO")
-    # The common case, a canonical name, skips parsing.
-    level = raw_level if type(raw_level) is str and raw_level in LEVELS else parse_level(raw_level)
+    # The common cases, a level name in upper or lower case, skip parsing.
+    level = _LEVEL_NAMES.get(raw_level) if type(raw_level) is str else None
+    if level is None:
+        level = parse_level(raw_level)
     ts = parse_ts(picked["ts"]) if "ts" in picked else now
     source = picked.get("source", "")
     if not isinstance(source, str):
@@ -255,6 +267,7 @@ def line_from_object(obj: Any, now: float, max_line_size: int) -> NewLine:
         raise ValueError("'source' is longer than 256 characters")
     if source:
         _check_text(source, "'source'")
+    encoded_fields = None
     if fields:
         _check_depth(fields)
         encoded_fields = json.dumps(fields, ensure_ascii=False)
@@ -262,7 +275,7 @@ def line_from_object(obj: Any, now: float, max_line_size: int) -> NewLine:
         size += len(encoded_fields.encode("utf-8"))
     if size > max_line_size:
         raise ValueError(f"line is {size} bytes, above the limit of {max_line_size}")
-    return NewLine(ts=ts, level=level, message=message, source=source, fields=fields)
+    return NewLine(ts, level, message, source, fields, encoded_fields)
 
 
 def _body_kind(content_type: str, body: bytes) -> str:

@@ -114,6 +114,17 @@ def _banner(config: Config, port: int, tokens: TokenService | None, store: Stora
         print(f"or export SENTRA_URL={url.rstrip('/')} SENTRA_TOKEN={token}", file=out, flush=True)
 
 
+def loop_factory(config: Config) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """What makes the event loop `server.event_loop` names (None: asyncio's own)."""
+    if config["server.event_loop"] != "uvloop":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        raise StartupError("server.event_loop = 'uvloop' needs the uvloop package: pip install uvloop") from None
+    return uvloop.new_event_loop
+
+
 async def serve(
     config: Config,
     *,
@@ -170,6 +181,7 @@ async def serve(
         background.append(asyncio.create_task(_watch_revocations(store, tokens, registry)))
     if bridge is not None:
         await bridge.start()
+    log.info("event loop: %s", type(loop).__module__.partition(".")[0])
     _banner(config, port, tokens, store, out)
     if on_ready is not None:
         on_ready(port)

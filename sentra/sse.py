@@ -51,20 +51,24 @@ def iso_time(ts: float) -> str:
 def _parts(line: Line) -> tuple[bytes, bytes]:
     """The line's text as a JSON string body (no quotes, ending in \\n) and its JSON object: built once,
     by hand, since every stream and every replayed line goes through here (the same bytes json.dumps gives)."""
-    cached = line.wire.get("json")
+    wire = line.wire
+    cached = wire.get("json")
     if cached is None:
         message = _quote(line.message)
         fields = json.dumps(line.fields, ensure_ascii=False, separators=(",", ":")) if line.fields else "{}"
+        source = _quote(line.source) if line.source else '""'
+        # Agent ids are A-Z a-z 0-9 . _ : - only (checked at creation): nothing in them needs escaping.
         text = (
-            f'{{"agent":{_quote(line.agent)},"seq":{line.seq},"ts":{line.ts!r},"level":"{line.level}",'
-            f'"message":{message},"source":{_quote(line.source)},"fields":{fields}}}'
+            f'{{"agent":"{line.agent}","seq":{line.seq},"ts":{line.ts!r},"level":"{line.level}",'
+            f'"message":{message},"source":{source},"fields":{fields}}}'
         )
         body = message[1:-1] + "\\n"
-        if _HAS_LINE_BREAKER.search(text):
+        if not text.isascii() and _HAS_LINE_BREAKER.search(text):
             text, body = text.translate(_LINE_BREAKERS), body.translate(_LINE_BREAKERS)
-        cached = line.wire["json"] = text.encode()
-        line.wire["text"] = body.encode()
-    return line.wire["text"], cached
+        cached = wire["json"] = text.encode()
+        wire["text"] = body = body.encode()
+        return body, cached
+    return wire["text"], cached
 
 
 def logs_event(lines: Iterable[Line], status: str, *, event_id: str, extra: dict[str, Any] | None = None) -> bytes:

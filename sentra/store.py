@@ -24,6 +24,11 @@ from sentra.storage import LineQuery, ascii_lower
 from sentra.store_writer import AppendJob, WriteConnection
 
 log = logging.getLogger("sentra.store")
+# A group commit of at most this many lines is made on the event loop: in WAL mode with synchronous=NORMAL a
+# commit does not wait for the disk, and a few rows cost less than the hop to the writer thread and back.
+INLINE_COMMIT_LINES = 64
+# About SQLite's own auto-checkpoint size (1000 pages): past this much committed, the writer thread checkpoints.
+CHECKPOINT_BYTES = 4 * 1024 * 1024
 
 
 @dataclass
@@ -65,6 +70,9 @@ class Store:
         self._agents: OrderedDict[str, Agent] = OrderedDict()
         self._closing = False
         self._busy = False
+        # With synchronous=FULL every commit waits for the disk: those stay off the event loop.
+        self._inline = synchronous.upper() == "NORMAL"
+        self._wal_bytes = 0
 
     @property
     def description(self) -> str:
@@ -390,11 +398,15 @@ class Store:
                     batch.append(job)
                     size += len(job.job.lines)
                 await self._run_appends(batch)
+            if self._wal_bytes >= CHECKPOINT_BYTES:
+                await self._checkpoint()
             self._busy = False
 
     async def _run_task(self, task: _Task) -> None:
         try:
             outcome = await self._in_writer(lambda: self._writer.transaction(task.work))
+            # Agent changes, deletes and trims may rewrite many pages: look at the WAL after each.
+            self._wal_bytes += CHECKPOINT_BYTES
             result = task.after(outcome)
         except sqlite3.Error as exc:
             task.future.set_exception(_storage_error(exc))
@@ -407,7 +419,10 @@ class Store:
         started = time.perf_counter()
         jobs = [item.job for item in batch]
         try:
-            outcome = await self._in_writer(lambda: self._writer.append_batch(jobs, self._agents))
+            if self._inline and sum(len(job.lines) for job in jobs) <= INLINE_COMMIT_LINES:
+                outcome = self._writer.append_batch(jobs, self._agents)
+            else:
+                outcome = await self._in_writer(lambda: self._writer.append_batch(jobs, self._agents))
         except Exception as exc:
             # Nothing was committed; the writer keeps serving the next batch whatever went wrong.
             if isinstance(exc, sqlite3.Error):
@@ -418,6 +433,7 @@ class Store:
             for item in batch:
                 item.future.set_exception(error)
             return
+        self._wal_bytes += outcome.byte_count
         for agent in outcome.staged.values():
             self._agents[agent.id] = agent
         # Listeners hear of a commit before any request is answered, so a line is live everywhere
@@ -425,9 +441,14 @@ class Store:
         for new in outcome.created:
             self._notify_changed(self._agents.get(new.id, new))
         if self.listener is not None:
+            # One notice per agent per commit: what several requests committed together reaches each
+            # subscriber as one write.
+            by_agent: dict[str, list[Line]] = {}
             for job, lines in zip(jobs, outcome.lines, strict=True):
                 if lines:
-                    self.listener.lines_committed(outcome.staged[job.agent_id], lines)
+                    by_agent.setdefault(job.agent_id, []).extend(lines)
+            for agent_id, lines in by_agent.items():
+                self.listener.lines_committed(outcome.staged[agent_id], lines)
         for item, result in zip(batch, outcome.results, strict=True):
             if isinstance(result, ApiError):
                 item.future.set_exception(result)
@@ -435,6 +456,16 @@ class Store:
                 item.future.set_result(result)
         if self.on_commit is not None:
             self.on_commit(outcome.line_count, time.perf_counter() - started)
+
+    async def _checkpoint(self) -> None:
+        # In the writer thread with no commit in flight, so the event loop keeps serving and the
+        # checkpoint catches up with the whole WAL.
+        self._wal_bytes = 0
+        try:
+            await self._in_writer(self._writer.checkpoint)
+        except sqlite3.Error as exc:
+            # The next checkpoint copies these pages too; a failing disk shows up in the commits themselves.
+            log.warning("WAL checkpoint failed: %s", exc)
 
     def _notify_changed(self, agent: Agent) -> None:
         if self.listener is not None:

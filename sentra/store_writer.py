@@ -20,6 +20,11 @@ from sentra.models import Agent, AppendResult
 from sentra.schema import AGENT_COLUMNS, SCHEMA, agent_from_row
 
 T = TypeVar("T")
+# Roughly what a commit adds to the WAL: each line's message and fields plus its seqs, time, level and index
+# entries, and whole pages for the table, index and agent rows it touched, however few lines it held.
+ROW_OVERHEAD = 64
+PAGE_SIZE = 4096
+COMMIT_PAGES = 6
 
 
 @dataclass
@@ -44,6 +49,7 @@ class BatchOutcome:
     staged: dict[str, Agent] = field(default_factory=dict)
     created: list[Agent] = field(default_factory=list)
     line_count: int = 0
+    byte_count: int = 0
 
 
 class WriteConnection:
@@ -61,10 +67,19 @@ class WriteConnection:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute("PRAGMA wal_autocheckpoint=0")
         conn.executescript(SCHEMA)
         # A read-only file opens without complaint; find out now rather than at the first ingest.
         conn.execute("BEGIN IMMEDIATE")
         conn.execute("ROLLBACK")
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file, so the next commit starts the WAL over.
+
+        SQLite's auto-checkpoint is off: it would run inside whichever commit crossed its limit, and small
+        commits are made on the event loop. The store calls this in the writer thread, between commits.
+        """
+        self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def close(self) -> None:
         """Close the connection (checkpointing the WAL)."""
@@ -189,7 +204,9 @@ class WriteConnection:
             for seq, new in enumerate(job.lines, start=first):
                 fields = new.fields
                 lines.append(Line(agent_id, seq, new.ts, new.level, new.message, new.source, fields))
-                encoded = json.dumps(fields, ensure_ascii=False) if fields else None
+                encoded = new.fields_json
+                if encoded is None and fields:
+                    encoded = json.dumps(fields, ensure_ascii=False)
                 line_rows.append((pk, seq, new.ts, LEVELS[new.level], new.source, new.message, encoded))
             agent.last_seq = first + len(lines) - 1
             if lines:
@@ -217,6 +234,11 @@ class WriteConnection:
                 key_rows,
             )
         out.line_count = len(line_rows)
+        out.byte_count = (
+            sum(len(row[5]) + len(row[6] or "") for row in line_rows)
+            + ROW_OVERHEAD * len(line_rows)
+            + COMMIT_PAGES * PAGE_SIZE
+        )
         return out
 
     def _writable_agent(self, job: AppendJob, out: BatchOutcome, cache: Mapping[str, Agent], now: float) -> Agent:

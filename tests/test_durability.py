@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from conftest import make_token
 from processes import ROOT, ServerProcess, start_process, write_config
 
@@ -83,9 +84,10 @@ async def test_kill_9_at_random_moments_loses_no_acknowledged_line(tmp_path: Pat
     conn.close()
 
 
-async def test_sigterm_while_writing_answers_or_refuses_and_loses_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])
+async def test_sigterm_while_writing_answers_or_refuses_and_loses_nothing(tmp_path: Path, event_loop: str) -> None:
     db = tmp_path / "sentra.db"
-    proc = start_process(db, config=write_config(tmp_path))
+    proc = start_process(db, config=write_config(tmp_path, server={"event_loop": event_loop}))
     token = make_token("alice")
     acked: list[str] = []
     stop = asyncio.Event()
@@ -102,6 +104,7 @@ async def test_sigterm_while_writing_answers_or_refuses_and_loses_nothing(tmp_pa
             await asyncio.gather(*writers)
             body = b"".join([chunk async for chunk in stream.aiter_bytes()])
     assert code == 0, proc.stderr
+    assert f"event loop: {event_loop}" in proc.stderr
     assert b"before streams" in body, "the open stream got its lines and was then closed by the server"
     messages = {message for _, message in _stored_messages(db, "calm")}
     assert acked and not set(acked) - messages

@@ -22,6 +22,11 @@ CATCH_UP_PAGE = 2000
 _STOP_REASONS = ("token_expired", "token_revoked")
 
 
+def frame_chunk(data: bytes) -> bytes:
+    """`data` as one HTTP/1.1 chunk, built once and written as is to every subscriber that shares it."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
 class _Gone(Exception):
     """The client went away or the stream was cut: stop writing."""
 
@@ -79,6 +84,12 @@ class StreamHandler(BaseHandler):
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
         self.set_header("Connection", "keep-alive")
+        stream = getattr(self.request.connection, "stream", None)
+        if stream is not None:
+            # Events are small writes with nothing coming back to carry the client's ACKs: with Nagle's
+            # algorithm on, each waited for the delayed ACK of the one before (tens of milliseconds).
+            # Tornado turns it back off when the response is finished, as after any request.
+            stream.set_nodelay(True)
         await self.send(sse.retry_hint(int(self.config["streams.retry"] * 1000)))
 
     async def send(self, data: bytes) -> None:
@@ -91,9 +102,10 @@ class StreamHandler(BaseHandler):
         except tornado.iostream.StreamClosedError:
             raise _Gone from None
 
-    def write_now(self, data: bytes, lines: int) -> None:
-        """Write one chunk of events to the socket without waiting. A reader still owing more than the
-        subscriber buffer's worth of earlier lines is too slow and is cut; one large batch is not."""
+    def write_now(self, chunk: bytes, lines: int) -> None:
+        """Write one HTTP chunk of events (framed by `frame_chunk`) to the socket without waiting. A reader
+        still owing more than the subscriber buffer's worth of earlier lines is too slow and is cut; one
+        large batch is not."""
         assert self.sub is not None
         stream = getattr(self.request.connection, "stream", None)
         if stream is None or stream.closed():
@@ -102,8 +114,22 @@ class StreamHandler(BaseHandler):
         if self._unsent > self.sub.max_pending:
             self.sub.cut("overflow")
             return
+        data: bytes | memoryview = chunk
+        if not stream.writing():
+            # Nothing of this connection is queued, so the bytes go in order straight to the socket:
+            # one send(), without the stream's buffer, futures and write-state bookkeeping.
+            try:
+                sent = stream.socket.send(chunk)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                self.sub.cut("closed")
+                return
+            if sent == len(chunk):
+                return
+            data = memoryview(chunk)[sent:]
         try:
-            written = stream.write(b"%x\r\n%b\r\n" % (len(data), data))
+            written = stream.write(data)
         except tornado.iostream.StreamClosedError:
             self.sub.cut("closed")
             return
@@ -148,6 +174,9 @@ class StreamHandler(BaseHandler):
         finally:
             if self.sub is not None:
                 self.registry.unsubscribe(self.sub)
+                # Subscription and handler point at each other: unlinked, both are freed as soon as the
+                # connection is, rather than at the next full garbage collection.
+                self.sub.on_cut = None
         if not self._finished and self.request.connection is not None:
             try:
                 self.finish()
@@ -313,7 +342,7 @@ class AgentStreamHandler(StreamHandler):
         key = (type(self), query.min_level, query.q, fresh[0].seq, fresh[-1].seq)
         data = shared.get(key)
         if data is None:
-            data = shared[key] = self.encode(agent, shown, self._cursor, {})
+            data = shared[key] = frame_chunk(self.encode(agent, shown, self._cursor, {}))
         self.write_now(data, len(shown))
 
 
