@@ -6,10 +6,9 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from sentra.models import Agent, AppendResult, CommitListener
 from sentra.schema import AGENT_COLUMNS, SCHEMA, agent_from_row, line_from_row
 from sentra.storage import LineQuery, ascii_lower
 from sentra.store_writer import AppendJob, WriteConnection
+from sentra.write_queue import Append, Task, WriteQueue, answer_batch
 
 log = logging.getLogger("sentra.store")
 # A group commit of at most this many lines is made on the event loop: in WAL mode with synchronous=NORMAL a
@@ -29,21 +29,6 @@ log = logging.getLogger("sentra.store")
 INLINE_COMMIT_LINES = 64
 # About SQLite's own auto-checkpoint size (1000 pages): past this much committed, the writer thread checkpoints.
 CHECKPOINT_BYTES = 4 * 1024 * 1024
-
-
-@dataclass
-class _Append:
-    job: AppendJob
-    future: asyncio.Future[AppendResult]
-
-
-@dataclass
-class _Task:
-    """Work for the writer thread, and what to do on the event loop once it has committed."""
-
-    work: Callable[[], Any]
-    after: Callable[[Any], Any]
-    future: asyncio.Future[Any]
 
 
 def _storage_error(exc: sqlite3.Error) -> ApiError:
@@ -64,12 +49,10 @@ class Store:
         self._writer = WriteConnection(path, synchronous.upper())
         self._executor: ThreadPoolExecutor | None = None
         self._reader: aiosqlite.Connection | None = None
-        self._queue: deque[_Append | _Task] = deque()
-        self._wake = asyncio.Event()
-        self._writer_task: asyncio.Task[None] | None = None
+        self._writes: WriteQueue[Callable[[], Any]] = WriteQueue(
+            commit_max_lines, self._run_appends, self._run_task, self._after_each
+        )
         self._agents: OrderedDict[str, Agent] = OrderedDict()
-        self._closing = False
-        self._busy = False
         # With synchronous=FULL every commit waits for the disk: those stay off the event loop.
         self._inline = synchronous.upper() == "NORMAL"
         self._wal_bytes = 0
@@ -86,15 +69,11 @@ class Store:
         await self._in_writer(self._writer.open)
         self._reader = await aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
         await self._reader.execute("PRAGMA busy_timeout=5000")
-        self._writer_task = asyncio.create_task(self._write_loop())
+        self._writes.start()
 
     async def close(self) -> None:
         """Write everything queued, then close both connections."""
-        self._closing = True
-        if self._writer_task is not None:
-            self._wake.set()
-            await self._writer_task
-            self._writer_task = None
+        await self._writes.close()
         if self._reader is not None:
             await self._reader.close()
             self._reader = None
@@ -109,9 +88,7 @@ class Store:
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait until every queued write has committed (or failed) and been answered."""
-        deadline = time.monotonic() + timeout
-        while (self._queue or self._busy) and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        await self._writes.drain(timeout)
 
     # ---- reads -------------------------------------------------------------------------------
 
@@ -271,10 +248,8 @@ class Store:
         labels: dict[str, str] | None = None,
     ) -> AppendResult:
         """Assign seqs and commit `lines`, creating the agent on first ingest; returns once durable."""
-        future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
         job = AppendJob(agent_id, subject, may_write_any, lines, idempotency_key, name, labels or {})
-        self._enqueue(_Append(job, future))
-        return await future
+        return await self._writes.append(job)
 
     async def create_agent(self, agent_id: str, owner: str, name: str, labels: dict[str, str]) -> Agent:
         """Create a running agent; Conflict if the id is taken."""
@@ -285,7 +260,7 @@ class Store:
             return agent
 
         work = lambda: self._writer.create_agent(agent_id, owner, name, labels, self._agents)  # noqa: E731
-        return await self._submit(work, after)  # type: ignore[no-any-return]
+        return await self._writes.submit(work, after)  # type: ignore[no-any-return]
 
     async def update_agent(
         self,
@@ -305,7 +280,7 @@ class Store:
             return agent
 
         work = lambda: self._writer.update_agent(agent_id, changes, self._agents)  # noqa: E731
-        return await self._submit(work, after)  # type: ignore[no-any-return]
+        return await self._writes.submit(work, after)  # type: ignore[no-any-return]
 
     async def delete_agent(self, agent_id: str) -> None:
         """Remove the agent, its lines and its idempotency keys."""
@@ -315,7 +290,7 @@ class Store:
             if agent is not None and self.listener is not None:
                 self.listener.agent_deleted(agent)
 
-        await self._submit(lambda: self._writer.delete_agent(agent_id, self._agents), after)
+        await self._writes.submit(lambda: self._writer.delete_agent(agent_id, self._agents), after)
 
     async def fail_idle_agents(self, idle_for: float) -> list[str]:
         """Mark running agents with no line for `idle_for` seconds as failed (reason timeout)."""
@@ -352,10 +327,10 @@ class Store:
         if max_lines > 0:
             rows = await _rows(self.reader, "SELECT id FROM agents WHERE last_seq - first_seq + 1 > ?", (max_lines,))
             for (agent_id,) in rows:
-                await self._submit(partial(self._writer.trim, agent_id, max_lines, self._agents), self._replace)
+                await self._writes.submit(partial(self._writer.trim, agent_id, max_lines, self._agents), self._replace)
                 removed += 1
         older_than = time.time() - idempotency_ttl
-        await self._submit(lambda: self._writer.prune_keys(older_than), lambda _: None)
+        await self._writes.submit(lambda: self._writer.prune_keys(older_than), lambda _: None)
         return removed
 
     def _replace(self, agent: Agent | None) -> None:
@@ -364,45 +339,11 @@ class Store:
 
     # ---- the writer loop ---------------------------------------------------------------------
 
-    def _enqueue(self, job: _Append | _Task) -> None:
-        if self._closing and self._writer_task is None:
-            raise ServiceUnavailable("the server is shutting down")
-        self._queue.append(job)
-        self._wake.set()
+    async def _after_each(self) -> None:
+        if self._wal_bytes >= CHECKPOINT_BYTES:
+            await self._checkpoint()
 
-    async def _submit(self, work: Callable[[], Any], after: Callable[[Any], Any]) -> Any:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._enqueue(_Task(work, after, future))
-        return await future
-
-    async def _write_loop(self) -> None:
-        while True:
-            if not self._queue:
-                if self._closing:
-                    return
-                await self._wake.wait()
-                self._wake.clear()
-                continue
-            self._busy = True
-            head = self._queue.popleft()
-            if isinstance(head, _Task):
-                await self._run_task(head)
-            else:
-                batch = [head]
-                size = len(head.job.lines)
-                while self._queue and isinstance(self._queue[0], _Append):
-                    if size + len(self._queue[0].job.lines) > self.commit_max_lines:
-                        break
-                    job = self._queue.popleft()
-                    assert isinstance(job, _Append)
-                    batch.append(job)
-                    size += len(job.job.lines)
-                await self._run_appends(batch)
-            if self._wal_bytes >= CHECKPOINT_BYTES:
-                await self._checkpoint()
-            self._busy = False
-
-    async def _run_task(self, task: _Task) -> None:
+    async def _run_task(self, task: Task[Callable[[], Any]]) -> None:
         try:
             outcome = await self._in_writer(lambda: self._writer.transaction(task.work))
             # Agent changes, deletes and trims may rewrite many pages: look at the WAL after each.
@@ -415,7 +356,7 @@ class Store:
         else:
             task.future.set_result(result)
 
-    async def _run_appends(self, batch: list[_Append]) -> None:
+    async def _run_appends(self, batch: list[Append]) -> None:
         started = time.perf_counter()
         jobs = [item.job for item in batch]
         try:
@@ -436,24 +377,7 @@ class Store:
         self._wal_bytes += outcome.byte_count
         for agent in outcome.staged.values():
             self._agents[agent.id] = agent
-        # Listeners hear of a commit before any request is answered, so a line is live everywhere
-        # before its writer learns it was accepted.
-        for new in outcome.created:
-            self._notify_changed(self._agents.get(new.id, new))
-        if self.listener is not None:
-            # One notice per agent per commit: what several requests committed together reaches each
-            # subscriber as one write.
-            by_agent: dict[str, list[Line]] = {}
-            for job, lines in zip(jobs, outcome.lines, strict=True):
-                if lines:
-                    by_agent.setdefault(job.agent_id, []).extend(lines)
-            for agent_id, lines in by_agent.items():
-                self.listener.lines_committed(outcome.staged[agent_id], lines)
-        for item, result in zip(batch, outcome.results, strict=True):
-            if isinstance(result, ApiError):
-                item.future.set_exception(result)
-            else:
-                item.future.set_result(result)
+        answer_batch(batch, outcome, self.listener)
         if self.on_commit is not None:
             self.on_commit(outcome.line_count, time.perf_counter() - started)
 

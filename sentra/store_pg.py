@@ -7,13 +7,11 @@ get gap-free seqs. Reads use a small pool. Nothing else imports asyncpg.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -39,27 +37,13 @@ from sentra.schema_pg import (
 )
 from sentra.storage import LineQuery
 from sentra.store_writer import AppendJob, BatchOutcome
+from sentra.write_queue import Append, Task, WriteQueue, answer_batch
 
 log = logging.getLogger("sentra.store")
 CONNECT_TIMEOUT = 10.0
 DEADLOCK_RETRIES = 3
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 Work = Callable[[Any], Awaitable[Any]]
-
-
-@dataclass
-class _Append:
-    job: AppendJob
-    future: asyncio.Future[AppendResult]
-
-
-@dataclass
-class _Task:
-    """Work for the writer connection (run in one transaction), and what to do once it has committed."""
-
-    work: Work
-    after: Callable[[Any], Any]
-    future: asyncio.Future[Any]
 
 
 def mask_password(url: str) -> str:
@@ -96,12 +80,8 @@ class PostgresStore:
         self.on_commit: Callable[[int, float], None] | None = None
         self._conn: Any = None
         self._pool: Any = None
-        self._queue: deque[_Append | _Task] = deque()
-        self._wake = asyncio.Event()
-        self._writer_task: asyncio.Task[None] | None = None
+        self._writes: WriteQueue[Work] = WriteQueue(commit_max_lines, self._run_appends, self._run_task)
         self._agents: OrderedDict[str, Agent] = OrderedDict()
-        self._closing = False
-        self._busy = False
 
     @property
     def description(self) -> str:
@@ -123,7 +103,7 @@ class PostgresStore:
         except (*_DB_ERRORS, ValueError) as exc:
             await self._disconnect()
             raise OSError(f"cannot connect to {self.description}: {exc}") from None
-        self._writer_task = asyncio.create_task(self._write_loop())
+        self._writes.start()
 
     async def _connect_writer(self) -> None:
         self._conn = await asyncpg.connect(
@@ -140,18 +120,12 @@ class PostgresStore:
 
     async def close(self) -> None:
         """Write everything queued, then disconnect."""
-        self._closing = True
-        if self._writer_task is not None:
-            self._wake.set()
-            await self._writer_task
-            self._writer_task = None
+        await self._writes.close()
         await self._disconnect()
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait until every queued write has committed (or failed) and been answered."""
-        deadline = time.monotonic() + timeout
-        while (self._queue or self._busy) and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        await self._writes.drain(timeout)
 
     # ---- reads -------------------------------------------------------------------------------
 
@@ -282,16 +256,14 @@ class PostgresStore:
         labels: dict[str, str] | None = None,
     ) -> AppendResult:
         """Assign gap-free seqs and commit `lines`, creating the agent on first ingest; returns once durable."""
-        future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
         job = AppendJob(agent_id, subject, may_write_any, lines, idempotency_key, name, labels or {})
-        self._enqueue(_Append(job, future))
-        return await future
+        return await self._writes.append(job)
 
     async def create_agent(self, agent_id: str, owner: str, name: str, labels: dict[str, str]) -> Agent:
         """Create a running agent; Conflict if the id is taken."""
 
         work = partial(writer.create_agent, agent_id=agent_id, owner=owner, name=name, labels=labels)
-        return await self._submit(work, self._changed)  # type: ignore[no-any-return]
+        return await self._writes.submit(work, self._changed)  # type: ignore[no-any-return]
 
     async def update_agent(
         self,
@@ -306,7 +278,7 @@ class PostgresStore:
 
         changes = {"status": status, "name": name, "labels": labels, "reason": reason}
         work = partial(writer.update_agent, agent_id=agent_id, changes=changes)
-        return await self._submit(work, self._changed)  # type: ignore[no-any-return]
+        return await self._writes.submit(work, self._changed)  # type: ignore[no-any-return]
 
     def _changed(self, agent: Agent) -> Agent:
         self._keep(agent)
@@ -322,7 +294,7 @@ class PostgresStore:
             if agent is not None and self.listener is not None:
                 self.listener.agent_deleted(agent)
 
-        await self._submit(partial(writer.delete_agent, agent_id=agent_id), after)
+        await self._writes.submit(partial(writer.delete_agent, agent_id=agent_id), after)
 
     async def fail_idle_agents(self, idle_for: float) -> list[str]:
         """Mark running agents with no line for `idle_for` seconds as failed (reason timeout)."""
@@ -355,10 +327,10 @@ class PostgresStore:
         if max_lines > 0:
             rows = await self._fetch("SELECT id FROM agents WHERE last_seq - first_seq + 1 > $1", max_lines)
             for (agent_id,) in rows:
-                await self._submit(partial(writer.trim, agent_id=agent_id, max_lines=max_lines), self._trimmed)
+                await self._writes.submit(partial(writer.trim, agent_id=agent_id, max_lines=max_lines), self._trimmed)
                 removed += 1
         older_than = time.time() - idempotency_ttl
-        await self._submit(partial(writer.prune_keys, older_than=older_than), lambda _: None)
+        await self._writes.submit(partial(writer.prune_keys, older_than=older_than), lambda _: None)
         return removed
 
     def _trimmed(self, agent: Agent | None) -> None:
@@ -366,42 +338,6 @@ class PostgresStore:
             self._keep(agent)
 
     # ---- the writer loop ---------------------------------------------------------------------
-
-    def _enqueue(self, job: _Append | _Task) -> None:
-        if self._closing and self._writer_task is None:
-            raise ServiceUnavailable("the server is shutting down")
-        self._queue.append(job)
-        self._wake.set()
-
-    async def _submit(self, work: Work, after: Callable[[Any], Any]) -> Any:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._enqueue(_Task(work, after, future))
-        return await future
-
-    async def _write_loop(self) -> None:
-        while True:
-            if not self._queue:
-                if self._closing:
-                    return
-                await self._wake.wait()
-                self._wake.clear()
-                continue
-            self._busy = True
-            head = self._queue.popleft()
-            if isinstance(head, _Task):
-                await self._run_task(head)
-            else:
-                batch = [head]
-                size = len(head.job.lines)
-                while self._queue and isinstance(self._queue[0], _Append):
-                    if size + len(self._queue[0].job.lines) > self.commit_max_lines:
-                        break
-                    job = self._queue.popleft()
-                    assert isinstance(job, _Append)
-                    batch.append(job)
-                    size += len(job.job.lines)
-                await self._run_appends(batch)
-            self._busy = False
 
     async def _transaction(self, work: Work) -> Any:
         """Run `work` in one transaction on the writer connection (reconnecting if it was lost);
@@ -419,7 +355,7 @@ class PostgresStore:
                 if attempts == DEADLOCK_RETRIES:
                     raise
 
-    async def _run_task(self, task: _Task) -> None:
+    async def _run_task(self, task: Task[Work]) -> None:
         try:
             outcome = await self._transaction(task.work)
             result = task.after(outcome)
@@ -431,7 +367,7 @@ class PostgresStore:
         else:
             task.future.set_result(result)
 
-    async def _run_appends(self, batch: list[_Append]) -> None:
+    async def _run_appends(self, batch: list[Append]) -> None:
         started = time.perf_counter()
         jobs = [item.job for item in batch]
         try:
@@ -449,20 +385,7 @@ class PostgresStore:
             return
         for agent in outcome.staged.values():
             self.observe_agent(agent)
-        # Listeners hear of a commit before any request is answered, so a line is live everywhere
-        # before its writer learns it was accepted.
-        for new in outcome.created:
-            if self.listener is not None:
-                self.listener.agent_changed(outcome.staged.get(new.id, new))
-        if self.listener is not None:
-            for job, lines in zip(jobs, outcome.lines, strict=True):
-                if lines:
-                    self.listener.lines_committed(outcome.staged[job.agent_id], lines)
-        for item, result in zip(batch, outcome.results, strict=True):
-            if isinstance(result, ApiError):
-                item.future.set_exception(result)
-            else:
-                item.future.set_result(result)
+        answer_batch(batch, outcome, self.listener)
         if self.on_commit is not None:
             self.on_commit(outcome.line_count, time.perf_counter() - started)
 

@@ -1,0 +1,141 @@
+"""The queue in front of a storage's one writer: appends that arrive while a commit runs form the next batch."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sentra.errors import ApiError, ServiceUnavailable
+from sentra.lines import Line
+from sentra.models import AppendResult, CommitListener
+from sentra.store_writer import AppendJob, BatchOutcome
+
+W = TypeVar("W")
+
+
+@dataclass
+class Append:
+    """An ingest request waiting for the commit of its batch."""
+
+    job: AppendJob
+    future: asyncio.Future[AppendResult]
+
+
+@dataclass
+class Task(Generic[W]):
+    """Other work for the writer (one transaction), and what to do on the event loop once it has committed."""
+
+    work: W
+    after: Callable[[Any], Any]
+    future: asyncio.Future[Any]
+
+
+class WriteQueue(Generic[W]):
+    """Feeds one writer in order: runs of appends as one batch (group commit), other tasks one at a time."""
+
+    def __init__(
+        self,
+        commit_max_lines: int,
+        run_appends: Callable[[list[Append]], Awaitable[None]],
+        run_task: Callable[[Task[W]], Awaitable[None]],
+        after_each: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.commit_max_lines = commit_max_lines
+        self._run_appends = run_appends
+        self._run_task = run_task
+        self._after_each = after_each
+        self._queue: deque[Append | Task[W]] = deque()
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._busy = False
+
+    def start(self) -> None:
+        """Start feeding the writer."""
+        self._loop_task = asyncio.create_task(self._feed())
+
+    async def close(self) -> None:
+        """Run everything queued, then stop; later writes are refused."""
+        self._closing = True
+        if self._loop_task is not None:
+            self._wake.set()
+            await self._loop_task
+            self._loop_task = None
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait until every queued write has committed (or failed) and been answered."""
+        deadline = time.monotonic() + timeout
+        while (self._queue or self._busy) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
+    async def append(self, job: AppendJob) -> AppendResult:
+        """Queue an ingest request; returns once its batch has committed."""
+        future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
+        self._enqueue(Append(job, future))
+        return await future
+
+    async def submit(self, work: W, after: Callable[[Any], Any]) -> Any:
+        """Queue other work; returns what `after` makes of its outcome once committed."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._enqueue(Task(work, after, future))
+        return await future
+
+    def _enqueue(self, item: Append | Task[W]) -> None:
+        if self._closing and self._loop_task is None:
+            raise ServiceUnavailable("the server is shutting down")
+        self._queue.append(item)
+        self._wake.set()
+
+    async def _feed(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                await self._wake.wait()
+                self._wake.clear()
+                continue
+            self._busy = True
+            head = self._queue.popleft()
+            if isinstance(head, Task):
+                await self._run_task(head)
+            else:
+                batch = [head]
+                size = len(head.job.lines)
+                while self._queue and isinstance(self._queue[0], Append):
+                    if size + len(self._queue[0].job.lines) > self.commit_max_lines:
+                        break
+                    item = self._queue.popleft()
+                    assert isinstance(item, Append)
+                    batch.append(item)
+                    size += len(item.job.lines)
+                await self._run_appends(batch)
+            if self._after_each is not None:
+                await self._after_each()
+            self._busy = False
+
+
+def answer_batch(batch: list[Append], outcome: BatchOutcome, listener: CommitListener | None) -> None:
+    """Tell the listener what a batch committed, then answer its requests.
+
+    Listeners hear of a commit before any request is answered, so a line is live everywhere before its writer
+    learns it was accepted. One notice per agent: what several requests committed together reaches each
+    subscriber as one write.
+    """
+    if listener is not None:
+        for new in outcome.created:
+            listener.agent_changed(outcome.staged.get(new.id, new))
+        by_agent: dict[str, list[Line]] = {}
+        for item, lines in zip(batch, outcome.lines, strict=True):
+            if lines:
+                by_agent.setdefault(item.job.agent_id, []).extend(lines)
+        for agent_id, lines in by_agent.items():
+            listener.lines_committed(outcome.staged[agent_id], lines)
+    for item, result in zip(batch, outcome.results, strict=True):
+        if isinstance(result, ApiError):
+            item.future.set_exception(result)
+        else:
+            item.future.set_result(result)
