@@ -6,7 +6,6 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -15,6 +14,7 @@ from typing import Any
 
 import aiosqlite
 
+from sentra.agent_cache import AgentCache
 from sentra.errors import ApiError, ServiceUnavailable, StorageFull
 from sentra.lines import Line, NewLine
 from sentra.models import Agent, AppendResult, CommitListener
@@ -52,7 +52,7 @@ class Store:
         self._writes: WriteQueue[Callable[[], Any]] = WriteQueue(
             commit_max_lines, self._run_appends, self._run_task, self._after_each
         )
-        self._agents: OrderedDict[str, Agent] = OrderedDict()
+        self._agents = AgentCache()
         # With synchronous=FULL every commit waits for the disk: those stay off the event loop.
         self._inline = synchronous.upper() == "NORMAL"
         self._wal_bytes = 0
@@ -120,31 +120,15 @@ class Store:
 
     def forget_agent(self, agent: Agent) -> None:
         """Another process deleted this agent: drop it from the cache unless a newer one took its id."""
-        current = self._agents.get(agent.id)
-        if current is not None and current.pk <= agent.pk:
-            del self._agents[agent.id]
+        self._agents.forget(agent)
 
     def observe_agent(self, agent: Agent) -> Agent:
         """Keep an agent record committed elsewhere if it is newer (never happens: SQLite has one writer)."""
-        current = self._agents.get(agent.id)
-        # pk first: an id deleted and created anew gets a higher pk, and its record is the newer one.
-        if current is not None and (current.pk, current.last_seq, current.updated_at) >= (
-            agent.pk,
-            agent.last_seq,
-            agent.updated_at,
-        ):
-            return current
-        self._agents[agent.id] = agent
-        return agent
+        return self._agents.newest(agent)
 
     def _remember(self, agent_id: str, agent: Agent) -> Agent:
-        current = self._agents.get(agent_id)
-        if current is not None:
-            return current
-        self._agents[agent_id] = agent
-        while len(self._agents) > 100_000:
-            self._agents.popitem(last=False)
-        return agent
+        # A commit may have cached a newer record while this one was read: that one stays.
+        return self._agents.get(agent_id) or self._agents.keep(agent)
 
     async def list_agents(
         self,

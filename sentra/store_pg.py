@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -19,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from sentra import store_pg_writer as writer
+from sentra.agent_cache import AgentCache
 from sentra.errors import ApiError, ServiceUnavailable, StorageFull
 from sentra.lines import Line, NewLine
 from sentra.models import Agent, AppendResult, CommitListener
@@ -81,7 +81,7 @@ class PostgresStore:
         self._conn: Any = None
         self._pool: Any = None
         self._writes: WriteQueue[Work] = WriteQueue(commit_max_lines, self._run_appends, self._run_task)
-        self._agents: OrderedDict[str, Agent] = OrderedDict()
+        self._agents = AgentCache()
 
     @property
     def description(self) -> str:
@@ -156,28 +156,11 @@ class PostgresStore:
 
     def forget_agent(self, agent: Agent) -> None:
         """Another process deleted this agent: drop it from the cache unless a newer one took its id."""
-        current = self._agents.get(agent.id)
-        if current is not None and current.pk <= agent.pk:
-            del self._agents[agent.id]
+        self._agents.forget(agent)
 
     def observe_agent(self, agent: Agent) -> Agent:
         """Keep an agent record committed elsewhere if it is newer than the cached one; the newest."""
-        current = self._agents.get(agent.id)
-        # pk first: an id deleted and created anew gets a higher pk, and its record is the newer one.
-        if current is not None and (current.pk, current.last_seq, current.updated_at) >= (
-            agent.pk,
-            agent.last_seq,
-            agent.updated_at,
-        ):
-            return current
-        self._keep(agent)
-        return agent
-
-    def _keep(self, agent: Agent) -> None:
-        self._agents[agent.id] = agent
-        self._agents.move_to_end(agent.id)
-        while len(self._agents) > 100_000:
-            self._agents.popitem(last=False)
+        return self._agents.newest(agent)
 
     async def list_agents(
         self,
@@ -281,7 +264,7 @@ class PostgresStore:
         return await self._writes.submit(work, self._changed)  # type: ignore[no-any-return]
 
     def _changed(self, agent: Agent) -> Agent:
-        self._keep(agent)
+        self._agents.keep(agent)
         if self.listener is not None:
             self.listener.agent_changed(agent)
         return agent
@@ -335,7 +318,7 @@ class PostgresStore:
 
     def _trimmed(self, agent: Agent | None) -> None:
         if agent is not None:
-            self._keep(agent)
+            self._agents.keep(agent)
 
     # ---- the writer loop ---------------------------------------------------------------------
 
