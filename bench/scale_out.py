@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,7 +43,18 @@ from wire import Target
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "performance.md"
-FIGURES = ("deliveries_per_s", "publish_rate", "p50_ms", "p99_ms", "max_ms", "lost", "cut", "server_cores")
+FIGURES = (
+    "deliveries_per_s",
+    "publish_rate",
+    "p50_ms",
+    "p99_ms",
+    "max_ms",
+    "lost",
+    "cut",
+    "server_cores",
+    "load_cores",
+    "machine_busy",
+)
 
 
 @contextmanager
@@ -157,19 +169,22 @@ def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for deployment in runs[0]:
         for scenario in runs[0][deployment]:
             values = [run[deployment][scenario] for run in runs]
-            out.setdefault(deployment, {})[scenario] = {
+            figures: dict[str, Any] = {
                 key: round(statistics.median(v[key] for v in values if key in v), 3)
                 for key in FIGURES
                 if all(key in v for v in values)
             }
+            figures["bottleneck"] = Counter(v.get("bottleneck", "?") for v in values).most_common(1)[0][0]
+            out.setdefault(deployment, {})[scenario] = figures
     return out
 
 
 def table(result: dict[str, Any]) -> str:
     """The Markdown rows for docs/performance.md."""
     rows = [
-        "| deployment | max rate: deliveries/s | p99 | paced 500/s: held | p50 | p99 | lost | server cores (max) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| deployment | max rate: deliveries/s | p99 | server cores | load tool cores | machine busy | bottleneck "
+        "| paced 500/s: held | p50 | p99 | lost |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     names = {
         "sqlite-1": "1 process, SQLite (reference)",
@@ -179,8 +194,9 @@ def table(result: dict[str, Any]) -> str:
     for key, label in names.items():
         m, p = result["medians"][key]["max"], result["medians"][key]["paced_500"]
         rows.append(
-            f"| {label} | {m['deliveries_per_s']:,.0f} | {m['p99_ms']:.1f} ms | {p['publish_rate']:,.0f}/s "
-            f"| {p['p50_ms']:.1f} ms | {p['p99_ms']:.1f} ms | {int(m['lost'] + p['lost'])} | {m['server_cores']:.2f} |"
+            f"| {label} | {m['deliveries_per_s']:,.0f} | {m['p99_ms']:.1f} ms | {m['server_cores']:.2f} "
+            f"| {m['load_cores']:.2f} | {m['machine_busy']:.0%} | {m['bottleneck']} | {p['publish_rate']:,.0f}/s "
+            f"| {p['p50_ms']:.1f} ms | {p['p99_ms']:.1f} ms | {int(m['lost'] + p['lost'])} |"
         )
     one, two = result["medians"]["pg-1"]["max"], result["medians"]["pg-2"]["max"]
     ratio = two["deliveries_per_s"] / one["deliveries_per_s"] if one["deliveries_per_s"] else 0.0
