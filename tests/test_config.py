@@ -65,6 +65,13 @@ def test_serve_help_lists_every_setting() -> None:
         ("[server]\nevent_loop = 'trio'\n", "server.event_loop must be 'asyncio' or 'uvloop', not 'trio'"),
         ("[auth]\nalgorithm = 'RS256'\n", "auth.algorithm RS256 needs auth.public_key_file"),
         ("[server\n", "not valid TOML"),
+        ("[storage]\nurl = 'mysql://db/sentra'\n", "storage.url must start with sqlite:/// or postgresql://"),
+        ("[bus]\nurl = 'nats://bus'\n", "bus.url must be memory:// or redis://host:port/db"),
+        ("[bus]\nurl = 'redis://127.0.0.1:6379/0'\n", "processes that fan out to each other must share their storage"),
+        (
+            "[storage]\nurl = 'postgresql://sentra@db/sentra'\n",
+            "every process must verify the same tokens: set auth.jwt_secret",
+        ),
     ],
 )
 def test_bad_config_is_one_clear_line(tmp_path: Path, toml: str, message: str) -> None:
