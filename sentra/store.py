@@ -15,12 +15,13 @@ from typing import Any
 import aiosqlite
 
 from sentra.agent_cache import AgentCache
+from sentra.appends import AppendJob
 from sentra.errors import ApiError, ServiceUnavailable, StorageFull
 from sentra.lines import Line, NewLine
 from sentra.models import Agent, AppendResult, CommitListener
 from sentra.schema import AGENT_COLUMNS, SCHEMA, agent_from_row, line_from_row
 from sentra.storage import LineQuery, ascii_lower
-from sentra.store_writer import AppendJob, WriteConnection
+from sentra.store_writer import WriteConnection
 from sentra.write_queue import Append, Task, WriteQueue, answer_batch
 
 log = logging.getLogger("sentra.store")

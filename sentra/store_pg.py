@@ -19,6 +19,7 @@ import asyncpg
 
 from sentra import store_pg_writer as writer
 from sentra.agent_cache import AgentCache
+from sentra.appends import AppendJob, BatchOutcome
 from sentra.errors import ApiError, ServiceUnavailable, StorageFull
 from sentra.lines import Line, NewLine
 from sentra.models import Agent, AppendResult, CommitListener
@@ -36,7 +37,6 @@ from sentra.schema_pg import (
     to_pg,
 )
 from sentra.storage import LineQuery
-from sentra.store_writer import AppendJob, BatchOutcome
 from sentra.write_queue import Append, Task, WriteQueue, answer_batch
 
 log = logging.getLogger("sentra.store")

@@ -7,11 +7,11 @@ import json
 import time
 from typing import Any
 
-from sentra.errors import ApiError, Conflict, Forbidden, NotFound, ServiceUnavailable
+from sentra.appends import AppendJob, BatchOutcome, admit, advance, fields_json, replay_of, stored_answer
+from sentra.errors import ApiError, Conflict, NotFound, ServiceUnavailable
 from sentra.lines import LEVELS, Line
-from sentra.models import Agent, AppendResult
+from sentra.models import Agent
 from sentra.schema_pg import AGENT_COLUMNS, agent_from_row, labels_to_pg, to_pg
-from sentra.store_writer import AppendJob, BatchOutcome
 
 CREATE_ATTEMPTS = 3
 
@@ -132,11 +132,7 @@ async def _stored_answers(conn: Any, jobs: list[AppendJob], agents: dict[str, Ag
         [agents[agent_id].pk for agent_id, _ in keyed],
         [key for _, key in keyed],
     )
-    answers = {}
-    for pk, key, response in rows:
-        answer = json.loads(response)
-        answers[(by_pk[pk], key)] = AppendResult(answer["accepted"], answer["first_seq"], answer["last_seq"], True)
-    return answers
+    return {(by_pk[pk], key): stored_answer(response) for pk, key, response in rows}
 
 
 async def append_batch(conn: Any, jobs: list[AppendJob]) -> BatchOutcome:
@@ -150,40 +146,25 @@ async def append_batch(conn: Any, jobs: list[AppendJob]) -> BatchOutcome:
     for job in jobs:
         agent = out.staged.get(job.agent_id) or committed[job.agent_id].copy()
         try:
-            if agent.owner != job.subject and not job.may_write_any:
-                raise Forbidden(f"agent {job.agent_id!r} belongs to another user", code="not_owner")
-            replay = replies.get((job.agent_id, job.key)) if job.key is not None else None
-            if replay is not None:
-                out.results.append(replay)
-                out.lines.append([])
-                continue
-            if agent.finished:
-                raise Conflict(
-                    f"agent {job.agent_id!r} is {agent.status}; a finished agent takes no more lines",
-                    code="agent_finished",
-                )
+            answer = admit(job, agent, replies.get((job.agent_id, job.key)) if job.key is not None else None)
         except ApiError as exc:
-            out.results.append(exc)
-            out.lines.append([])
+            out.answer(exc)
+            continue
+        if answer is not None:
+            out.answer(answer)
             continue
         out.staged[job.agent_id] = agent
-        first = agent.last_seq + 1
         lines = []
-        for seq, new in enumerate(job.lines, start=first):
-            fields = new.fields
-            lines.append(Line(job.agent_id, seq, new.ts, new.level, new.message, new.source, fields))
-            encoded = json.dumps(fields, ensure_ascii=False) if fields else None
-            line_rows.append((agent.pk, seq, new.ts, LEVELS[new.level], to_pg(new.source), to_pg(new.message), encoded))
-        agent.last_seq = first + len(lines) - 1
-        if lines:
-            agent.last_line_at = now
-        agent.updated_at = now
-        result = AppendResult(len(lines), first, agent.last_seq)
+        for seq, new in enumerate(job.lines, start=agent.last_seq + 1):
+            lines.append(Line(job.agent_id, seq, new.ts, new.level, new.message, new.source, new.fields))
+            line_rows.append(
+                (agent.pk, seq, new.ts, LEVELS[new.level], to_pg(new.source), to_pg(new.message), fields_json(new))
+            )
+        result = advance(agent, len(lines), now)
         if job.key is not None:
-            replies[(job.agent_id, job.key)] = AppendResult(len(lines), first, agent.last_seq, True)
+            replies[(job.agent_id, job.key)] = replay_of(result)
             key_rows.append((agent.pk, job.key, json.dumps(result.to_json()), now))
-        out.results.append(result)
-        out.lines.append(lines)
+        out.answer(result, lines)
     if line_rows:
         await conn.copy_records_to_table(
             "lines", records=line_rows, columns=["agent_pk", "seq", "ts", "level", "source", "message", "fields"]

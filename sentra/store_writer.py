@@ -10,12 +10,12 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sentra.errors import ApiError, Conflict, Forbidden, NotFound
-from sentra.lines import LEVELS, Line, NewLine
+from sentra.appends import AppendJob, BatchOutcome, admit, advance, fields_json, replay_of, stored_answer
+from sentra.errors import ApiError, Conflict, NotFound
+from sentra.lines import LEVELS, Line
 from sentra.models import Agent, AppendResult
 from sentra.schema import AGENT_COLUMNS, SCHEMA, agent_from_row
 
@@ -25,31 +25,6 @@ T = TypeVar("T")
 ROW_OVERHEAD = 64
 PAGE_SIZE = 4096
 COMMIT_PAGES = 6
-
-
-@dataclass
-class AppendJob:
-    """One ingest request's lines, as handed to the writer."""
-
-    agent_id: str
-    subject: str
-    may_write_any: bool
-    lines: list[NewLine]
-    key: str | None
-    name: str
-    labels: dict[str, str]
-
-
-@dataclass
-class BatchOutcome:
-    """What one group commit did: per job a result or an error, and the agents it changed."""
-
-    results: list[AppendResult | ApiError] = field(default_factory=list)
-    lines: list[list[Line]] = field(default_factory=list)
-    staged: dict[str, Agent] = field(default_factory=dict)
-    created: list[Agent] = field(default_factory=list)
-    line_count: int = 0
-    byte_count: int = 0
 
 
 class WriteConnection:
@@ -183,41 +158,25 @@ class WriteConnection:
                 replay = replies.get((job.agent_id, job.key)) if job.key else None
                 if job.key is not None and replay is None:
                     replay = self._stored_answer(agent, job.key)
-                if replay is not None:
-                    out.results.append(replay)
-                    out.lines.append([])
-                    continue
-                if agent.finished:
-                    raise Conflict(
-                        f"agent {job.agent_id!r} is {agent.status}; a finished agent takes no more lines",
-                        code="agent_finished",
-                    )
+                answer = admit(job, agent, replay)
             except ApiError as exc:
-                out.results.append(exc)
-                out.lines.append([])
+                out.answer(exc)
+                continue
+            if answer is not None:
+                out.answer(answer)
                 continue
             out.staged[job.agent_id] = agent
-            first = agent.last_seq + 1
             lines = []
             pk = agent.pk
             agent_id = job.agent_id
-            for seq, new in enumerate(job.lines, start=first):
-                fields = new.fields
-                lines.append(Line(agent_id, seq, new.ts, new.level, new.message, new.source, fields))
-                encoded = new.fields_json
-                if encoded is None and fields:
-                    encoded = json.dumps(fields, ensure_ascii=False)
-                line_rows.append((pk, seq, new.ts, LEVELS[new.level], new.source, new.message, encoded))
-            agent.last_seq = first + len(lines) - 1
-            if lines:
-                agent.last_line_at = now
-            agent.updated_at = now
-            result = AppendResult(len(lines), first, agent.last_seq)
+            for seq, new in enumerate(job.lines, start=agent.last_seq + 1):
+                lines.append(Line(agent_id, seq, new.ts, new.level, new.message, new.source, new.fields))
+                line_rows.append((pk, seq, new.ts, LEVELS[new.level], new.source, new.message, fields_json(new)))
+            result = advance(agent, len(lines), now)
             if job.key is not None:
-                replies[(job.agent_id, job.key)] = AppendResult(len(lines), first, agent.last_seq, True)
+                replies[(job.agent_id, job.key)] = replay_of(result)
                 key_rows.append((pk, job.key, json.dumps(result.to_json()), now))
-            out.results.append(result)
-            out.lines.append(lines)
+            out.answer(result, lines)
         if line_rows:
             self.db.executemany(
                 "INSERT INTO lines (agent_pk, seq, ts, level, source, message, fields) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -242,7 +201,7 @@ class WriteConnection:
         return out
 
     def _writable_agent(self, job: AppendJob, out: BatchOutcome, cache: Mapping[str, Agent], now: float) -> Agent:
-        """The agent to append to (created on first ingest), staged as a copy; Forbidden if not the caller's."""
+        """The agent to append to (created on first ingest), staged as a copy."""
         agent = out.staged.get(job.agent_id)
         if agent is None:
             committed = self.agent(job.agent_id, cache)
@@ -251,8 +210,6 @@ class WriteConnection:
                 out.created.append(agent)
             else:
                 agent = committed.copy()
-        if agent.owner != job.subject and not job.may_write_any:
-            raise Forbidden(f"agent {job.agent_id!r} belongs to another user", code="not_owner")
         return agent
 
     def _stored_answer(self, agent: Agent, key: str) -> AppendResult | None:
@@ -261,7 +218,4 @@ class WriteConnection:
         row = self.db.execute(
             "SELECT response FROM idempotency WHERE agent_pk = ? AND key = ?", (agent.pk, key)
         ).fetchone()
-        if row is None:
-            return None
-        answer = json.loads(row[0])
-        return AppendResult(answer["accepted"], answer["first_seq"], answer["last_seq"], True)
+        return None if row is None else stored_answer(row[0])

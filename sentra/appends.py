@@ -1,0 +1,83 @@
+"""An ingest batch apart from any database: its jobs, what it did, and the rules every storage writer applies."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from sentra.errors import ApiError, Conflict, Forbidden
+from sentra.lines import Line, NewLine
+from sentra.models import Agent, AppendResult
+
+
+@dataclass
+class AppendJob:
+    """One ingest request's lines, as handed to the writer."""
+
+    agent_id: str
+    subject: str
+    may_write_any: bool
+    lines: list[NewLine]
+    key: str | None
+    name: str
+    labels: dict[str, str]
+
+
+@dataclass
+class BatchOutcome:
+    """What one group commit did: per job a result or an error, and the agents it changed."""
+
+    results: list[AppendResult | ApiError] = field(default_factory=list)
+    lines: list[list[Line]] = field(default_factory=list)
+    staged: dict[str, Agent] = field(default_factory=dict)
+    created: list[Agent] = field(default_factory=list)
+    line_count: int = 0
+    byte_count: int = 0
+
+    def answer(self, result: AppendResult | ApiError, lines: list[Line] | None = None) -> None:
+        """Record the next job's answer and the lines it committed (none for a refusal or a replay)."""
+        self.results.append(result)
+        self.lines.append(lines or [])
+
+
+def admit(job: AppendJob, agent: Agent, replay: AppendResult | None) -> AppendResult | None:
+    """The stored answer of a retried request, or None when the job's lines may be appended;
+    Forbidden for another user's agent, Conflict for a finished one."""
+    if agent.owner != job.subject and not job.may_write_any:
+        raise Forbidden(f"agent {job.agent_id!r} belongs to another user", code="not_owner")
+    if replay is not None:
+        return replay
+    if agent.finished:
+        raise Conflict(
+            f"agent {job.agent_id!r} is {agent.status}; a finished agent takes no more lines",
+            code="agent_finished",
+        )
+    return None
+
+
+def advance(agent: Agent, count: int, now: float) -> AppendResult:
+    """Move the staged agent past `count` lines just numbered from its last seq; the job's answer."""
+    first = agent.last_seq + 1
+    agent.last_seq += count
+    if count:
+        agent.last_line_at = now
+    agent.updated_at = now
+    return AppendResult(count, first, agent.last_seq)
+
+
+def stored_answer(response: str) -> AppendResult:
+    """The answer kept for an Idempotency-Key, as a replay."""
+    answer = json.loads(response)
+    return AppendResult(answer["accepted"], answer["first_seq"], answer["last_seq"], True)
+
+
+def replay_of(result: AppendResult) -> AppendResult:
+    """What a retry of the request answered with `result` gets."""
+    return AppendResult(result.accepted, result.first_seq, result.last_seq, True)
+
+
+def fields_json(new: NewLine) -> str | None:
+    """A line's fields as stored: the JSON the parser already made, or None when there are none."""
+    if new.fields_json is not None or not new.fields:
+        return new.fields_json
+    return json.dumps(new.fields, ensure_ascii=False)
