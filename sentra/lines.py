@@ -20,6 +20,8 @@ MAX_TS = 1e11  # seconds: the year 5138
 # stops near 1000 levels, so a line that parsed but nests close to that could be stored yet never read back.
 MAX_FIELDS_DEPTH = 100
 # Level names as most loggers spell them, to their canonical form without parsing.
+# Stored levels are numbers; a number no name has (never written by Sentra) reads back as INFO.
+LEVEL_BY_NUMBER: dict[int, str] = {number: name for name, number in LEVELS.items()}
 _LEVEL_NAMES: dict[str, str] = {**{name: name for name in LEVELS}, **{name.lower(): name for name in LEVELS}}
 _MISSING: Any = object()
 STATUSES = ("running", "completed", "failed")

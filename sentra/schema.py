@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sentra.lines import LEVELS, Line
+from sentra.lines import LEVEL_BY_NUMBER, Line
 from sentra.models import Agent
 
 SCHEMA = """
@@ -49,7 +49,6 @@ CREATE TABLE IF NOT EXISTS revoked_tokens (
 """
 
 AGENT_COLUMNS = "pk, id, name, owner, status, reason, labels, created_at, updated_at, last_line_at, first_seq, last_seq"
-_LEVEL_NAMES = {number: name for name, number in LEVELS.items()}
 
 
 def agent_from_row(row: tuple[Any, ...]) -> Agent:
@@ -78,7 +77,7 @@ def line_from_row(agent_id: str, row: tuple[Any, ...]) -> Line:
         agent_id,
         seq,
         ts,
-        _LEVEL_NAMES.get(level, "INFO"),
+        LEVEL_BY_NUMBER.get(level, "INFO"),
         message,
         source,
         json.loads(fields) if fields else {},

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from sentra.lines import LEVELS, Line
+from sentra.lines import LEVEL_BY_NUMBER, Line
 from sentra.models import Agent
 from sentra.storage import ascii_lower
 
@@ -69,7 +69,6 @@ SEARCH_TEXT = (
     "chr(65535) || '0', ${}), chr(65535) || '1', chr(65535))"
 )
 
-_LEVEL_NAMES = {number: name for name, number in LEVELS.items()}
 _ESC = "\uffff"
 _ESCAPED = re.compile("\uffff([01])")
 
@@ -128,7 +127,7 @@ def line_from_row(agent_id: str, row: Any) -> Line:
         agent_id,
         seq,
         ts,
-        _LEVEL_NAMES.get(level, "INFO"),
+        LEVEL_BY_NUMBER.get(level, "INFO"),
         from_pg(message),
         from_pg(source),
         json.loads(fields) if fields else {},
