@@ -22,7 +22,7 @@ from sentra.models import Agent, AppendResult, CommitListener
 from sentra.schema import AGENT_COLUMNS, SCHEMA, agent_from_row, line_from_row
 from sentra.storage import LineQuery, ascii_lower
 from sentra.store_writer import WriteConnection
-from sentra.write_queue import Append, Task, WriteQueue, answer_batch
+from sentra.write_queue import Task, WriteQueue, announce
 
 log = logging.getLogger("sentra.store")
 # A group commit of at most this many lines is made on the event loop: in WAL mode with synchronous=NORMAL a
@@ -328,22 +328,17 @@ class Store:
         if self._wal_bytes >= CHECKPOINT_BYTES:
             await self._checkpoint()
 
-    async def _run_task(self, task: Task[Callable[[], Any]]) -> None:
+    async def _run_task(self, task: Task[Callable[[], Any]]) -> Any:
         try:
             outcome = await self._in_writer(lambda: self._writer.transaction(task.work))
-            # Agent changes, deletes and trims may rewrite many pages: look at the WAL after each.
-            self._wal_bytes += CHECKPOINT_BYTES
-            result = task.after(outcome)
         except sqlite3.Error as exc:
-            task.future.set_exception(_storage_error(exc))
-        except Exception as exc:
-            task.future.set_exception(exc)
-        else:
-            task.future.set_result(result)
+            raise _storage_error(exc) from None
+        # Agent changes, deletes and trims may rewrite many pages: look at the WAL after each.
+        self._wal_bytes += CHECKPOINT_BYTES
+        return task.after(outcome)
 
-    async def _run_appends(self, batch: list[Append]) -> None:
+    async def _run_appends(self, jobs: list[AppendJob]) -> list[AppendResult | ApiError]:
         started = time.perf_counter()
-        jobs = [item.job for item in batch]
         try:
             if self._inline and sum(len(job.lines) for job in jobs) <= INLINE_COMMIT_LINES:
                 outcome = self._writer.append_batch(jobs, self._agents)
@@ -352,19 +347,16 @@ class Store:
         except Exception as exc:
             # Nothing was committed; the writer keeps serving the next batch whatever went wrong.
             if isinstance(exc, sqlite3.Error):
-                error: ApiError = _storage_error(exc)
-            else:
-                log.exception("group commit failed")
-                error = ServiceUnavailable("the write failed; nothing was stored, retry", code="write_failed")
-            for item in batch:
-                item.future.set_exception(error)
-            return
+                raise _storage_error(exc) from None
+            log.exception("group commit failed")
+            raise ServiceUnavailable("the write failed; nothing was stored, retry", code="write_failed") from None
         self._wal_bytes += outcome.byte_count
         for agent in outcome.staged.values():
             self._agents[agent.id] = agent
-        answer_batch(batch, outcome, self.listener)
+        announce(outcome, jobs, self.listener)
         if self.on_commit is not None:
             self.on_commit(outcome.line_count, time.perf_counter() - started)
+        return outcome.results
 
     async def _checkpoint(self) -> None:
         # In the writer thread with no commit in flight, so the event loop keeps serving and the

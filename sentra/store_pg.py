@@ -37,7 +37,7 @@ from sentra.schema_pg import (
     to_pg,
 )
 from sentra.storage import LineQuery
-from sentra.write_queue import Append, Task, WriteQueue, answer_batch
+from sentra.write_queue import Task, WriteQueue, announce
 
 log = logging.getLogger("sentra.store")
 CONNECT_TIMEOUT = 10.0
@@ -338,39 +338,31 @@ class PostgresStore:
                 if attempts == DEADLOCK_RETRIES:
                     raise
 
-    async def _run_task(self, task: Task[Work]) -> None:
+    async def _run_task(self, task: Task[Work]) -> Any:
         try:
             outcome = await self._transaction(task.work)
-            result = task.after(outcome)
         except _DB_ERRORS as exc:
             log.warning("database write failed: %s", exc)
-            task.future.set_exception(_storage_error(exc, "written"))
-        except Exception as exc:
-            task.future.set_exception(exc)
-        else:
-            task.future.set_result(result)
+            raise _storage_error(exc, "written") from None
+        return task.after(outcome)
 
-    async def _run_appends(self, batch: list[Append]) -> None:
+    async def _run_appends(self, jobs: list[AppendJob]) -> list[AppendResult | ApiError]:
         started = time.perf_counter()
-        jobs = [item.job for item in batch]
         try:
             outcome: BatchOutcome = await self._transaction(partial(writer.append_batch, jobs=jobs))
         except Exception as exc:
             # Nothing was committed; the writer keeps serving the next batch whatever went wrong.
             if isinstance(exc, _DB_ERRORS):
                 log.warning("group commit failed: %s", exc)
-                error = _storage_error(exc, "written")
-            else:
-                log.exception("group commit failed")
-                error = ServiceUnavailable("the write failed; nothing was stored, retry", code="write_failed")
-            for item in batch:
-                item.future.set_exception(error)
-            return
+                raise _storage_error(exc, "written") from None
+            log.exception("group commit failed")
+            raise ServiceUnavailable("the write failed; nothing was stored, retry", code="write_failed") from None
         for agent in outcome.staged.values():
             self.observe_agent(agent)
-        answer_batch(batch, outcome, self.listener)
+        announce(outcome, jobs, self.listener)
         if self.on_commit is not None:
             self.on_commit(outcome.line_count, time.perf_counter() - started)
+        return outcome.results
 
 
 def _line_filters(agent: Agent, query: LineQuery | None) -> tuple[list[str], list[Any]]:

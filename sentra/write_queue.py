@@ -35,13 +35,17 @@ class Task(Generic[W]):
 
 
 class WriteQueue(Generic[W]):
-    """Feeds one writer in order: runs of appends as one batch (group commit), other tasks one at a time."""
+    """Feeds one writer in order: runs of appends as one batch (group commit), other tasks one at a time.
+
+    `run_appends` commits a batch and returns each job's answer (or raises: every job gets that error);
+    `run_task` returns what the task's caller gets (or raises). The queue answers the callers.
+    """
 
     def __init__(
         self,
         commit_max_lines: int,
-        run_appends: Callable[[list[Append]], Awaitable[None]],
-        run_task: Callable[[Task[W]], Awaitable[None]],
+        run_appends: Callable[[list[AppendJob]], Awaitable[list[AppendResult | ApiError]]],
+        run_task: Callable[[Task[W]], Awaitable[Any]],
         after_each: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.commit_max_lines = commit_max_lines
@@ -101,7 +105,10 @@ class WriteQueue(Generic[W]):
             self._busy = True
             head = self._queue.popleft()
             if isinstance(head, Task):
-                await self._run_task(head)
+                try:
+                    _settle(head.future, await self._run_task(head))
+                except Exception as exc:
+                    _settle(head.future, exc)
             else:
                 batch = [head]
                 size = len(head.job.lines)
@@ -112,30 +119,42 @@ class WriteQueue(Generic[W]):
                     assert isinstance(item, Append)
                     batch.append(item)
                     size += len(item.job.lines)
-                await self._run_appends(batch)
+                try:
+                    results: list[Any] = list(await self._run_appends([item.job for item in batch]))
+                except Exception as exc:
+                    results = [exc] * len(batch)
+                for item, result in zip(batch, results, strict=True):
+                    _settle(item.future, result)
             if self._after_each is not None:
                 await self._after_each()
             self._busy = False
 
 
-def answer_batch(batch: list[Append], outcome: BatchOutcome, listener: CommitListener | None) -> None:
-    """Tell the listener what a batch committed, then answer its requests.
+def announce(outcome: BatchOutcome, jobs: list[AppendJob], listener: CommitListener | None) -> None:
+    """Tell the listener what a batch committed: new agents, then one notice per agent.
 
-    Listeners hear of a commit before any request is answered, so a line is live everywhere before its writer
-    learns it was accepted. One notice per agent: what several requests committed together reaches each
-    subscriber as one write.
+    Called before any request of the batch is answered, so a line is live everywhere before its writer learns
+    it was accepted. One notice per agent: what several requests committed together reaches each subscriber
+    as one write.
     """
-    if listener is not None:
-        for new in outcome.created:
-            listener.agent_changed(outcome.staged.get(new.id, new))
-        by_agent: dict[str, list[Line]] = {}
-        for item, lines in zip(batch, outcome.lines, strict=True):
-            if lines:
-                by_agent.setdefault(item.job.agent_id, []).extend(lines)
-        for agent_id, lines in by_agent.items():
-            listener.lines_committed(outcome.staged[agent_id], lines)
-    for item, result in zip(batch, outcome.results, strict=True):
-        if isinstance(result, ApiError):
-            item.future.set_exception(result)
-        else:
-            item.future.set_result(result)
+    if listener is None:
+        return
+    for new in outcome.created:
+        listener.agent_changed(outcome.staged.get(new.id, new))
+    by_agent: dict[str, list[Line]] = {}
+    for job, lines in zip(jobs, outcome.lines, strict=True):
+        if lines:
+            by_agent.setdefault(job.agent_id, []).extend(lines)
+    for agent_id, lines in by_agent.items():
+        listener.lines_committed(outcome.staged[agent_id], lines)
+
+
+def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
+    # A caller that stopped waiting (its task was cancelled, e.g. maintenance at shutdown) leaves a cancelled
+    # future: the work is done or failed all the same, and the writer goes on with the next.
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

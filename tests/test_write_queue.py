@@ -1,0 +1,57 @@
+"""The writer in front of each storage: callers that stop waiting (a cancelled maintenance task at shutdown, a
+request whose task was cancelled) neither stop it nor undo their writes, and the storage still closes cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from sentra.lines import NewLine
+from sentra.storage import Storage
+from sentra.store import Store
+from sentra.store_pg import PostgresStore
+
+
+def new_lines(count: int) -> list[NewLine]:
+    return [NewLine(time.time(), "INFO", f"line {n}", "stdout", {}) for n in range(count)]
+
+
+@pytest.fixture
+async def sqlite_storage(tmp_path: Path) -> AsyncIterator[Storage]:
+    store = Store(tmp_path / "sentra.db")
+    await store.open()
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def postgresql_storage(pg_url: str) -> AsyncIterator[Storage]:
+    store = PostgresStore(pg_url)
+    await store.open()
+    yield store
+    await store.close()
+
+
+@pytest.fixture(params=["sqlite_storage", "postgresql_storage"])
+def storage(request: pytest.FixtureRequest) -> Storage:
+    opened: Storage = request.getfixturevalue(request.param)
+    return opened
+
+
+async def test_callers_that_stop_waiting_do_not_stop_the_writer(storage: Storage) -> None:
+    await storage.append_lines("run-1", "alice", new_lines(1))
+    rename = asyncio.create_task(storage.update_agent("run-1", status=None, name="renamed", labels=None, reason=None))
+    append = asyncio.create_task(storage.append_lines("run-1", "alice", new_lines(2)))
+    await asyncio.sleep(0)  # both are queued
+    rename.cancel()
+    append.cancel()
+    # The writer goes on: the abandoned writes are done, and the next one is answered.
+    later = await asyncio.wait_for(storage.append_lines("run-1", "alice", new_lines(1)), 10)
+    assert (later.first_seq, later.last_seq) == (4, 4)
+    agent = await storage.get_agent("run-1")
+    assert agent is not None and agent.name == "renamed" and agent.last_seq == 4
+    await asyncio.wait_for(storage.drain(), 10)
