@@ -13,13 +13,13 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
-import tornado.httpserver
 import tornado.netutil
 
 from sentra.app import make_app
 from sentra.auth import TokenService
 from sentra.bus import bus_from_config
 from sentra.config import Config, ConfigError, missing_extra
+from sentra.http1 import HTTP1Server
 from sentra.ratelimit import rate_limiter_from_config
 from sentra.registry import TopicRegistry
 from sentra.storage import Storage, storage_from_config
@@ -155,10 +155,10 @@ async def serve(
     store.listener = bus
     app = make_app(config, store, registry, tokens, limiter=limiter)
     # Bounded waits for headers and bodies: a client that trickles them in (slowloris) is cut, not kept forever.
-    server = tornado.httpserver.HTTPServer(
+    server = HTTP1Server(
         app,
         max_body_size=config["limits.max_body_size"],
-        idle_connection_timeout=config["server.header_timeout"],
+        header_timeout=config["server.header_timeout"],
         body_timeout=config["server.body_timeout"],
     )
     try:
@@ -167,7 +167,7 @@ async def serve(
         await bus.close()
         await store.close()
         raise StartupError(f"cannot listen on {host}:{config['server.port']}: {exc.strerror or exc}") from None
-    server.add_sockets(sockets)
+    await server.add_sockets(sockets)
     port = sockets[0].getsockname()[1]
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -11,13 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
-import tornado.httpserver
 from conftest import SECRET, make_token, open_stream
 
 from sentra.app import make_app
 from sentra.auth import TokenService
 from sentra.bus import LocalBus
 from sentra.config import load_config
+from sentra.http1 import HTTP1Server
 from sentra.lines import Line
 from sentra.models import Agent
 from sentra.registry import TopicRegistry
@@ -71,12 +71,12 @@ async def app(tmp_path: Path) -> AsyncIterator[App]:
     registry = TopicRegistry()
     bus = UnreliableBus(registry)
     store.listener = bus
-    server = tornado.httpserver.HTTPServer(make_app(config, store, registry, TokenService(config)))
+    server = HTTP1Server(make_app(config, store, registry, TokenService(config)), max_body_size=1 << 20)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
     sock.setblocking(False)
-    server.add_sockets([sock])
+    await server.add_sockets([sock])
     try:
         yield App(f"http://127.0.0.1:{sock.getsockname()[1]}", bus, registry)
     finally:

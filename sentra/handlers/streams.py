@@ -13,6 +13,7 @@ from sentra.errors import BadRequest, Forbidden, NotFound, TooManyRequests
 from sentra.handlers.agents import parse_label_arguments
 from sentra.handlers.base import BaseHandler
 from sentra.handlers.logs import query_from_arguments
+from sentra.http1 import Exchange
 from sentra.lines import Line, check_agent_id
 from sentra.models import Agent
 from sentra.registry import AgentUpdate, Resync, Subscription
@@ -35,7 +36,6 @@ class StreamHandler(BaseHandler):
     """The machinery every stream shares: SSE headers, a subscription, heartbeats, cut-offs, expiry."""
 
     sub: Subscription | None = None
-    _unsent = 0
 
     def on_connection_close(self) -> None:
         if self.sub is not None:
@@ -74,8 +74,8 @@ class StreamHandler(BaseHandler):
     def _on_cut(self, reason: str) -> None:
         # A reader that stopped reading may be parked in flush(): closing the socket frees it, and
         # the client resumes from its Last-Event-ID out of SQLite.
-        if reason in ("overflow", "closed") and self.request.connection is not None:
-            self.request.connection.close()  # type: ignore[attr-defined]
+        if reason in ("overflow", "closed") and isinstance(self.request.connection, Exchange):
+            self.request.connection.close()
 
     async def start_events(self) -> None:
         """Send the SSE headers and the reconnect hint at once, so the client knows it is connected
@@ -84,12 +84,6 @@ class StreamHandler(BaseHandler):
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
         self.set_header("Connection", "keep-alive")
-        stream = getattr(self.request.connection, "stream", None)
-        if stream is not None:
-            # Events are small writes with nothing coming back to carry the client's ACKs: with Nagle's
-            # algorithm on, each waited for the delayed ACK of the one before (tens of milliseconds).
-            # Tornado turns it back off when the response is finished, as after any request.
-            stream.set_nodelay(True)
         await self.send(sse.retry_hint(int(self.config["streams.retry"] * 1000)))
 
     async def send(self, data: bytes) -> None:
@@ -107,37 +101,13 @@ class StreamHandler(BaseHandler):
         still owing more than the subscriber buffer's worth of earlier lines is too slow and is cut; one
         large batch is not."""
         assert self.sub is not None
-        stream = getattr(self.request.connection, "stream", None)
-        if stream is None or stream.closed():
+        connection = self.request.connection
+        if not isinstance(connection, Exchange):
             self.sub.cut("closed")
             return
-        if self._unsent > self.sub.max_pending:
-            self.sub.cut("overflow")
-            return
-        data: bytes | memoryview = chunk
-        if not stream.writing():
-            # Nothing of this connection is queued, so the bytes go in order straight to the socket:
-            # one send(), without the stream's buffer, futures and write-state bookkeeping.
-            try:
-                sent = stream.socket.send(chunk)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                self.sub.cut("closed")
-                return
-            if sent == len(chunk):
-                return
-            data = memoryview(chunk)[sent:]
-        try:
-            written = stream.write(data)
-        except tornado.iostream.StreamClosedError:
-            self.sub.cut("closed")
-            return
-        self._unsent += lines
-        written.add_done_callback(lambda _: self._taken(lines))
-
-    def _taken(self, lines: int) -> None:
-        self._unsent -= lines
+        refused = connection.send_now(chunk, lines, self.sub.max_pending)
+        if refused is not None:
+            self.sub.cut(refused)
 
     async def next_items(self, heartbeat: bytes) -> list[Any] | str:
         """Wait for queued items, sending heartbeats; a string is the reason the stream must end."""
@@ -264,8 +234,10 @@ class AgentStreamHandler(StreamHandler):
                 await self.send(self.encode(agent, held, cursor, extra))
         self._cursor, self._agent, self._query = cursor, agent, query
         while True:
-            if not self.sub.pending:
-                # Caught up: from here on lines are written as they are committed, without a wake-up.
+            connection = self.request.connection
+            if not self.sub.pending and isinstance(connection, Exchange) and connection.chunked:
+                # Caught up: from here on lines are written as they are committed, without a wake-up
+                # (as HTTP chunks framed once for every subscriber: an HTTP/1.0 reader takes the slow path).
                 self.sub.direct = self._deliver
             items = await self.next_items(self.heartbeat())
             self.sub.direct = None

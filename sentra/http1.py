@@ -1,0 +1,607 @@
+"""HTTP1Server: Sentra's HTTP/1.1 server, serving the Tornado application over asyncio transports.
+
+Tornado's own server reads every request through an IOStream coroutine with futures and timeouts per read,
+which costs more than Sentra's whole handling of a one-line POST. This server parses with Tornado's own
+functions (start line, headers, Content-Length and chunked framing, the same limits and the same answers to
+malformed input) but is driven by asyncio's protocol callbacks: a keep-alive request costs a buffer search and
+a few calls, and an idle stream holds a transport and one small object instead of a coroutine and its futures.
+Handlers, routing and everything above `tornado.httputil.HTTPConnection` are Tornado's, unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import socket
+from collections import deque
+from collections.abc import Awaitable, Callable
+from http.client import responses
+from typing import Any
+
+import tornado.iostream
+from tornado import httputil
+from tornado.http1connection import is_transfer_encoding_chunked, parse_hex_int, parse_int
+
+log = logging.getLogger("sentra.http")
+app_log = logging.getLogger("tornado.application")
+
+MAX_HEADER_SIZE = 65536  # Tornado's default
+READ_PAUSE_BYTES = 256 * 1024  # unread input kept while a request is being answered; past it, stop reading
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+_CR_OR_LF = re.compile(r"\r|\n")
+_CONTINUE = b"HTTP/1.1 100 (Continue)\r\n\r\n"
+
+
+class InputError(Exception):
+    """A request Sentra cannot read: answered with `status` and the message, then the connection closes."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _Context:
+    """What HTTPServerRequest reads from `connection.context`: the peer's address and the scheme."""
+
+    __slots__ = ("address", "protocol", "remote_ip")
+
+    def __init__(self, address: Any, family: int) -> None:
+        self.address = address
+        self.remote_ip = address[0] if family in (socket.AF_INET, socket.AF_INET6) and address else "0.0.0.0"
+        self.protocol = "http"
+
+    def __str__(self) -> str:
+        return str(self.remote_ip)
+
+
+def _done(exc: BaseException | None = None) -> asyncio.Future[None]:
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    if exc is None:
+        future.set_result(None)
+    else:
+        future.set_exception(exc)
+        future.exception()  # nobody has to look at it
+    return future
+
+
+class Exchange(httputil.HTTPConnection):
+    """One request and its response on a connection: the `request.connection` Tornado's handlers write to."""
+
+    def __init__(self, conn: HTTP1Protocol, start_line: httputil.RequestStartLine, headers: httputil.HTTPHeaders):
+        self.conn = conn
+        self.context = conn.context
+        self.start_line = start_line
+        self.request_headers = headers
+        self.max_body_size = conn.server.max_body_size
+        self.body_timeout = conn.server.body_timeout
+        self.keep_alive = _can_keep_alive(start_line, headers)
+        self.read_finished = False
+        self.write_finished = False
+        self.headers_written = False
+        self.chunked = False
+        self.remaining: int | None = None  # body bytes the response still owes to its Content-Length
+        self.close_callback: Callable[[], None] | None = None
+        # Event streams: (end offset in the bytes written, lines in that chunk) of chunks not yet sent.
+        self._written = 0
+        self._owed: deque[tuple[int, int]] = deque()
+        self._owed_lines = 0
+
+    # ---- tornado.httputil.HTTPConnection ---------------------------------------------------------
+
+    def write_headers(
+        self,
+        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+        headers: httputil.HTTPHeaders,
+        chunk: bytes | None = None,
+    ) -> asyncio.Future[None]:
+        """Send the status line and headers (and the first chunk), framing the body as Tornado does."""
+        assert isinstance(start_line, httputil.ResponseStartLine)
+        request = self.start_line
+        code = start_line.code
+        self.chunked = (
+            request.version == "HTTP/1.1"
+            and request.method != "HEAD"
+            and code not in (204, 304)
+            and not 100 <= code < 200
+            and "Content-Length" not in headers
+            and "Transfer-Encoding" not in headers
+        )
+        if request.version == "HTTP/1.1" and not self.keep_alive:
+            headers["Connection"] = "close"
+        if request.version == "HTTP/1.0" and self.request_headers.get("Connection", "").lower() == "keep-alive":
+            headers["Connection"] = "Keep-Alive"
+        if self.chunked:
+            headers["Transfer-Encoding"] = "chunked"
+        if request.method == "HEAD" or code == 304:
+            self.remaining = 0
+        elif "Content-Length" in headers:
+            self.remaining = parse_int(headers["Content-Length"])
+        else:
+            self.remaining = None
+            if not self.chunked and request.method != "HEAD" and code not in (204, 304):
+                self.keep_alive = False  # the body ends when the connection does
+        lines = [f"HTTP/1.1 {code} {start_line.reason}"]
+        lines.extend(f"{name}: {value}" for name, value in headers.get_all())
+        for line in lines:
+            if _CR_OR_LF.search(line):
+                raise ValueError(f"Illegal characters (CR or LF) in header: {line!r}")
+        self.headers_written = True
+        data = "\r\n".join(lines).encode("latin1") + b"\r\n\r\n"
+        if chunk:
+            data += self._frame(chunk)
+        return self.conn.send(data)
+
+    def write(self, chunk: bytes) -> asyncio.Future[None]:
+        """Send part of the body; the future resolves once the connection can take more."""
+        return self.conn.send(self._frame(chunk))
+
+    def finish(self) -> None:
+        """End the response; the connection then reads the next request, or closes."""
+        conn = self.conn
+        if self.remaining and not conn.closing:
+            conn.close()
+            raise httputil.HTTPOutputError(f"Tried to write {self.remaining} bytes less than Content-Length")
+        if self.chunked:
+            conn.send(b"0\r\n\r\n")
+        self.write_finished = True
+        if not self.read_finished:
+            # Closing is the only way not to read the rest of a body nobody wants.
+            self.keep_alive = False
+        conn.response_finished(self)
+
+    # ---- what Tornado's HTTP1Connection also offers handlers ---------------------------------------
+
+    def set_close_callback(self, callback: Callable[[], None] | None) -> None:
+        """Call `callback` if the connection closes before the response is finished."""
+        self.close_callback = callback
+
+    def set_max_body_size(self, max_body_size: int) -> None:
+        """The largest body this request may send (set before the body is read)."""
+        self.max_body_size = max_body_size
+
+    def set_body_timeout(self, timeout: float) -> None:
+        """The longest wait for this request's body."""
+        self.body_timeout = timeout
+
+    def close(self) -> None:
+        """Close the connection (if this exchange is still its current one)."""
+        if self.conn.exchange is self:
+            self.conn.close()
+
+    # ---- event streams ------------------------------------------------------------------------
+
+    def send_now(self, chunk: bytes, lines: int, max_owed: int) -> str | None:
+        """Write an already framed body chunk carrying `lines` lines without waiting; "closed" if the client has
+        gone, "overflow" if it still owes more than `max_owed` lines of earlier chunks (nothing is written then)."""
+        conn = self.conn
+        if conn.closing or conn.exchange is not self:
+            return "closed"
+        transport = conn.transport
+        if self._owed:
+            sent = self._written - transport.get_write_buffer_size()
+            owed = self._owed
+            while owed and owed[0][0] <= sent:
+                self._owed_lines -= owed.popleft()[1]
+            if self._owed_lines > max_owed:
+                return "overflow"
+        transport.write(chunk)
+        self._written += len(chunk)
+        if transport.get_write_buffer_size():
+            self._owed.append((self._written, lines))
+            self._owed_lines += lines
+        return None
+
+    def _frame(self, chunk: bytes) -> bytes:
+        if self.remaining is not None:
+            self.remaining -= len(chunk)
+            if self.remaining < 0:
+                self.conn.close()
+                raise httputil.HTTPOutputError("Tried to write more data than Content-Length")
+        if self.chunked and chunk:
+            return b"%x\r\n%b\r\n" % (len(chunk), chunk)
+        return chunk
+
+
+def _can_keep_alive(start_line: httputil.RequestStartLine, headers: httputil.HTTPHeaders) -> bool:
+    connection = headers.get("Connection")
+    if connection is not None:
+        connection = connection.lower()
+    if start_line.version == "HTTP/1.1":
+        return connection != "close"
+    if "Content-Length" in headers or is_transfer_encoding_chunked(headers) or start_line.method in ("HEAD", "GET"):
+        return connection == "keep-alive"
+    return False
+
+
+# Where the reader is in a request.
+_HEAD, _FIXED, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _LAST_CRLF, _ANSWERING, _CLOSED = range(8)
+
+
+class HTTP1Protocol(asyncio.Protocol):
+    """One client connection: reads requests one after another and hands each to the application."""
+
+    transport: asyncio.Transport
+    context: _Context
+
+    def __init__(self, server: HTTP1Server) -> None:
+        self.server = server
+        self.buffer = bytearray()
+        self.state = _HEAD
+        self.exchange: Exchange | None = None
+        self.delegate: httputil.HTTPMessageDelegate | None = None
+        self.body_left = 0  # bytes left of a fixed body or of the current chunk
+        self.body_total = 0
+        self.waiting = False  # the delegate returned an awaitable: nothing moves until it is done
+        self.closing = False
+        self.reading_paused = False
+        self._drain: list[asyncio.Future[None]] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    # ---- asyncio.Protocol ----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
+        sock = transport.get_extra_info("socket")
+        self.context = _Context(transport.get_extra_info("peername"), sock.family if sock is not None else 0)
+        self.server.connections.add(self)
+        self._arm(self.server.header_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        if self.state == _CLOSED:
+            return
+        self.buffer += data
+        if not self.waiting:
+            self._advance()
+        if len(self.buffer) > READ_PAUSE_BYTES and not self.reading_paused and not self.closing:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool | None:
+        return None  # close: a client that stopped sending is gone (as Tornado treats it)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        state, self.state = self.state, _CLOSED
+        self.server.connections.discard(self)
+        if not self.server.connections:
+            self.server.closed.set()
+        self._disarm()
+        for future in self._drain:
+            if not future.done():
+                future.set_exception(tornado.iostream.StreamClosedError())
+                future.exception()
+        self._drain.clear()
+        exchange, delegate = self.exchange, self.delegate
+        self.exchange = self.delegate = None
+        if exchange is None:
+            return
+        if state not in (_HEAD, _ANSWERING) and delegate is not None:
+            self._call(delegate.on_connection_close)
+        if not exchange.write_finished and exchange.close_callback is not None:
+            callback, exchange.close_callback = exchange.close_callback, None
+            self._call(callback)
+
+    def pause_writing(self) -> None:
+        self._drain_paused = True
+
+    def resume_writing(self) -> None:
+        self._drain_paused = False
+        waiters, self._drain = self._drain, []
+        for future in waiters:
+            if not future.done():
+                future.set_result(None)
+
+    _drain_paused = False
+
+    # ---- writing -------------------------------------------------------------------------------
+
+    def send(self, data: bytes) -> asyncio.Future[None]:
+        """Write `data`; the future resolves when the transport is below its high-water mark again."""
+        if self.closing:
+            return _done(tornado.iostream.StreamClosedError())
+        if data:
+            self.transport.write(data)
+        if not self._drain_paused:
+            return _done()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._drain.append(future)
+        return future
+
+    def close(self) -> None:
+        """Close after what is already written has been sent."""
+        if not self.closing:
+            self.closing = True
+            self._disarm()
+            self.transport.close()
+
+    def response_finished(self, exchange: Exchange) -> None:
+        """The current response is complete: close, or go on to the next request."""
+        if exchange is not self.exchange:
+            return
+        if not exchange.keep_alive:
+            self.close()
+            return
+        if self.state != _ANSWERING:
+            return  # still reading the body: the next request starts when it is read
+        self._next_request()
+
+    # ---- reading -------------------------------------------------------------------------------
+
+    def _next_request(self) -> None:
+        self.exchange = self.delegate = None
+        self.state = _HEAD
+        self._arm(self.server.header_timeout)
+        if self.buffer and not self.waiting:
+            asyncio.get_running_loop().call_soon(self._advance)
+        elif self.reading_paused:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    def _advance(self) -> None:
+        """Move through the buffer as far as it goes; stops at a pending delegate call or missing bytes."""
+        try:
+            while not self.waiting and self.state not in (_CLOSED, _ANSWERING) and not self.closing:
+                if not self._step():
+                    break
+        except InputError as exc:
+            self._refuse(str(exc), exc.status)
+        except httputil.HTTPInputError as exc:
+            self._refuse(str(exc), 400)
+        if self.reading_paused and len(self.buffer) <= READ_PAUSE_BYTES and not self.closing:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    def _step(self) -> bool:
+        """One move of the reader; False when it needs more bytes."""
+        state = self.state
+        buffer = self.buffer
+        if state == _HEAD:
+            return self._read_head()
+        if state == _FIXED:
+            if not buffer:
+                return False
+            take = min(len(buffer), self.body_left)
+            self.body_left -= take
+            chunk = bytes(buffer[:take])
+            del buffer[:take]
+            self._deliver(chunk)
+            if self.body_left == 0:
+                self._body_done()
+            return True
+        if state == _CHUNK_SIZE:
+            end = buffer.find(b"\r\n", 0, 66)
+            if end < 0:
+                if len(buffer) >= 66:
+                    raise InputError("invalid chunk size")
+                return False
+            try:
+                size = parse_hex_int(bytes(buffer[:end]).decode("latin1"))
+            except ValueError:
+                raise InputError("invalid chunk size") from None
+            del buffer[: end + 2]
+            if size == 0:
+                self.state = _LAST_CRLF
+                return True
+            self.body_total += size
+            if self.body_total > self._exchange().max_body_size:
+                raise InputError("chunked body too large", 413)
+            self.body_left = size
+            self.state = _CHUNK_DATA
+            return True
+        if state == _CHUNK_DATA:
+            if not buffer:
+                return False
+            take = min(len(buffer), self.body_left)
+            self.body_left -= take
+            chunk = bytes(buffer[:take])
+            del buffer[:take]
+            self._deliver(chunk)
+            if self.body_left == 0:
+                self.state = _CHUNK_END
+            return True
+        if state in (_CHUNK_END, _LAST_CRLF):
+            if len(buffer) < 2:
+                return False
+            if buffer[:2] != b"\r\n":
+                raise InputError("improperly terminated chunked request")
+            del buffer[:2]
+            if state == _LAST_CRLF:
+                self._body_done()
+            else:
+                self.state = _CHUNK_SIZE
+            return True
+        return False
+
+    def _read_head(self) -> bool:
+        buffer = self.buffer
+        found = _HEAD_END.search(buffer)
+        if found is None:
+            if len(buffer) > MAX_HEADER_SIZE:
+                raise InputError(f"the request's headers are above {MAX_HEADER_SIZE} bytes", 431)
+            return False
+        end = found.end()
+        if end > MAX_HEADER_SIZE:
+            raise InputError(f"the request's headers are above {MAX_HEADER_SIZE} bytes", 431)
+        text = buffer[:end].decode("latin1").lstrip("\r\n")
+        del buffer[:end]
+        if not text:
+            return True  # empty lines between requests are allowed (RFC 7230 3.5)
+        eol = text.find("\n")
+        start_line = httputil.parse_request_start_line(text[:eol].rstrip("\r"))
+        headers = httputil.HTTPHeaders.parse(text[eol:])
+        self._disarm()
+        exchange = self.exchange = Exchange(self, start_line, headers)
+        self.state = _ANSWERING  # until headers_received says how the body is read
+        delegate = self.delegate = self.server.delegate.start_request(self, exchange)
+        self._then(self._call(delegate.headers_received, start_line, headers), self._start_body)
+        return True
+
+    def _start_body(self) -> None:
+        """Choose how to read the body, as Tornado's HTTP1Connection does, once headers_received is done."""
+        exchange = self._exchange()
+        headers = exchange.request_headers
+        if headers.get("Expect") == "100-continue" and not exchange.write_finished:
+            self.transport.write(_CONTINUE)
+        length_header = headers.get("Content-Length")
+        length: int | None = None
+        if length_header is not None:
+            if "Transfer-Encoding" in headers:
+                raise InputError("Message with both Transfer-Encoding and Content-Length")
+            if "," in length_header:
+                pieces = re.split(r",\s*", length_header)
+                if any(piece != pieces[0] for piece in pieces):
+                    raise InputError(f"Multiple unequal Content-Lengths: {length_header!r}")
+                length_header = headers["Content-Length"] = pieces[0]
+            try:
+                length = parse_int(length_header)
+            except ValueError:
+                raise InputError(f"Only integer Content-Length is allowed: {length_header}") from None
+            if length > exchange.max_body_size:
+                raise InputError("Content-Length too long", 413)
+        self.body_total = 0
+        if is_transfer_encoding_chunked(headers):
+            self.state = _CHUNK_SIZE
+        elif length:
+            self.state = _FIXED
+            self.body_left = length
+        else:
+            self._body_done()
+            return
+        self._arm(exchange.body_timeout)
+
+    def _body_done(self) -> None:
+        exchange = self._exchange()
+        self._disarm()
+        exchange.read_finished = True
+        self.state = _ANSWERING
+        if not exchange.write_finished:
+            assert self.delegate is not None
+            self._call(self.delegate.finish)
+        elif exchange.keep_alive:
+            self._next_request()
+        else:
+            self.close()
+
+    def _deliver(self, chunk: bytes) -> None:
+        exchange = self._exchange()
+        if not exchange.write_finished and self.delegate is not None:
+            self._then(self._call(self.delegate.data_received, chunk), None)
+
+    def _exchange(self) -> Exchange:
+        assert self.exchange is not None
+        return self.exchange
+
+    def _then(self, result: Awaitable[None] | None, after: Callable[[], None] | None) -> None:
+        """Go on once a delegate call's awaitable (if it returned one) is done."""
+        if result is None or self.closing:
+            if after is not None and not self.closing:
+                after()
+            return
+        self.waiting = True
+        future = asyncio.ensure_future(result)
+
+        def resume(done: asyncio.Future[None]) -> None:
+            self.waiting = False
+            if done.cancelled() or done.exception() is not None:
+                if not done.cancelled():
+                    app_log.error("Uncaught exception", exc_info=done.exception())
+                self.close()
+                return
+            if self.closing:
+                return
+            try:
+                if after is not None:
+                    after()
+            except InputError as exc:
+                self._refuse(str(exc), exc.status)
+                return
+            except httputil.HTTPInputError as exc:
+                self._refuse(str(exc), 400)
+                return
+            self._advance()
+
+        future.add_done_callback(resume)
+
+    def _call(self, method: Callable[..., Any], *args: Any) -> Any:
+        """A delegate call: an exception is logged and closes the connection, as in Tornado."""
+        try:
+            return method(*args)
+        except httputil.HTTPInputError:
+            raise
+        except Exception:
+            app_log.error("Uncaught exception", exc_info=True)
+            self.close()
+            return None
+
+    def _refuse(self, message: str, status: int) -> None:
+        """Answer a request that cannot be read, in words, and close."""
+        log.info("malformed HTTP request from %s: %s", self.context, message)
+        exchange = self.exchange
+        if exchange is None or not exchange.headers_written:
+            reason = responses.get(status, "Bad Request")
+            body = f"{message}\n".encode()
+            self.transport.write(
+                f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode("latin1")
+                + body
+            )
+        self.close()
+
+    # ---- timeouts ------------------------------------------------------------------------------
+
+    def _arm(self, seconds: float | None) -> None:
+        self._disarm()
+        if seconds:
+            self._timer = asyncio.get_running_loop().call_later(seconds, self._timed_out)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        if self.state != _HEAD:
+            log.info("timeout reading body from %s", self.context)
+        self.close()
+
+
+class HTTP1Server:
+    """Listens on sockets and serves `delegate` (the Tornado Application) over HTTP/1.1."""
+
+    def __init__(
+        self,
+        delegate: httputil.HTTPServerConnectionDelegate,
+        *,
+        max_body_size: int,
+        header_timeout: float | None = None,
+        body_timeout: float | None = None,
+    ) -> None:
+        self.delegate = delegate
+        self.max_body_size = max_body_size
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
+        self.connections: set[HTTP1Protocol] = set()
+        self.closed = asyncio.Event()
+        self._servers: list[asyncio.Server] = []
+
+    async def add_sockets(self, sockets: list[socket.socket], backlog: int = 1024) -> None:
+        """Serve on bound sockets (tornado.netutil.bind_sockets makes them)."""
+        loop = asyncio.get_running_loop()
+        for sock in sockets:
+            self._servers.append(await loop.create_server(lambda: HTTP1Protocol(self), sock=sock, backlog=backlog))
+
+    def stop(self) -> None:
+        """Stop accepting connections; open ones carry on."""
+        for server in self._servers:
+            server.close()
+        self._servers.clear()
+
+    async def close_all_connections(self) -> None:
+        """Close every open connection (after what is written to it is sent) and wait until all are gone."""
+        for conn in list(self.connections):
+            conn.close()
+        while self.connections:
+            self.closed.clear()
+            await self.closed.wait()
