@@ -76,6 +76,8 @@ class Exchange(httputil.HTTPConnection):
         self.max_body_size = conn.server.max_body_size
         self.body_timeout = conn.server.body_timeout
         self.keep_alive = _can_keep_alive(start_line, headers)
+        # The client waits for "100 Continue" before sending the body: if the answer comes first, it never will.
+        self.awaiting_continue = headers.get("Expect") == "100-continue"
         self.read_finished = False
         self.write_finished = False
         self.headers_written = False
@@ -107,10 +109,10 @@ class Exchange(httputil.HTTPConnection):
             and "Content-Length" not in headers
             and "Transfer-Encoding" not in headers
         )
-        if request.version == "HTTP/1.1" and not self.keep_alive:
-            headers["Connection"] = "close"
-        if request.version == "HTTP/1.0" and self.request_headers.get("Connection", "").lower() == "keep-alive":
-            headers["Connection"] = "Keep-Alive"
+        if not self.read_finished:
+            # An answer before the whole body: the rest is read and dropped, then the connection closes (a client
+            # may stop sending a body once it has its answer, so no next request can be told from it).
+            self.keep_alive = False
         if self.chunked:
             headers["Transfer-Encoding"] = "chunked"
         if request.method == "HEAD" or code == 304:
@@ -121,6 +123,10 @@ class Exchange(httputil.HTTPConnection):
             self.remaining = None
             if not self.chunked and request.method != "HEAD" and code not in (204, 304):
                 self.keep_alive = False  # the body ends when the connection does
+        if request.version == "HTTP/1.1" and not self.keep_alive:
+            headers["Connection"] = "close"
+        if request.version == "HTTP/1.0" and self.keep_alive:
+            headers["Connection"] = "Keep-Alive"
         lines = [f"HTTP/1.1 {code} {start_line.reason}"]
         lines.extend(f"{name}: {value}" for name, value in headers.get_all())
         for line in lines:
@@ -145,9 +151,6 @@ class Exchange(httputil.HTTPConnection):
         if self.chunked:
             conn.send(b"0\r\n\r\n")
         self.write_finished = True
-        if not self.read_finished:
-            # Closing is the only way not to read the rest of a body nobody wants.
-            self.keep_alive = False
         conn.response_finished(self)
 
     # ---- what Tornado's HTTP1Connection also offers handlers ---------------------------------------
@@ -319,11 +322,14 @@ class HTTP1Protocol(asyncio.Protocol):
         """The current response is complete: close, or go on to the next request."""
         if exchange is not self.exchange:
             return
+        if not exchange.read_finished and not exchange.awaiting_continue:
+            # The client may still be sending its body: closing now, with its bytes unread, would reset the
+            # connection and destroy the answer before the client reads it. The body is read (up to the body size
+            # limit and the body timeout) and dropped, and _body_done closes.
+            return
         if not exchange.keep_alive:
             self.close()
             return
-        if self.state != _ANSWERING:
-            return  # still reading the body: the next request starts when it is read
         self._next_request()
 
     # ---- reading -------------------------------------------------------------------------------
@@ -441,8 +447,9 @@ class HTTP1Protocol(asyncio.Protocol):
         """Choose how to read the body, as Tornado's HTTP1Connection does, once headers_received is done."""
         exchange = self._exchange()
         headers = exchange.request_headers
-        if headers.get("Expect") == "100-continue" and not exchange.write_finished:
+        if exchange.awaiting_continue and not exchange.write_finished:
             self.transport.write(_CONTINUE)
+            exchange.awaiting_continue = False
         length_header = headers.get("Content-Length")
         length: int | None = None
         if length_header is not None:
@@ -478,10 +485,8 @@ class HTTP1Protocol(asyncio.Protocol):
         if not exchange.write_finished:
             assert self.delegate is not None
             self._call(self.delegate.finish)
-        elif exchange.keep_alive:
-            self._next_request()
         else:
-            self.close()
+            self.close()  # answered before its body, which was read only so that the client reads the answer
 
     def _deliver(self, chunk: bytes) -> None:
         exchange = self._exchange()

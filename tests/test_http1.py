@@ -538,3 +538,36 @@ async def test_chunk_size_far_above_the_body_limit_is_413_in_words(
     await refused_in_words(conn, 413, "too large")
     assert await stored(server, "huge") is None
     await still_serving(server)
+
+
+async def test_body_above_the_limit_sent_whole_gets_the_413_not_a_reset(
+    start_server: ServerFactory, connect: Connect
+) -> None:
+    server = await start_server(**{"limits.max_body_size": 1024})
+    body = ndjson("x" * 1000) * 20_000  # 20 MB, sent whole without waiting for an answer
+    conn = await connect(server.port)
+    conn.writer.write(post(server, "upload", body))
+    answer = await conn.answer(timeout=20)
+    assert answer.status == 413, answer
+    assert answer.json()["error"]["code"] == "body_too_large" and "1024" in answer.json()["error"]["message"]
+    assert answer.headers["connection"] == "close"
+    await asyncio.wait_for(conn.writer.drain(), 20)
+    assert await conn.closed(within=20)
+    # The same for a body refused for its sender before it is read.
+    anonymous = await connect(server.port)
+    anonymous.writer.write(request("POST", "/api/agents/upload/logs", body=body, headers={"Content-Type": NDJSON}))
+    refused = await anonymous.answer(timeout=20)
+    assert refused.status == 401 and refused.headers["connection"] == "close"
+    assert await stored(server, "upload") is None
+
+
+async def test_client_stalling_after_an_early_answer_is_cut_after_the_body_timeout(
+    start_server: ServerFactory, connect: Connect
+) -> None:
+    server = await start_server(**{"limits.max_body_size": 1024, "server.body_timeout": "1s"})
+    conn = await connect(server.port)
+    await conn.send(post(server, "stop", b"", Content_Length="100000") + b"x" * 5000)
+    answer = await conn.answer()
+    assert answer.status == 413 and answer.headers["connection"] == "close"
+    assert await conn.closed(within=10)
+    assert await stored(server, "stop") is None
