@@ -60,10 +60,19 @@ class BaseHandler(tornado.web.RequestHandler):
         """Prometheus counters."""
         return self.settings["sentra_metrics"]  # type: ignore[no-any-return]
 
+    def header(self, name: str) -> str | None:
+        """A request header's value (repeated fields joined by commas), or None if it was not sent.
+
+        HTTPHeaders.get answers a missing name by raising and catching KeyError, which profiles of stream
+        opens showed as one of their largest costs; get_list does not raise.
+        """
+        values = self.request.headers.get_list(name)
+        return ",".join(values) if values else None
+
     def set_default_headers(self) -> None:
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Referrer-Policy", "no-referrer")
-        origin = self.request.headers.get("Origin")
+        origin = self.header("Origin")
         if origin and origin in self.config["server.cors_origins"]:
             self.set_header("Access-Control-Allow-Origin", origin)
             self.set_header("Access-Control-Allow-Credentials", "true")
@@ -84,7 +93,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def token_from_request(self) -> str | None:
         """The bearer token from the Authorization header, ?token= or the viewer's cookie."""
-        header = self.request.headers.get("Authorization")
+        header = self.header("Authorization")
         if header is not None:
             scheme, _, value = header.partition(" ")
             if scheme.lower() != "bearer" or not value.strip():
@@ -155,7 +164,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def declared_length(self) -> int | None:
         """The body size the Content-Length header announces, if it is a plain decimal number."""
-        length = self.request.headers.get("Content-Length")
+        length = self.header("Content-Length")
         if length is None or not length.isascii() or not length.isdigit():
             return None
         # int() refuses thousands of digits; any length that long is far above every limit anyway.

@@ -73,7 +73,7 @@ class LogsHandler(BaseHandler):
             self._reject_too_large(f"the body is above the limit of {self.config['limits.max_body_size']} bytes")
         lines = parse_body(
             b"".join(self._chunks),
-            self.request.headers.get("Content-Type", ""),
+            self.header("Content-Type") or "",
             max_line_size=self.config["limits.max_line_size"],
             max_lines=self.config["limits.max_lines_per_request"],
         )
@@ -87,7 +87,7 @@ class LogsHandler(BaseHandler):
                     code="rate_limited",
                     headers={"Retry-After": str(retry)},
                 )
-        key = self.request.headers.get("Idempotency-Key")
+        key = self.header("Idempotency-Key")
         if key is not None and not 0 < len(key) <= 255:
             raise BadRequest("Idempotency-Key must be 1-255 characters", code="invalid_idempotency_key")
         name = next((str(line.fields["agent_name"]) for line in lines if "agent_name" in line.fields), "")[

@@ -43,7 +43,7 @@ class StreamHandler(BaseHandler):
 
     def resume_argument(self) -> str | None:
         """The resume point: the Last-Event-ID header wins over ?after=."""
-        header = self.request.headers.get("Last-Event-ID")
+        header = self.header("Last-Event-ID")
         if header is not None and header.strip():
             return header.strip()
         # An empty header is what a client with no event yet may send; an empty ?after= is a mistake.
