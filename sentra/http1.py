@@ -278,6 +278,10 @@ class HTTP1Protocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         state, self.state = self.state, _CLOSED
+        if getattr(self.transport, "_read_ready_cb", None) is not None:
+            # asyncio's selector transport keeps a bound method of itself there and never clears it: left alone,
+            # every closed connection (transport, socket, dicts) waits for the cycle collector to be freed.
+            self.transport._read_ready_cb = None  # type: ignore[attr-defined]
         self.server.connections.discard(self)
         if not self.server.connections:
             self.server.closed.set()

@@ -10,6 +10,7 @@ trickled headers and bodies against a server process are in tests/reliability/te
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -571,3 +572,34 @@ async def test_client_stalling_after_an_early_answer_is_cut_after_the_body_timeo
     assert answer.status == 413 and answer.headers["connection"] == "close"
     assert await conn.closed(within=10)
     assert await stored(server, "stop") is None
+
+
+async def test_closed_connections_are_freed_at_once_not_left_to_the_cycle_collector(
+    server: RunningServer, connect: Connect
+) -> None:
+    # Memory goes back when connections close only if nothing of them waits for a garbage collection.
+    gc.collect()
+    gc.disable()
+    try:
+        conns = [await connect(server.port) for _ in range(20)]
+        for conn in conns:
+            await conn.send(request("GET", "/healthz", server))
+            assert (await conn.answer()).status == 200
+        for conn in conns:
+            conn.close()
+            await conn.writer.wait_closed()
+        await still_serving(server)
+        await asyncio.sleep(0.2)
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        servers_side = [
+            garbage
+            for garbage in gc.garbage
+            if isinstance(garbage, asyncio.Transport)
+            and (garbage.get_extra_info("sockname") or ("", 0))[1] == server.port
+        ]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert servers_side == []
