@@ -15,7 +15,7 @@ from sentra import __version__
 from sentra.auth import ALL_SCOPES, TokenService, parse_ttl
 from sentra.commands import register_all
 from sentra.config import SETTINGS, Config, ConfigError, load_config
-from sentra.serve import StartupError, loop_factory, serve
+from sentra.serve import StartupError, loop_factory, serve, tune_gc
 from sentra.storage import revoke_token
 
 
@@ -55,6 +55,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Run the server in the foreground until Ctrl-C or SIGTERM."""
     config = config_from_args(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tune_gc()
     with asyncio.Runner(loop_factory=loop_factory(config)) as runner:
         runner.run(serve(config))
     return 0

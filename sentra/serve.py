@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import getpass
 import ipaddress
 import logging
@@ -34,6 +35,20 @@ REVOCATION_POLL = 1.0
 
 class StartupError(RuntimeError):
     """The server cannot start; the message is one line for the operator."""
+
+
+# The collector's first threshold is Python's 700 allocations scaled for a server whose heap holds every open
+# stream: with the default, opening 10,000 streams spent most of its time in collections of the older
+# generations (5.1 s of full collections in one benchmark run; 10,000 opens took 4.6 s, 2.1 s with this).
+GC_THRESHOLDS = (50_000, 10, 10)
+
+
+def tune_gc() -> None:
+    """Collect less often, and never scan the objects start-up made (modules, routes, settings): process-wide,
+    so only the server's own process calls it."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def is_loopback(host: str) -> bool:
