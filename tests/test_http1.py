@@ -582,8 +582,10 @@ async def test_closed_connections_are_freed_at_once_not_left_to_the_cycle_collec
     gc.disable()
     try:
         conns = [await connect(server.port) for _ in range(20)]
-        for conn in conns:
+        for number, conn in enumerate(conns):
             await conn.send(request("GET", "/healthz", server))
+            assert (await conn.answer()).status == 200
+            await conn.send(post(server, "freed", ndjson(f"line {number}")))
             assert (await conn.answer()).status == 200
         for conn in conns:
             conn.close()
