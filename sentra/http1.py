@@ -86,7 +86,7 @@ class Exchange(httputil.HTTPConnection):
         self.close_callback: Callable[[], None] | None = None
         # Event streams: (end offset in the bytes written, lines in that chunk) of chunks not yet sent.
         self._written = 0
-        self._owed: deque[tuple[int, int]] = deque()
+        self._owed: deque[tuple[int, int]] | None = None  # made on the first write the socket could not take
         self._owed_lines = 0
 
     # ---- tornado.httputil.HTTPConnection ---------------------------------------------------------
@@ -191,6 +191,8 @@ class Exchange(httputil.HTTPConnection):
         transport.write(chunk)
         self._written += len(chunk)
         if transport.get_write_buffer_size():
+            if self._owed is None:
+                self._owed = deque()
             self._owed.append((self._written, lines))
             self._owed_lines += lines
         return None
@@ -236,6 +238,25 @@ _HEAD, _FIXED, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _LAST_CRLF, _ANSWERING, _CL
 class HTTP1Protocol(asyncio.Protocol):
     """One client connection: reads requests one after another and hands each to the application."""
 
+    # Thousands of these stay open as event streams: no per-instance __dict__.
+    __slots__ = (
+        "_drain",
+        "_drain_paused",
+        "_timer",
+        "body_left",
+        "body_total",
+        "buffer",
+        "closing",
+        "context",
+        "delegate",
+        "exchange",
+        "reading_paused",
+        "server",
+        "state",
+        "transport",
+        "waiting",
+    )
+
     transport: asyncio.Transport
     context: _Context
 
@@ -251,6 +272,7 @@ class HTTP1Protocol(asyncio.Protocol):
         self.closing = False
         self.reading_paused = False
         self._drain: list[asyncio.Future[None]] = []
+        self._drain_paused = False
         self._timer: asyncio.TimerHandle | None = None
 
     # ---- asyncio.Protocol ----------------------------------------------------------------------
@@ -310,8 +332,6 @@ class HTTP1Protocol(asyncio.Protocol):
         for future in waiters:
             if not future.done():
                 future.set_result(None)
-
-    _drain_paused = False
 
     # ---- writing -------------------------------------------------------------------------------
 
