@@ -222,8 +222,48 @@ def _check_text(text: str, what: str) -> None:
         raise ValueError(f"{what} contains an unpaired UTF-16 surrogate") from None
 
 
+# Most lines are an object of these keys, spelled so, of the plain types: _plain_line reads those directly.
+_PLAIN_KEYS = frozenset(("message", "level", "ts", "source"))
+
+
+def _plain_line(obj: dict[str, Any], now: float, max_line_size: int) -> NewLine | None:
+    """The line of an object with only _PLAIN_KEYS, when it is valid and simple; None sends it the long way,
+    which gives the same line or says what is wrong."""
+    message = obj.get("message")
+    if type(message) is not str:
+        return None
+    if message.isascii():
+        size = len(message)
+    else:
+        try:
+            size = len(message.encode("utf-8"))
+        except UnicodeEncodeError:
+            return None
+    raw_level = obj.get("level", "INFO")
+    level = _LEVEL_NAMES.get(raw_level) if type(raw_level) is str else None
+    if level is None:
+        return None
+    ts = now
+    raw_ts = obj.get("ts")
+    if raw_ts is not None:
+        try:
+            ts = parse_ts(raw_ts)
+        except ValueError:
+            return None
+    elif "ts" in obj:
+        return None
+    source = obj.get("source", "")
+    if type(source) is not str or len(source) > 256 or not source.isascii() or size > max_line_size:
+        return None
+    return NewLine(ts, level, message, source, {})
+
+
 def line_from_object(obj: Any, now: float, max_line_size: int) -> NewLine:
     """A NewLine from one decoded JSON value (an object or a plain string); raises ValueError."""
+    if type(obj) is dict and obj.keys() <= _PLAIN_KEYS:
+        line = _plain_line(obj, now, max_line_size)
+        if line is not None:
+            return line
     if isinstance(obj, str):
         obj = {"message": obj}
     if not isinstance(obj, dict):
@@ -352,6 +392,15 @@ def _json_items(text: str) -> list[tuple[int, Any]]:
 def _ndjson_items(text: str) -> list[tuple[int, Any]]:
     items: list[tuple[int, Any]] = []
     for number, raw in enumerate(text.split("\n"), start=1):
+        # A line that is one JSON value with no space around it is the common case: decode it in one call.
+        # Anything else (blank, padded, invalid) takes the careful way below.
+        try:
+            value, end = _SCAN(raw, 0)
+        except (StopIteration, ValueError, RecursionError):
+            end = -1
+        if end == len(raw):
+            items.append((number, value))
+            continue
         if not raw.strip():
             continue
         try:
