@@ -33,8 +33,9 @@ _CR_OR_LF = re.compile(r"\r|\n")
 _CONTINUE = b"HTTP/1.1 100 (Continue)\r\n\r\n"
 
 
-class InputError(Exception):
-    """A request Sentra cannot read: answered with `status` and the message, then the connection closes."""
+class InputError(httputil.HTTPInputError):
+    """A request Sentra cannot read: answered with `status` (Tornado's own HTTPInputError: 400) and the message,
+    then the connection closes."""
 
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
@@ -77,7 +78,7 @@ class Exchange(httputil.HTTPConnection):
         self.body_timeout = conn.server.body_timeout
         self.keep_alive = _can_keep_alive(start_line, headers)
         # The client waits for "100 Continue" before sending the body: if the answer comes first, it never will.
-        self.awaiting_continue = _header(headers, "Expect") == "100-continue"
+        self.awaiting_continue = header_value(headers, "Expect") == "100-continue"
         self.read_finished = False
         self.write_finished = False
         self.headers_written = False
@@ -208,9 +209,9 @@ class Exchange(httputil.HTTPConnection):
         return chunk
 
 
-def _header(headers: httputil.HTTPHeaders, name: str) -> str | None:
-    """headers.get(name) without the KeyError HTTPHeaders raises and catches inside for a missing name (a cost
-    that showed in profiles of opening streams)."""
+def header_value(headers: httputil.HTTPHeaders, name: str) -> str | None:
+    """headers.get(name) (repeated fields joined by commas), without the KeyError HTTPHeaders raises and catches
+    inside for a name the request did not send: a cost that showed in profiles of opening streams."""
     values = headers.get_list(name)
     return ",".join(values) if values else None
 
@@ -221,7 +222,7 @@ def _chunked(headers: httputil.HTTPHeaders) -> bool:
 
 
 def _can_keep_alive(start_line: httputil.RequestStartLine, headers: httputil.HTTPHeaders) -> bool:
-    connection = _header(headers, "Connection")
+    connection = header_value(headers, "Connection")
     if connection is not None:
         connection = connection.lower()
     if start_line.version == "HTTP/1.1":
@@ -386,10 +387,8 @@ class HTTP1Protocol(asyncio.Protocol):
             while not self.waiting and self.state not in (_CLOSED, _ANSWERING) and not self.closing:
                 if not self._step():
                     break
-        except InputError as exc:
-            self._refuse(str(exc), exc.status)
         except httputil.HTTPInputError as exc:
-            self._refuse(str(exc), 400)
+            self._refuse(exc)
         if self.reading_paused and len(self.buffer) <= READ_PAUSE_BYTES and not self.closing:
             self.reading_paused = False
             self.transport.resume_reading()
@@ -401,13 +400,8 @@ class HTTP1Protocol(asyncio.Protocol):
         if state == _HEAD:
             return self._read_head()
         if state == _FIXED:
-            if not buffer:
+            if not self._take_body():
                 return False
-            take = min(len(buffer), self.body_left)
-            self.body_left -= take
-            chunk = bytes(buffer[:take])
-            del buffer[:take]
-            self._deliver(chunk)
             if self.body_left == 0:
                 self._body_done()
             return True
@@ -432,13 +426,8 @@ class HTTP1Protocol(asyncio.Protocol):
             self.state = _CHUNK_DATA
             return True
         if state == _CHUNK_DATA:
-            if not buffer:
+            if not self._take_body():
                 return False
-            take = min(len(buffer), self.body_left)
-            self.body_left -= take
-            chunk = bytes(buffer[:take])
-            del buffer[:take]
-            self._deliver(chunk)
             if self.body_left == 0:
                 self.state = _CHUNK_END
             return True
@@ -454,6 +443,18 @@ class HTTP1Protocol(asyncio.Protocol):
                 self.state = _CHUNK_SIZE
             return True
         return False
+
+    def _take_body(self) -> bool:
+        """Hand the buffered bytes of the body (up to `body_left`) to the handler; False if none are buffered."""
+        buffer = self.buffer
+        if not buffer:
+            return False
+        take = min(len(buffer), self.body_left)
+        self.body_left -= take
+        chunk = bytes(buffer[:take])
+        del buffer[:take]
+        self._deliver(chunk)
+        return True
 
     def _read_head(self) -> bool:
         buffer = self.buffer
@@ -486,7 +487,7 @@ class HTTP1Protocol(asyncio.Protocol):
         if exchange.awaiting_continue and not exchange.write_finished:
             self.transport.write(_CONTINUE)
             exchange.awaiting_continue = False
-        length_header = _header(headers, "Content-Length")
+        length_header = header_value(headers, "Content-Length")
         length: int | None = None
         if length_header is not None:
             if headers.get_list("Transfer-Encoding"):
@@ -554,11 +555,8 @@ class HTTP1Protocol(asyncio.Protocol):
             try:
                 if after is not None:
                     after()
-            except InputError as exc:
-                self._refuse(str(exc), exc.status)
-                return
             except httputil.HTTPInputError as exc:
-                self._refuse(str(exc), 400)
+                self._refuse(exc)
                 return
             self._advance()
 
@@ -575,8 +573,9 @@ class HTTP1Protocol(asyncio.Protocol):
             self.close()
             return None
 
-    def _refuse(self, message: str, status: int) -> None:
+    def _refuse(self, error: httputil.HTTPInputError) -> None:
         """Answer a request that cannot be read, in words, and close."""
+        message, status = str(error), getattr(error, "status", 400)
         log.info("malformed HTTP request from %s: %s", self.context, message)
         exchange = self.exchange
         if exchange is None or not exchange.headers_written:
