@@ -100,11 +100,9 @@ class StreamHandler(BaseHandler):
         """Write one HTTP chunk of events (framed by `frame_chunk`) to the socket without waiting. A reader
         still owing more than the subscriber buffer's worth of earlier lines is too slow and is cut; one
         large batch is not."""
-        assert self.sub is not None
         connection = self.request.connection
-        if not isinstance(connection, Exchange):
-            self.sub.cut("closed")
-            return
+        # Only installed (as the subscription's `direct`) on a chunked response of Sentra's HTTP server.
+        assert self.sub is not None and isinstance(connection, Exchange)
         refused = connection.send_now(chunk, lines, self.sub.max_pending)
         if refused is not None:
             self.sub.cut(refused)
