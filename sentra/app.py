@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import importlib.resources
-import logging
-import re
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 import tornado.web
 
+from sentra.access_log import log_access
 from sentra.auth import TokenService
 from sentra.config import Config
 from sentra.handlers.agent_events import AgentEventsHandler
 from sentra.handlers.agents import AgentHandler, AgentsHandler
 from sentra.handlers.base import NotFoundHandler
+from sentra.handlers.ingest import SentraApplication
 from sentra.handlers.logs import LogsHandler
 from sentra.handlers.session import SessionHandler
 from sentra.handlers.static import StaticHandler
@@ -28,8 +28,6 @@ from sentra.registry import TopicRegistry
 from sentra.storage import Storage
 
 AGENT = r"(?P<agent_id>[^/]+)"
-_TOKEN_IN_URL = re.compile(r"((?:^|[?&])(?:token|ticket)=)[^&]*")
-access_log = logging.getLogger("sentra.access")
 
 
 def viewer_files() -> Traversable:
@@ -40,26 +38,10 @@ def viewer_files() -> Traversable:
     return Path(__file__).resolve().parent.parent / "static"
 
 
-def mask_tokens(uri: str) -> str:
-    """The URI with the value of every token= or ticket= parameter replaced by ***."""
-    return _TOKEN_IN_URL.sub(r"\1***", uri)
-
-
 def log_request(handler: tornado.web.RequestHandler) -> None:
     """One access-log line per request, with tokens masked."""
-    status = handler.get_status()
-    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
     request = handler.request
-    millis = 1000.0 * request.request_time()
-    access_log.log(
-        level,
-        "%d %s %s (%s) %.1fms",
-        status,
-        request.method,
-        mask_tokens(request.uri or ""),
-        request.remote_ip,
-        millis,
-    )
+    log_access(handler.get_status(), request.method or "", request.uri or "", request.remote_ip, request.request_time())
 
 
 def make_app(
@@ -70,7 +52,7 @@ def make_app(
     *,
     static_files: Traversable | None = None,
     limiter: RateLimiter | None = None,
-) -> tornado.web.Application:
+) -> SentraApplication:
     """The Sentra application; tests build as many independent ones as they like."""
     metrics = Metrics(registry)
     store.on_commit = metrics.observe_commit
@@ -90,7 +72,7 @@ def make_app(
         (r"/api/.*", NotFoundHandler),
         (r"/(.*)", StaticHandler, {"root": viewer_files() if static_files is None else static_files}),
     ]
-    return tornado.web.Application(
+    return SentraApplication(
         routes,
         sentra_config=config,
         sentra_store=store,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 import tornado.web
+from tornado.httputil import HTTPHeaders
 
 from sentra.auth import LOCAL_PRINCIPAL, SCOPE_READ, SCOPE_WRITE, Principal, TokenService
 from sentra.config import Config
@@ -28,6 +30,65 @@ JSON_BODY_LIMIT = 1024 * 1024
 # A body over its limit is read and dropped up to this much more, so its sender gets a 413 rather
 # than a connection reset in the middle of its upload.
 DISCARD_ALLOWANCE = 64 * 1024 * 1024
+
+
+def default_headers(config: Config, origin: str | None) -> list[tuple[str, str]]:
+    """The headers every answer carries: no sniffing, no referrer, and CORS for an allowed origin."""
+    headers = [("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer")]
+    if origin and origin in config["server.cors_origins"]:
+        headers += [
+            ("Access-Control-Allow-Origin", origin),
+            ("Access-Control-Allow-Credentials", "true"),
+            ("Access-Control-Allow-Headers", "Authorization, Content-Type, Idempotency-Key, Last-Event-ID"),
+            ("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE, OPTIONS"),
+            ("Vary", "Origin"),
+        ]
+    return headers
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an Authorization header (None if none was sent); Unauthorized unless it says 'Bearer <token>'."""
+    if authorization is None:
+        return None
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise Unauthorized("the Authorization header must be 'Bearer <token>'", code="invalid_token")
+    return value.strip()
+
+
+def authenticate(tokens: TokenService | None, token: Callable[[], str | None]) -> Principal:
+    """The caller: the local user when auth is off, else whoever `token()` proves to be; 401 without a token."""
+    if tokens is None:
+        return LOCAL_PRINCIPAL
+    sent = token()
+    if sent is None:
+        raise Unauthorized(
+            "authentication required: send 'Authorization: Bearer <token>' or ?token=",
+            code="not_authenticated",
+        )
+    return tokens.verify(sent)
+
+
+def writer(principal: Principal) -> Principal:
+    """`principal`, if allowed to write logs (and not holding a read-only stream ticket); else Forbidden."""
+    principal.require(SCOPE_WRITE)
+    if principal.agent is not None:
+        raise Forbidden("a stream ticket can only read", code="insufficient_scope")
+    return principal
+
+
+def declared_length(headers: HTTPHeaders) -> int | None:
+    """The body size the Content-Length header announces, if it is a plain decimal number."""
+    length = header_value(headers, "Content-Length")
+    if length is None or not length.isascii() or not length.isdigit():
+        return None
+    # int() refuses thousands of digits; any length that long is far above every limit anyway.
+    return int(length) if len(length) <= 18 else 10**18
+
+
+def error_json(code: str, message: str) -> str:
+    """The body of every error answer."""
+    return json.dumps({"error": {"code": code, "message": message}}, ensure_ascii=False)
 
 
 @tornado.web.stream_request_body
@@ -66,17 +127,8 @@ class BaseHandler(tornado.web.RequestHandler):
         return header_value(self.request.headers, name)
 
     def set_default_headers(self) -> None:
-        self.set_header("X-Content-Type-Options", "nosniff")
-        self.set_header("Referrer-Policy", "no-referrer")
-        origin = self.header("Origin")
-        if origin and origin in self.config["server.cors_origins"]:
-            self.set_header("Access-Control-Allow-Origin", origin)
-            self.set_header("Access-Control-Allow-Credentials", "true")
-            self.set_header(
-                "Access-Control-Allow-Headers", "Authorization, Content-Type, Idempotency-Key, Last-Event-ID"
-            )
-            self.set_header("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE, OPTIONS")
-            self.set_header("Vary", "Origin")
+        for name, value in default_headers(self.config, self.header("Origin")):
+            self.set_header(name, value)
 
     def options(self, *args: str) -> None:
         """CORS pre-flight: answered (with headers only for allowed origins)."""
@@ -89,12 +141,9 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def token_from_request(self) -> str | None:
         """The bearer token from the Authorization header, ?token= or the viewer's cookie."""
-        header = self.header("Authorization")
-        if header is not None:
-            scheme, _, value = header.partition(" ")
-            if scheme.lower() != "bearer" or not value.strip():
-                raise Unauthorized("the Authorization header must be 'Bearer <token>'", code="invalid_token")
-            return value.strip()
+        token = bearer_token(self.header("Authorization"))
+        if token is not None:
+            return token
         token = self.get_query_argument("token", None)
         if token:
             return token
@@ -104,17 +153,7 @@ class BaseHandler(tornado.web.RequestHandler):
     def principal(self) -> Principal:
         """The authenticated caller; raises Unauthorized (401) if there is none."""
         if self._principal is None:
-            tokens = self.tokens
-            if tokens is None:
-                self._principal = LOCAL_PRINCIPAL
-            else:
-                token = self.token_from_request()
-                if token is None:
-                    raise Unauthorized(
-                        "authentication required: send 'Authorization: Bearer <token>' or ?token=",
-                        code="not_authenticated",
-                    )
-                self._principal = tokens.verify(token)
+            self._principal = authenticate(self.tokens, self.token_from_request)
         return self._principal
 
     async def agent_for(self, agent_id: str, scope: str = SCOPE_READ) -> Agent:
@@ -131,11 +170,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def require_write(self) -> Principal:
         """The caller, if allowed to write logs (and not holding a read-only stream ticket)."""
-        principal = self.principal
-        principal.require(SCOPE_WRITE)
-        if principal.agent is not None:
-            raise Forbidden("a stream ticket can only read", code="insufficient_scope")
-        return principal
+        return writer(self.principal)
 
     # ---- request and response bodies ----------------------------------------------------------
 
@@ -160,11 +195,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def declared_length(self) -> int | None:
         """The body size the Content-Length header announces, if it is a plain decimal number."""
-        length = self.header("Content-Length")
-        if length is None or not length.isascii() or not length.isdigit():
-            return None
-        # int() refuses thousands of digits; any length that long is far above every limit anyway.
-        return int(length) if len(length) <= 18 else 10**18
+        return declared_length(self.request.headers)
 
     def data_received(self, chunk: bytes) -> None:
         """Collect the body, dropping it once it is over the limit."""
@@ -242,7 +273,7 @@ class BaseHandler(tornado.web.RequestHandler):
         else:
             code, message = "internal_error", "internal server error; the server logged the details"
         self.set_header("Content-Type", JSON_TYPE)
-        self.finish(json.dumps({"error": {"code": code, "message": message}}, ensure_ascii=False))
+        self.finish(error_json(code, message))
 
 
 class NotFoundHandler(BaseHandler):

@@ -1,4 +1,4 @@
-"""POST /api/agents/{id}/logs (ingest) and GET /api/agents/{id}/logs (history)."""
+"""GET /api/agents/{id}/logs: an agent's history as JSON pages, NDJSON or a text download."""
 
 from __future__ import annotations
 
@@ -6,12 +6,10 @@ import tornado.iostream
 import tornado.web
 
 from sentra import sse
-from sentra.errors import BadRequest, Forbidden, PayloadTooLarge, TooManyRequests
-from sentra.handlers.agents import MAX_NAME_LENGTH
-from sentra.handlers.base import DISCARD_ALLOWANCE, BaseHandler
-from sentra.lines import LEVELS, Line, check_agent_id, parse_body, parse_level
+from sentra.errors import BadRequest
+from sentra.handlers.base import BaseHandler
+from sentra.lines import LEVELS, Line, parse_level
 from sentra.models import Agent
-from sentra.ratelimit import RateLimiter
 from sentra.storage import LineQuery
 
 HISTORY_DEFAULT_LIMIT = 1000
@@ -29,81 +27,11 @@ def query_from_arguments(handler: BaseHandler) -> LineQuery:
 
 
 class LogsHandler(BaseHandler):
-    """Ingest lines into an agent, or read its history."""
+    """An agent's history (GET); its ingest (POST) is answered by IngestRequest before routing."""
 
-    _chunks: list[bytes]
-    _size: int
-    _too_large: bool
-
-    async def prepare(self) -> None:
-        self._chunks, self._size, self._too_large = [], 0, True
-        if self.request.method != "POST":
-            return
-        limit = self.config["limits.max_body_size"]
-        # A chunked body over the limit is read and dropped for a while, so its sender gets a 413
-        # rather than a connection reset in the middle of its upload.
-        self.request.connection.set_max_body_size(limit + DISCARD_ALLOWANCE)  # type: ignore[union-attr]
-        # The documented order, before any of the body is read: who, may they write, whose agent.
-        principal = self.require_write()
-        agent_id = check_agent_id(self.path_kwargs["agent_id"])
-        agent = await self.store.get_agent(agent_id)
-        if agent is not None and not principal.may_access(agent.owner, agent.id):
-            raise Forbidden(f"agent {agent_id!r} belongs to another user", code="not_owner")
-        length = self.declared_length()
-        if length is not None and length > limit:
-            self._reject_too_large(f"the body is {length} bytes, above the limit of {limit}")
-        self._too_large = False
-
-    def _reject_too_large(self, message: str) -> None:
-        self.metrics.requests_rejected.labels("413").inc()
-        raise PayloadTooLarge(message, code="body_too_large")
-
-    def data_received(self, chunk: bytes) -> None:
-        self._size += len(chunk)
-        if self._size > self.config["limits.max_body_size"]:
-            self._too_large = True
-            self._chunks = []
-        elif not self._too_large:
-            self._chunks.append(chunk)
-
-    async def post(self, agent_id: str) -> None:
-        """Parse and commit a batch; answer only once it is durable."""
-        principal = self.principal
-        if self._too_large:
-            self._reject_too_large(f"the body is above the limit of {self.config['limits.max_body_size']} bytes")
-        lines = parse_body(
-            b"".join(self._chunks),
-            self.header("Content-Type") or "",
-            max_line_size=self.config["limits.max_line_size"],
-            max_lines=self.config["limits.max_lines_per_request"],
-        )
-        bucket: RateLimiter | None = self.settings.get("sentra_rate")
-        if bucket is not None:
-            wait = await bucket.take(principal.jti or principal.subject, len(lines))
-            if wait:
-                retry = max(1, int(wait + 0.999))
-                raise TooManyRequests(
-                    f"ingest rate above {bucket.rate} lines/s for this token; retry in {retry} s",
-                    code="rate_limited",
-                    headers={"Retry-After": str(retry)},
-                )
-        key = self.header("Idempotency-Key")
-        if key is not None and not 0 < len(key) <= 255:
-            raise BadRequest("Idempotency-Key must be 1-255 characters", code="invalid_idempotency_key")
-        name = next((str(line.fields["agent_name"]) for line in lines if "agent_name" in line.fields), "")[
-            :MAX_NAME_LENGTH
-        ]
-        result = await self.store.append_lines(
-            agent_id,
-            principal.subject,
-            lines,
-            may_write_any=principal.is_admin,
-            idempotency_key=key,
-            name=name,
-        )
-        if result.replayed:
-            self.set_header("Idempotent-Replayed", "true")
-        self.write_json(result.to_json())
+    def allowed_methods(self) -> list[str]:
+        """GET, and the POST IngestRequest answers (for a 405's Allow header)."""
+        return [*super().allowed_methods(), "POST"]
 
     async def get(self, agent_id: str) -> None:
         """History: after/before cursors, limit, level, q; JSON, NDJSON or a text download."""

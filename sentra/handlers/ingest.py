@@ -1,0 +1,306 @@
+"""POST /api/agents/{id}/logs (ingest), answered straight from the HTTP connection without a RequestHandler.
+
+Ingest is Sentra's hot path: an agent may POST one line at a time, thousands of times a second. Tornado's
+RequestHandler cycle (routing over every rule, a handler object, a task per request, header objects built and
+copied) cost more than parsing and committing the line, so this request is read by an HTTPMessageDelegate of its
+own. It keeps the handler's contract: the same checks in the same documented order (who, may they write, whose
+agent, how large, then the body), the same error shape, default headers, metrics and access log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+import urllib.parse
+from collections.abc import Awaitable
+from http.client import responses
+
+import tornado
+import tornado.iostream
+import tornado.web
+from tornado import httputil
+from tornado.escape import parse_qs_bytes
+
+from sentra.access_log import log_access
+from sentra.auth import Principal
+from sentra.errors import ApiError, BadRequest, Forbidden, PayloadTooLarge, TooManyRequests
+from sentra.handlers.agents import MAX_NAME_LENGTH
+from sentra.handlers.base import (
+    DISCARD_ALLOWANCE,
+    JSON_TYPE,
+    authenticate,
+    bearer_token,
+    declared_length,
+    default_headers,
+    error_json,
+    writer,
+)
+from sentra.http1 import header_value
+from sentra.lines import check_agent_id, parse_body
+from sentra.models import Agent, AppendResult
+from sentra.ratelimit import RateLimiter
+
+INGEST_PATH = re.compile(r"/api/agents/([^/]+)/logs")
+SERVER = f"TornadoServer/{tornado.version}"  # what Tornado's handlers say, so every answer looks alike
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0e-\x1f]")  # Tornado's RequestHandler turns these into spaces
+app_log = logging.getLogger("tornado.application")
+_date: tuple[int, str] = (0, "")
+
+
+def date_header(now: float) -> str:
+    """The Date header for `now`, formatted once a second."""
+    global _date
+    second = int(now)
+    if _date[0] != second:
+        _date = (second, httputil.format_timestamp(second))
+    return _date[1]
+
+
+class IngestRequest(httputil.HTTPMessageDelegate):
+    """One ingest request: checks on the headers, the body collected up to the limit, then one group commit."""
+
+    def __init__(
+        self,
+        app: tornado.web.Application,
+        conn: httputil.HTTPConnection,
+        start_line: httputil.RequestStartLine,
+        headers: httputil.HTTPHeaders,
+        agent_part: str,
+    ) -> None:
+        self.settings = app.settings
+        self.config = app.settings["sentra_config"]
+        self.conn = conn
+        self.start_line = start_line
+        self.headers = headers
+        self.agent_part = agent_part
+        self.started = time.time()
+        self.limit: int = self.config["limits.max_body_size"]
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.too_large = False
+        self.answered = False  # from the first byte of the answer on, the rest of the request is dropped
+        self.agent_id = ""
+        self.principal: Principal | None = None
+        self.task: asyncio.Future[None] | None = None
+
+    # ---- httputil.HTTPMessageDelegate ------------------------------------------------------------
+
+    def headers_received(
+        self, start_line: httputil.RequestStartLine | httputil.ResponseStartLine, headers: httputil.HTTPHeaders
+    ) -> Awaitable[None] | None:
+        """Who, may they write, whose agent, how large: refused here, before any of the body is read."""
+        try:
+            # A chunked body over the limit is read and dropped for a while, so its sender gets a 413
+            # rather than a connection reset in the middle of its upload.
+            self.conn.set_max_body_size(self.limit + DISCARD_ALLOWANCE)  # type: ignore[attr-defined]
+            agent_id = self._path_agent_id()
+            principal = writer(authenticate(self.settings["sentra_tokens"], self._token))
+            self.agent_id = check_agent_id(agent_id)
+            agent = self.settings["sentra_store"].cached_agent(agent_id)
+            if agent is None:
+                return self._check_stored(principal)
+            self._check(principal, agent)
+        except Exception as exc:
+            self._fail(exc)
+        return None
+
+    def data_received(self, chunk: bytes) -> None:
+        """Collect the body, dropping it once it is over the limit."""
+        if self.answered:
+            return
+        self.size += len(chunk)
+        if self.size > self.limit:
+            self.too_large = True
+            self.chunks = []
+        elif not self.too_large:
+            self.chunks.append(chunk)
+
+    def finish(self) -> None:
+        """The whole body is in: parse and commit it, and answer once it is durable."""
+        if not self.answered:
+            self.task = asyncio.ensure_future(self._commit())
+
+    # ---- the request's steps -----------------------------------------------------------------------
+
+    def _path_agent_id(self) -> str:
+        # As Tornado does for a path argument: percent-decoded, then read as UTF-8.
+        raw = urllib.parse.unquote_to_bytes(self.agent_part)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest(f"Invalid unicode in agent_id: {raw[:40]!r}") from None
+
+    def _token(self) -> str | None:
+        """The bearer token from the Authorization header, ?token= or the viewer's cookie (as BaseHandler)."""
+        token = bearer_token(header_value(self.headers, "Authorization"))
+        if token is not None:
+            return token
+        query = self.start_line.path.partition("?")[2]
+        if query:
+            values = parse_qs_bytes(query, keep_blank_values=True).get("token")
+            if values:
+                try:
+                    text = values[-1].decode("utf-8")
+                except UnicodeDecodeError:
+                    raise BadRequest(f"Invalid unicode in token: {values[-1][:40]!r}") from None
+                text = _CONTROL_CHARS.sub(" ", text).strip()
+                if text:
+                    return text
+        cookie = header_value(self.headers, "Cookie")
+        if cookie:
+            return httputil.parse_cookie(cookie).get(self.config["auth.cookie_name"]) or None
+        return None
+
+    async def _check_stored(self, principal: Principal) -> None:
+        try:
+            self._check(principal, await self.settings["sentra_store"].get_agent(self.agent_id))
+        except Exception as exc:
+            self._fail(exc)
+
+    def _check(self, principal: Principal, agent: Agent | None) -> None:
+        self.principal = principal
+        if agent is not None and not principal.may_access(agent.owner, agent.id):
+            raise Forbidden(f"agent {self.agent_id!r} belongs to another user", code="not_owner")
+        length = declared_length(self.headers)
+        if length is not None and length > self.limit:
+            raise self._too_large(f"the body is {length} bytes, above the limit of {self.limit}")
+
+    def _too_large(self, message: str) -> PayloadTooLarge:
+        self.settings["sentra_metrics"].requests_rejected.labels("413").inc()
+        return PayloadTooLarge(message, code="body_too_large")
+
+    async def _commit(self) -> None:
+        try:
+            if self.too_large:
+                raise self._too_large(f"the body is above the limit of {self.limit} bytes")
+            config = self.config
+            lines = parse_body(
+                b"".join(self.chunks),
+                header_value(self.headers, "Content-Type") or "",
+                max_line_size=config["limits.max_line_size"],
+                max_lines=config["limits.max_lines_per_request"],
+            )
+            self.chunks = []
+            principal = self.principal
+            assert principal is not None  # set by the checks on the headers, which passed
+            bucket: RateLimiter | None = self.settings.get("sentra_rate")
+            if bucket is not None:
+                wait = await bucket.take(principal.jti or principal.subject, len(lines))
+                if wait:
+                    retry = max(1, int(wait + 0.999))
+                    raise TooManyRequests(
+                        f"ingest rate above {bucket.rate} lines/s for this token; retry in {retry} s",
+                        code="rate_limited",
+                        headers={"Retry-After": str(retry)},
+                    )
+            key = header_value(self.headers, "Idempotency-Key")
+            if key is not None and not 0 < len(key) <= 255:
+                raise BadRequest("Idempotency-Key must be 1-255 characters", code="invalid_idempotency_key")
+            name = next((str(line.fields["agent_name"]) for line in lines if "agent_name" in line.fields), "")
+            result: AppendResult = await self.settings["sentra_store"].append_lines(
+                self.agent_id,
+                principal.subject,
+                lines,
+                may_write_any=principal.is_admin,
+                idempotency_key=key,
+                name=name[:MAX_NAME_LENGTH],
+            )
+        except Exception as exc:
+            self._fail(exc)
+            return
+        extra = [("Idempotent-Replayed", "true")] if result.replayed else []
+        self._answer(200, json.dumps(result.to_json()), extra)
+
+    # ---- answering -------------------------------------------------------------------------------
+
+    def _fail(self, exc: BaseException) -> None:
+        """Answer with the error's status and {"error": {"code", "message"}}; log what was not expected."""
+        if isinstance(exc, ApiError):
+            self._answer(exc.status_code, error_json(exc.code, exc.message), list(exc.headers.items()))
+            return
+        if isinstance(exc, tornado.iostream.StreamClosedError):
+            return
+        app_log.error("Uncaught exception in %s %s", self.start_line.method, self.agent_id or "ingest", exc_info=exc)
+        self._answer(500, error_json("internal_error", "internal server error; the server logged the details"), [])
+
+    def _answer(self, status: int, body: str, extra: list[tuple[str, str]]) -> None:
+        if self.answered:
+            return
+        self.answered = True
+        self.chunks = []
+        now = time.time()
+        data = body.encode("utf-8")
+        headers = httputil.HTTPHeaders()
+        headers["Server"] = SERVER
+        headers["Content-Type"] = JSON_TYPE
+        headers["Date"] = date_header(now)
+        for name, value in default_headers(self.config, header_value(self.headers, "Origin")):
+            headers[name] = value
+        for name, value in extra:
+            headers[name] = value
+        headers["Content-Length"] = str(len(data))
+        reason = responses.get(status, "Unknown")
+        try:
+            written = self.conn.write_headers(httputil.ResponseStartLine("HTTP/1.1", status, reason), headers, data)
+            written.add_done_callback(_look_at)
+            self.conn.finish()
+        except tornado.iostream.StreamClosedError:
+            pass  # the client left: what was committed stays committed
+        if self.config["server.access_log"]:
+            start = self.start_line
+            log_access(status, start.method, start.path, self.conn.context.remote_ip, now - self.started)  # type: ignore[attr-defined]
+
+
+def _look_at(future: asyncio.Future[None]) -> None:
+    """A write to a client that has gone fails; nobody has to hear of it."""
+    if not future.cancelled():
+        future.exception()
+
+
+class SentraApplication(tornado.web.Application):
+    """Tornado's Application, except that ingest requests go to IngestRequest instead of the routing table."""
+
+    # What this class answers itself, as (method, path template): the OpenAPI document lists these too.
+    direct_routes = frozenset({("post", "/api/agents/{agent_id}/logs")})
+
+    def start_request(self, server_conn: object, request_conn: httputil.HTTPConnection) -> httputil.HTTPMessageDelegate:
+        """A delegate that picks IngestRequest or Tornado's routing once it has seen the request line."""
+        return _Router(self, server_conn, request_conn)
+
+
+class _Router(httputil.HTTPMessageDelegate):
+    """Chooses, on the request line, who reads the request; then passes every call on to it."""
+
+    __slots__ = ("app", "request_conn", "server_conn", "target")
+
+    def __init__(self, app: SentraApplication, server_conn: object, request_conn: httputil.HTTPConnection) -> None:
+        self.app = app
+        self.server_conn = server_conn
+        self.request_conn = request_conn
+        self.target: httputil.HTTPMessageDelegate | None = None
+
+    def headers_received(
+        self, start_line: httputil.RequestStartLine | httputil.ResponseStartLine, headers: httputil.HTTPHeaders
+    ) -> Awaitable[None] | None:
+        if start_line.method == "POST":  # type: ignore[union-attr]
+            found = INGEST_PATH.fullmatch(start_line.path.partition("?")[0])  # type: ignore[union-attr]
+            if found is not None:
+                self.target = IngestRequest(self.app, self.request_conn, start_line, headers, found.group(1))  # type: ignore[arg-type]
+        if self.target is None:
+            self.target = tornado.web.Application.start_request(self.app, self.server_conn, self.request_conn)
+        return self.target.headers_received(start_line, headers)
+
+    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
+        assert self.target is not None
+        return self.target.data_received(chunk)
+
+    def finish(self) -> None:
+        assert self.target is not None
+        self.target.finish()
+
+    def on_connection_close(self) -> None:
+        if self.target is not None:
+            self.target.on_connection_close()
