@@ -51,6 +51,8 @@ class BuildError(Exception):
     """The pyz cannot be built; the message says why in one line."""
 
 
+# Distributions that are nothing without their compiled code: left out, and Sentra runs on asyncio's own loop.
+COMPILED_ONLY = frozenset({"uvloop"})
 # Modules that import the optional `scale` extra (asyncpg, redis-py), loaded only when a setting asks for them.
 SCALE_MODULES = frozenset(
     {
@@ -99,7 +101,7 @@ def runtime_distributions() -> list[importlib.metadata.Distribution]:
     pending = [req for r in declared_requirements() if (req := requirement_name(r))]
     while pending:
         name, conditional = pending.pop()
-        if name in found:
+        if name in found or name in COMPILED_ONLY:
             continue
         try:
             dist = importlib.metadata.distribution(name)

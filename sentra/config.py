@@ -115,8 +115,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "server.event_loop",
         "str",
-        "asyncio",
-        "Event loop: asyncio, or uvloop (less CPU per request and per stream write; needs the uvloop package).",
+        "auto",
+        "Event loop: uvloop (less CPU per request and per stream write), asyncio, or auto: uvloop when installed.",
     ),
     Setting(
         "server.metrics_allow",
@@ -293,9 +293,10 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"{config.source}: auth.algorithm must be HS256, HS384, HS512, RS256 or ES256")
     if config["auth.algorithm"][:2] in ("RS", "ES") and not config["auth.public_key_file"]:
         raise ConfigError(f"{config.source}: auth.algorithm {config['auth.algorithm']} needs auth.public_key_file")
-    if config["server.event_loop"] not in ("asyncio", "uvloop"):
+    if config["server.event_loop"] not in ("auto", "asyncio", "uvloop"):
         raise ConfigError(
-            f"{config.source}: server.event_loop must be 'asyncio' or 'uvloop', not {config['server.event_loop']!r}"
+            f"{config.source}: server.event_loop must be 'auto', 'asyncio' or 'uvloop',"
+            f" not {config['server.event_loop']!r}"
         )
     if config["storage.synchronous"].upper() not in ("NORMAL", "FULL"):
         raise ConfigError(f"{config.source}: storage.synchronous must be NORMAL or FULL")

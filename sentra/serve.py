@@ -131,11 +131,14 @@ def _banner(config: Config, port: int, tokens: TokenService | None, store: Stora
 
 def loop_factory(config: Config) -> Callable[[], asyncio.AbstractEventLoop] | None:
     """What makes the event loop `server.event_loop` names (None: asyncio's own)."""
-    if config["server.event_loop"] != "uvloop":
+    choice = config["server.event_loop"]
+    if choice == "asyncio":
         return None
     try:
         import uvloop
     except ImportError:
+        if choice == "auto":
+            return None  # e.g. in sentra.pyz, which carries no compiled code, or on Windows
         raise StartupError("server.event_loop = 'uvloop' needs the uvloop package: pip install uvloop") from None
     return uvloop.new_event_loop
 

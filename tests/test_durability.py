@@ -84,10 +84,13 @@ async def test_kill_9_at_random_moments_loses_no_acknowledged_line(tmp_path: Pat
     conn.close()
 
 
-@pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])
-async def test_sigterm_while_writing_answers_or_refuses_and_loses_nothing(tmp_path: Path, event_loop: str) -> None:
+# "auto", the default, is uvloop wherever uvloop is installed (a dependency of Sentra on Linux and macOS).
+@pytest.mark.parametrize(("setting", "event_loop"), [("asyncio", "asyncio"), ("uvloop", "uvloop"), ("auto", "uvloop")])
+async def test_sigterm_while_writing_answers_or_refuses_and_loses_nothing(
+    tmp_path: Path, setting: str, event_loop: str
+) -> None:
     db = tmp_path / "sentra.db"
-    proc = start_process(db, config=write_config(tmp_path, server={"event_loop": event_loop}))
+    proc = start_process(db, config=write_config(tmp_path, server={"event_loop": setting}))
     token = make_token("alice")
     acked: list[str] = []
     stop = asyncio.Event()

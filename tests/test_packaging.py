@@ -128,6 +128,7 @@ async def test_pyz_alone_in_an_empty_directory_takes_a_line_streams_it_and_serve
     assert answers == await viewer_answers(server.url), "the pyz serves the viewer unlike a checkout"
     assert [path.name for path in pyz.parent.iterdir()] == ["sentra.pyz"]
     assert viewer_file_names() <= set(zipfile.ZipFile(pyz).namelist())
+    assert not [name for name in zipfile.ZipFile(pyz).namelist() if name.startswith("uvloop/")], "compiled only"
 
 
 def test_pyz_runs_token_create_run_and_tail_like_the_sentra_command(pyz: Path, config: Path, tmp_path: Path) -> None:
