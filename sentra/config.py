@@ -103,7 +103,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("server.host", "str", "127.0.0.1", "Address to listen on; 0.0.0.0 exposes Sentra to the network."),
     Setting("server.port", "int", 8765, "TCP port to listen on; 0 picks a free one."),
     Setting("server.public_url", "str", "", "URL printed at start-up and used in links; empty: http://host:port."),
-    Setting("server.access_log", "bool", True, "Log one line per HTTP request (tokens in URLs are masked)."),
+    Setting(
+        "server.access_log",
+        "bool",
+        True,
+        "Log one line per HTTP request (tokens in URLs masked), written in batches within 0.5 s, warnings at once.",
+    ),
     Setting("server.cors_origins", "list", [], "Origins allowed to call the API from a browser; empty: CORS off."),
     Setting(
         "server.header_timeout",

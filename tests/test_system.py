@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import logging
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import RunningServer, ServerFactory, make_token
 from processes import start_process, write_config
+
+from sentra.access_log import BatchedLogHandler
 
 
 async def test_healthz_needs_no_token_and_checks_the_database(server: RunningServer) -> None:
@@ -51,6 +55,49 @@ async def test_access_log_masks_tokens_in_urls(start_server: ServerFactory, capl
     logged = "\n".join(record.getMessage() for record in caplog.records if record.name == "sentra.access")
     assert "/api/agents?token=***&limit=5" in logged and "ticket=***" in logged
     assert token not in logged and token.split(".")[2] not in logged
+
+
+def test_access_lines_are_written_together_within_half_a_second_and_warnings_at_once() -> None:
+    stream = io.StringIO()
+    handler = BatchedLogHandler(stream, logging.Formatter("%(levelname)s %(message)s"), seconds=0.5, lines=100)
+    logger = logging.getLogger("sentra.test-batched")
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    try:
+        logger.info("200 first")
+        logger.info("200 second")
+        assert stream.getvalue() == "", "info lines wait for the next write"
+        deadline = time.monotonic() + 2
+        while not stream.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert stream.getvalue() == "INFO 200 first\nINFO 200 second\n"
+        logger.info("200 third")
+        logger.warning("404 fourth")
+        assert stream.getvalue().endswith("INFO 200 third\nWARNING 404 fourth\n"), "a warning at once, in order"
+        for n in range(100):
+            logger.info("200 many %d", n)
+        assert stream.getvalue().endswith("INFO 200 many 99\n"), "a full batch goes out at once"
+        logger.info("200 last")
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    assert stream.getvalue().endswith("INFO 200 last\n"), "closing writes what waits"
+
+
+async def test_access_log_of_the_server_process_keeps_every_line_through_shutdown(tmp_path: Path) -> None:
+    proc = start_process(tmp_path / "sentra.db", config=write_config(tmp_path, server={"access_log": True}))
+    try:
+        headers = {"Authorization": f"Bearer {make_token('alice')}"}
+        async with httpx.AsyncClient(base_url=proc.url, headers=headers) as client:
+            for n in range(300):
+                assert (await client.post("/api/agents/logged/logs", json={"message": f"n{n}"})).status_code == 200
+            assert (await client.get("/api/nothing-here")).status_code == 404
+    finally:
+        assert proc.terminate() == 0
+    lines = [line for line in proc.stderr.splitlines() if "sentra.access" in line]
+    assert sum("INFO sentra.access: 200 POST /api/agents/logged/logs (127.0.0.1)" in line for line in lines) == 300
+    assert "WARNING sentra.access: 404 GET /api/nothing-here" in lines[-1]
 
 
 async def test_server_started_as_the_readme_says_prints_a_token_that_works(tmp_path: Path) -> None:
