@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Any
 
 import httpx
 import pytest
-from conftest import RunningServer
+from conftest import RunningServer, ServerFactory
 
 
 async def lines_of(client: httpx.AsyncClient, agent: str, **params: Any) -> list[dict[str, Any]]:
@@ -537,3 +538,47 @@ async def test_many_small_commits_keep_the_wal_file_small(server: RunningServer,
     assert len(await lines_of(alice, "walsize", limit=10000)) == 1200
     wal = server.db.with_name(server.db.name + "-wal")
     assert wal.stat().st_size < 12 * 1024 * 1024, f"the WAL grew to {wal.stat().st_size:,} bytes"
+
+
+# ---- the ingest answer is like every other answer (it is read without a request handler) ----------------
+
+
+async def test_ingest_takes_the_token_from_the_query_or_the_cookie_and_masks_it_in_the_access_log(
+    start_server: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await start_server(**{"server.access_log": True})
+    token = server.token("alice")
+    with caplog.at_level(logging.INFO, logger="sentra.access"):
+        async with httpx.AsyncClient(base_url=server.url) as anonymous:
+            by_query = await anonymous.post("/api/agents/q1/logs", params={"token": token}, json={"message": "a"})
+            refused = await anonymous.post("/api/agents/q1/logs", params={"token": " "}, json={"message": "b"})
+            bad_query = await anonymous.post("/api/agents/q1/logs?token=%ff", json={"message": "c"})
+        async with httpx.AsyncClient(base_url=server.url, cookies={"sentra_token": token}) as browser:
+            by_cookie = await browser.post("/api/agents/q1/logs", json={"message": "d"})
+    assert by_query.status_code == 200 and by_cookie.status_code == 200
+    assert refused.status_code == 401 and error_of(refused)["code"] == "not_authenticated"
+    assert bad_query.status_code == 400 and error_of(bad_query)["message"] == "Invalid unicode in token: b'\\xff'"
+    access = [record.getMessage() for record in caplog.records if record.name == "sentra.access"]
+    assert any("200 POST /api/agents/q1/logs?token=*** (127.0.0.1)" in line for line in access), access
+    assert all(token not in line for line in access)
+    async with server.client("alice") as alice:
+        assert [line["message"] for line in await lines_of(alice, "q1")] == ["a", "d"]
+
+
+async def test_ingest_answers_carry_the_security_and_cors_headers_of_every_answer(start_server: ServerFactory) -> None:
+    server = await start_server(**{"server.cors_origins": ["https://viewer.example"]})
+    async with server.client("alice") as alice:
+        for origin in ("https://viewer.example", "https://evil.example"):
+            ok = await alice.post("/api/agents/c1/logs", json={"message": "hi"}, headers={"Origin": origin})
+            refused = await alice.post("/api/agents/c1/logs", content=b"", headers={"Origin": origin})
+            for answer in (ok, refused):
+                assert answer.headers["x-content-type-options"] == "nosniff"
+                assert answer.headers["referrer-policy"] == "no-referrer"
+                assert answer.headers["content-type"] == "application/json; charset=utf-8"
+                assert answer.headers.get("access-control-allow-origin") == (
+                    origin if origin == "https://viewer.example" else None
+                )
+            assert ok.status_code == 200 and refused.status_code == 400
+        bad_path = await alice.post("/api/agents/%ff/logs", json={"message": "x"})
+    assert bad_path.status_code == 400
+    assert error_of(bad_path) == {"code": "bad_request", "message": "Invalid unicode in agent_id: b'\\xff'"}

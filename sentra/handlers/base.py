@@ -8,7 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 import tornado.web
-from tornado.httputil import HTTPHeaders
+from tornado.escape import parse_qs_bytes
+from tornado.httputil import HTTPHeaders, parse_cookie
 
 from sentra.auth import LOCAL_PRINCIPAL, SCOPE_READ, SCOPE_WRITE, Principal, TokenService
 from sentra.config import Config
@@ -23,6 +24,7 @@ from sentra.storage import Storage
 JSON_TYPE = "application/json; charset=utf-8"
 MAX_INT_ARGUMENT = 2**63 - 1  # SQLite's largest integer
 _DECIMAL = re.compile(r"-?[0-9]+")
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0e-\x1f]")  # what Tornado's query arguments turn into spaces
 
 
 # JSON bodies of the agent and session endpoints are small; ingest has its own, configurable limit.
@@ -54,6 +56,26 @@ def bearer_token(authorization: str | None) -> str | None:
     if scheme.lower() != "bearer" or not value.strip():
         raise Unauthorized("the Authorization header must be 'Bearer <token>'", code="invalid_token")
     return value.strip()
+
+
+def request_token(headers: HTTPHeaders, uri: str, cookie_name: str) -> str | None:
+    """The bearer token from the Authorization header, else ?token= (read as Tornado reads a query argument:
+    UTF-8, control characters as spaces, stripped), else the viewer's cookie; None if none was sent."""
+    token = bearer_token(header_value(headers, "Authorization"))
+    if token is not None:
+        return token
+    query = uri.partition("?")[2]
+    values = parse_qs_bytes(query, keep_blank_values=True).get("token") if query else None
+    if values:
+        try:
+            text = values[-1].decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest(f"Invalid unicode in token: {values[-1][:40]!r}") from None
+        text = _CONTROL_CHARS.sub(" ", text).strip()
+        if text:
+            return text
+    cookie = header_value(headers, "Cookie")
+    return (parse_cookie(cookie).get(cookie_name) or None) if cookie else None
 
 
 def authenticate(tokens: TokenService | None, token: Callable[[], str | None]) -> Principal:
@@ -141,13 +163,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def token_from_request(self) -> str | None:
         """The bearer token from the Authorization header, ?token= or the viewer's cookie."""
-        token = bearer_token(self.header("Authorization"))
-        if token is not None:
-            return token
-        token = self.get_query_argument("token", None)
-        if token:
-            return token
-        return self.get_cookie(self.config["auth.cookie_name"]) or None
+        return request_token(self.request.headers, self.request.uri or "", self.config["auth.cookie_name"])
 
     @property
     def principal(self) -> Principal:
@@ -189,13 +205,9 @@ class BaseHandler(tornado.web.RequestHandler):
         limit = self.body_limit()
         if self.request.connection is not None:
             self.request.connection.set_max_body_size(limit + DISCARD_ALLOWANCE)  # type: ignore[attr-defined]
-        length = self.declared_length()
+        length = declared_length(self.request.headers)
         if length is not None and length > limit:
             raise PayloadTooLarge(f"the body is {length} bytes, above the limit of {limit}", code="body_too_large")
-
-    def declared_length(self) -> int | None:
-        """The body size the Content-Length header announces, if it is a plain decimal number."""
-        return declared_length(self.request.headers)
 
     def data_received(self, chunk: bytes) -> None:
         """Collect the body, dropping it once it is over the limit."""

@@ -22,7 +22,6 @@ import tornado
 import tornado.iostream
 import tornado.web
 from tornado import httputil
-from tornado.escape import parse_qs_bytes
 
 from sentra.access_log import log_access
 from sentra.auth import Principal
@@ -32,10 +31,10 @@ from sentra.handlers.base import (
     DISCARD_ALLOWANCE,
     JSON_TYPE,
     authenticate,
-    bearer_token,
     declared_length,
     default_headers,
     error_json,
+    request_token,
     writer,
 )
 from sentra.http1 import header_value
@@ -45,7 +44,6 @@ from sentra.ratelimit import RateLimiter
 
 INGEST_PATH = re.compile(r"/api/agents/([^/]+)/logs")
 SERVER = f"TornadoServer/{tornado.version}"  # what Tornado's handlers say, so every answer looks alike
-_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0e-\x1f]")  # Tornado's RequestHandler turns these into spaces
 app_log = logging.getLogger("tornado.application")
 _date: tuple[int, str] = (0, "")
 
@@ -62,19 +60,13 @@ def date_header(now: float) -> str:
 class IngestRequest(httputil.HTTPMessageDelegate):
     """One ingest request: checks on the headers, the body collected up to the limit, then one group commit."""
 
-    def __init__(
-        self,
-        app: tornado.web.Application,
-        conn: httputil.HTTPConnection,
-        start_line: httputil.RequestStartLine,
-        headers: httputil.HTTPHeaders,
-        agent_part: str,
-    ) -> None:
+    start_line: httputil.RequestStartLine
+    headers: httputil.HTTPHeaders
+
+    def __init__(self, app: tornado.web.Application, conn: httputil.HTTPConnection, agent_part: str) -> None:
         self.settings = app.settings
         self.config = app.settings["sentra_config"]
         self.conn = conn
-        self.start_line = start_line
-        self.headers = headers
         self.agent_part = agent_part
         self.started = time.time()
         self.limit: int = self.config["limits.max_body_size"]
@@ -84,7 +76,7 @@ class IngestRequest(httputil.HTTPMessageDelegate):
         self.answered = False  # from the first byte of the answer on, the rest of the request is dropped
         self.agent_id = ""
         self.principal: Principal | None = None
-        self.task: asyncio.Future[None] | None = None
+        self.task: asyncio.Future[None] | None = None  # held, so the commit is not collected while it waits
 
     # ---- httputil.HTTPMessageDelegate ------------------------------------------------------------
 
@@ -92,6 +84,8 @@ class IngestRequest(httputil.HTTPMessageDelegate):
         self, start_line: httputil.RequestStartLine | httputil.ResponseStartLine, headers: httputil.HTTPHeaders
     ) -> Awaitable[None] | None:
         """Who, may they write, whose agent, how large: refused here, before any of the body is read."""
+        assert isinstance(start_line, httputil.RequestStartLine)
+        self.start_line, self.headers = start_line, headers
         try:
             # A chunked body over the limit is read and dropped for a while, so its sender gets a 413
             # rather than a connection reset in the middle of its upload.
@@ -134,25 +128,7 @@ class IngestRequest(httputil.HTTPMessageDelegate):
             raise BadRequest(f"Invalid unicode in agent_id: {raw[:40]!r}") from None
 
     def _token(self) -> str | None:
-        """The bearer token from the Authorization header, ?token= or the viewer's cookie (as BaseHandler)."""
-        token = bearer_token(header_value(self.headers, "Authorization"))
-        if token is not None:
-            return token
-        query = self.start_line.path.partition("?")[2]
-        if query:
-            values = parse_qs_bytes(query, keep_blank_values=True).get("token")
-            if values:
-                try:
-                    text = values[-1].decode("utf-8")
-                except UnicodeDecodeError:
-                    raise BadRequest(f"Invalid unicode in token: {values[-1][:40]!r}") from None
-                text = _CONTROL_CHARS.sub(" ", text).strip()
-                if text:
-                    return text
-        cookie = header_value(self.headers, "Cookie")
-        if cookie:
-            return httputil.parse_cookie(cookie).get(self.config["auth.cookie_name"]) or None
-        return None
+        return request_token(self.headers, self.start_line.path, self.config["auth.cookie_name"])
 
     async def _check_stored(self, principal: Principal) -> None:
         try:
@@ -288,7 +264,7 @@ class _Router(httputil.HTTPMessageDelegate):
         if start_line.method == "POST":  # type: ignore[union-attr]
             found = INGEST_PATH.fullmatch(start_line.path.partition("?")[0])  # type: ignore[union-attr]
             if found is not None:
-                self.target = IngestRequest(self.app, self.request_conn, start_line, headers, found.group(1))  # type: ignore[arg-type]
+                self.target = IngestRequest(self.app, self.request_conn, found.group(1))
         if self.target is None:
             self.target = tornado.web.Application.start_request(self.app, self.server_conn, self.request_conn)
         return self.target.headers_received(start_line, headers)
