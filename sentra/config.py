@@ -124,6 +124,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Event loop: uvloop (less CPU per request and per stream write), asyncio, or auto: uvloop when installed.",
     ),
     Setting(
+        "server.return_memory_after",
+        "int",
+        1000,
+        "After this many connections close (at least as many as stay open), collect garbage and hand freed memory"
+        " back to the system; 0: never.",
+    ),
+    Setting(
         "server.metrics_allow",
         "list",
         ["127.0.0.1", "::1"],
@@ -323,6 +330,8 @@ def _validate(config: Config) -> None:
         )
     if not 0 <= config["server.port"] <= 65535:
         raise ConfigError(f"{config.source}: server.port must be between 0 and 65535")
+    if config["server.return_memory_after"] < 0:
+        raise ConfigError(f"{config.source}: server.return_memory_after must be 0 (never) or a number of connections")
 
 
 def settings_markdown() -> str:

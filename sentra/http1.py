@@ -308,6 +308,8 @@ class HTTP1Protocol(asyncio.Protocol):
         self.server.connections.discard(self)
         if not self.server.connections:
             self.server.closed.set()
+        if self.server.on_close is not None:
+            self.server.on_close(len(self.server.connections))
         self._disarm()
         for future in self._drain:
             if not future.done():
@@ -617,8 +619,10 @@ class HTTP1Server:
         max_body_size: int,
         header_timeout: float | None = None,
         body_timeout: float | None = None,
+        on_close: Callable[[int], None] | None = None,
     ) -> None:
         self.delegate = delegate
+        self.on_close = on_close  # called with the number still open after each connection closes
         self.max_body_size = max_body_size
         self.header_timeout = header_timeout
         self.body_timeout = body_timeout

@@ -21,6 +21,7 @@ from sentra.auth import TokenService
 from sentra.bus import bus_from_config
 from sentra.config import Config, ConfigError, missing_extra
 from sentra.http1 import HTTP1Server
+from sentra.memory import MemoryReturn
 from sentra.ratelimit import rate_limiter_from_config
 from sentra.registry import TopicRegistry
 from sentra.storage import Storage, storage_from_config
@@ -172,12 +173,14 @@ async def serve(
         raise StartupError(f"cannot connect to the bus {config['bus.url']}: {exc.strerror or exc}") from None
     store.listener = bus
     app = make_app(config, store, registry, tokens, limiter=limiter)
+    memory = MemoryReturn(config["server.return_memory_after"])
     # Bounded waits for headers and bodies: a client that trickles them in (slowloris) is cut, not kept forever.
     server = HTTP1Server(
         app,
         max_body_size=config["limits.max_body_size"],
         header_timeout=config["server.header_timeout"],
         body_timeout=config["server.body_timeout"],
+        on_close=memory.connection_closed,
     )
     try:
         sockets = tornado.netutil.bind_sockets(config["server.port"], host, family=socket.AF_UNSPEC)
@@ -208,6 +211,8 @@ async def serve(
     finally:
         log.info("shutting down: no new connections, ending streams, flushing writes")
         server.stop()
+        server.on_close = None
+        memory.cancel()
         if bridge is not None:
             await bridge.close()
         registry.cut_all("shutdown")

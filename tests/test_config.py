@@ -63,6 +63,10 @@ def test_serve_help_lists_every_setting() -> None:
         ("[streams]\nheartbeat = 'soon'\n", "streams.heartbeat: 'soon' is not a duration such as 15s, 5m, 24h or 30d"),
         ("[auth]\nmode = 'open'\n", "auth.mode must be 'jwt' or 'none', not 'open'"),
         ("[server]\nevent_loop = 'trio'\n", "server.event_loop must be 'auto', 'asyncio' or 'uvloop', not 'trio'"),
+        (
+            "[server]\nreturn_memory_after = -1\n",
+            "server.return_memory_after must be 0 (never) or a number of connections",
+        ),
         ("[auth]\nalgorithm = 'RS256'\n", "auth.algorithm RS256 needs auth.public_key_file"),
         ("[server\n", "not valid TOML"),
         ("[storage]\nurl = 'mysql://db/sentra'\n", "storage.url must start with sqlite:/// or postgresql://"),

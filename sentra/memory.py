@@ -1,0 +1,90 @@
+"""Memory handed back to the system after many connections close: a full collection, then glibc's malloc_trim."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import gc
+import logging
+import os
+import time
+from collections.abc import Callable
+
+log = logging.getLogger("sentra")
+QUIET_SECONDS = 0.25  # closes still coming in this window put the release off
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None where the C library has none (musl, macOS, Windows)."""
+    try:
+        libc = ctypes.CDLL(None)
+        trim: Callable[[int], int] = libc.malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return None
+    return trim
+
+
+def resident_bytes() -> int | None:
+    """This process's resident memory, or None where /proc is missing."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class MemoryReturn:
+    """Counts closed connections; once `after` have closed, at least as many as are still open, and none closed
+    for QUIET_SECONDS, it collects cycles and returns the C heap's free pages. Without it the memory of 10,000
+    closed streams stayed with the process (Python frees objects into its heap, which keeps the pages)."""
+
+    def __init__(self, after: int) -> None:
+        self.after = after
+        self.closed_since = 0
+        self.releases = 0
+        self._last_close = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._trim = _malloc_trim()
+
+    def connection_closed(self, still_open: int) -> None:
+        """Called for every closed connection with the number still open."""
+        if self.after <= 0:
+            return
+        self.closed_since += 1
+        self._last_close = time.monotonic()
+        # A full collection scans every live object: only worth it once most of what was open has gone.
+        if self._timer is None and self.closed_since >= max(self.after, still_open):
+            self._timer = asyncio.get_running_loop().call_later(QUIET_SECONDS, self._when_quiet)
+
+    def _when_quiet(self) -> None:
+        waited = time.monotonic() - self._last_close
+        if waited < QUIET_SECONDS:
+            self._timer = asyncio.get_running_loop().call_later(QUIET_SECONDS - waited, self._when_quiet)
+            return
+        self._timer = None
+        self.release()
+
+    def release(self) -> None:
+        """Collect every generation and trim the C heap now."""
+        closed, self.closed_since = self.closed_since, 0
+        before, started = resident_bytes(), time.perf_counter()
+        gc.collect()
+        if self._trim is not None:
+            self._trim(0)
+        self.releases += 1
+        after = resident_bytes()
+        if before is not None and after is not None:
+            log.info(
+                "%d connections closed: resident memory %.0f -> %.0f MB (%.0f ms)",
+                closed,
+                before / 2**20,
+                after / 2**20,
+                (time.perf_counter() - started) * 1000,
+            )
+
+    def cancel(self) -> None:
+        """Drop a pending release (at shutdown)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
