@@ -15,11 +15,12 @@ from sentra.config import Config
 from sentra.handlers.agent_events import AgentEventsHandler
 from sentra.handlers.agents import AgentHandler, AgentsHandler
 from sentra.handlers.base import NotFoundHandler
-from sentra.handlers.ingest import SentraApplication
+from sentra.handlers.direct import DirectFactory, SentraApplication
+from sentra.handlers.ingest import IngestRequest
 from sentra.handlers.logs import LogsHandler
 from sentra.handlers.session import SessionHandler
 from sentra.handlers.static import StaticHandler
-from sentra.handlers.streams import LogStreamHandler, MultiStreamHandler, Seed001StreamHandler
+from sentra.handlers.streams import LogStreamHandler, MultiStreamHandler, Seed001StreamHandler, StreamPathHandler
 from sentra.handlers.system import HealthHandler, MetricsHandler, OpenAPIHandler
 from sentra.handlers.tickets import StreamTicketsHandler
 from sentra.metrics import Metrics
@@ -28,6 +29,14 @@ from sentra.registry import TopicRegistry
 from sentra.storage import Storage
 
 AGENT = r"(?P<agent_id>[^/]+)"
+# The hot paths, read without Tornado's routing and RequestHandler (see sentra.handlers.direct).
+DIRECT: list[tuple[str, str, DirectFactory]] = [
+    ("post", "/api/agents/{agent_id}/logs", IngestRequest),
+    ("get", "/api/agents/{agent_id}/logs/stream", LogStreamHandler),
+    ("get", "/api/v1/stream-logs/request/{agent_id}", Seed001StreamHandler),
+    ("get", "/api/streams", MultiStreamHandler),
+    ("get", "/api/agent-events", AgentEventsHandler),
+]
 
 
 def viewer_files() -> Traversable:
@@ -63,16 +72,17 @@ def make_app(
         (r"/api/agents", AgentsHandler),
         (rf"/api/agents/{AGENT}", AgentHandler),
         (rf"/api/agents/{AGENT}/logs", LogsHandler),
-        (rf"/api/agents/{AGENT}/logs/stream", LogStreamHandler),
-        (rf"/api/v1/stream-logs/request/{AGENT}", Seed001StreamHandler),
-        (r"/api/streams", MultiStreamHandler),
+        (rf"/api/agents/{AGENT}/logs/stream", StreamPathHandler),
+        (rf"/api/v1/stream-logs/request/{AGENT}", StreamPathHandler),
+        (r"/api/streams", StreamPathHandler),
         (r"/api/stream-tickets", StreamTicketsHandler),
         (r"/api/session", SessionHandler),
-        (r"/api/agent-events", AgentEventsHandler),
+        (r"/api/agent-events", StreamPathHandler),
         (r"/api/.*", NotFoundHandler),
         (r"/(.*)", StaticHandler, {"root": viewer_files() if static_files is None else static_files}),
     ]
     return SentraApplication(
+        DIRECT,
         routes,
         sentra_config=config,
         sentra_store=store,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tornado.web
 from tornado.escape import parse_qs_bytes
@@ -113,11 +113,21 @@ def error_json(code: str, message: str) -> str:
     return json.dumps({"error": {"code": code, "message": message}}, ensure_ascii=False)
 
 
-@tornado.web.stream_request_body
-class BaseHandler(tornado.web.RequestHandler):
-    """Every Sentra handler: JSON errors, auth in a fixed order, security headers."""
+class RequestChecks:
+    """What every handler reads the same way, whichever reads its request: the app's collaborators, the caller,
+    ownership and integer arguments. The class it is mixed into gives `settings`, `query_argument` and
+    `token_from_request`."""
 
     _principal: Principal | None = None
+
+    if TYPE_CHECKING:
+        settings: dict[str, Any]
+
+        def query_argument(self, name: str) -> str | None:
+            """The last value of a query argument, or None."""
+
+        def token_from_request(self) -> str | None:
+            """The bearer token the request carries, if any."""
 
     @property
     def config(self) -> Config:
@@ -144,26 +154,7 @@ class BaseHandler(tornado.web.RequestHandler):
         """Prometheus counters."""
         return self.settings["sentra_metrics"]  # type: ignore[no-any-return]
 
-    def header(self, name: str) -> str | None:
-        """A request header's value, or None if it was not sent (see header_value)."""
-        return header_value(self.request.headers, name)
-
-    def set_default_headers(self) -> None:
-        for name, value in default_headers(self.config, self.header("Origin")):
-            self.set_header(name, value)
-
-    def options(self, *args: str) -> None:
-        """CORS pre-flight: answered (with headers only for allowed origins)."""
-        self.set_status(204)
-
-    def check_xsrf_cookie(self) -> None:
-        """Sentra takes no form posts; cookie-authenticated writes are guarded by SameSite=Strict."""
-
     # ---- authentication and authorisation -----------------------------------------------------
-
-    def token_from_request(self) -> str | None:
-        """The bearer token from the Authorization header, ?token= or the viewer's cookie."""
-        return request_token(self.request.headers, self.request.uri or "", self.config["auth.cookie_name"])
 
     @property
     def principal(self) -> Principal:
@@ -187,6 +178,51 @@ class BaseHandler(tornado.web.RequestHandler):
     def require_write(self) -> Principal:
         """The caller, if allowed to write logs (and not holding a read-only stream ticket)."""
         return writer(self.principal)
+
+    def int_argument(self, name: str, default: int | None = None, *, minimum: int = 0) -> int | None:
+        """An integer query argument; BadRequest naming it if it is not one."""
+        raw = self.query_argument(name)
+        if raw is None:
+            return default
+        # int() would also take " 5", "1_000" and other scripts' digits; the API documents plain decimal.
+        if not _DECIMAL.fullmatch(raw):
+            raise BadRequest(f"query parameter {name!r} must be an integer, not {raw[:40]!r}")
+        if len(raw) > 40:  # no value in range is that long, and int() refuses thousands of digits
+            raise BadRequest(f"query parameter {name!r} must be between {minimum} and {MAX_INT_ARGUMENT}")
+        value = int(raw)
+        if value < minimum:
+            raise BadRequest(f"query parameter {name!r} must be at least {minimum}")
+        if value > MAX_INT_ARGUMENT:
+            raise BadRequest(f"query parameter {name!r} must be at most {MAX_INT_ARGUMENT}")
+        return value
+
+
+@tornado.web.stream_request_body
+class BaseHandler(RequestChecks, tornado.web.RequestHandler):
+    """Every Sentra handler that Tornado routes: JSON errors, auth in a fixed order, security headers."""
+
+    def header(self, name: str) -> str | None:
+        """A request header's value, or None if it was not sent (see header_value)."""
+        return header_value(self.request.headers, name)
+
+    def set_default_headers(self) -> None:
+        for name, value in default_headers(self.config, self.header("Origin")):
+            self.set_header(name, value)
+
+    def options(self, *args: str) -> None:
+        """CORS pre-flight: answered (with headers only for allowed origins)."""
+        self.set_status(204)
+
+    def check_xsrf_cookie(self) -> None:
+        """Sentra takes no form posts; cookie-authenticated writes are guarded by SameSite=Strict."""
+
+    def query_argument(self, name: str) -> str | None:
+        """The last value of a query argument, or None."""
+        return self.get_query_argument(name, None)
+
+    def token_from_request(self) -> str | None:
+        """The bearer token from the Authorization header, ?token= or the viewer's cookie."""
+        return request_token(self.request.headers, self.request.uri or "", self.config["auth.cookie_name"])
 
     # ---- request and response bodies ----------------------------------------------------------
 
@@ -240,23 +276,6 @@ class BaseHandler(tornado.web.RequestHandler):
             json.dumps(value, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:
             raise BadRequest("the body contains an unpaired UTF-16 surrogate", code="invalid_json") from None
-        return value
-
-    def int_argument(self, name: str, default: int | None = None, *, minimum: int = 0) -> int | None:
-        """An integer query argument; BadRequest naming it if it is not one."""
-        raw = self.get_query_argument(name, None)
-        if raw is None:
-            return default
-        # int() would also take " 5", "1_000" and other scripts' digits; the API documents plain decimal.
-        if not _DECIMAL.fullmatch(raw):
-            raise BadRequest(f"query parameter {name!r} must be an integer, not {raw[:40]!r}")
-        if len(raw) > 40:  # no value in range is that long, and int() refuses thousands of digits
-            raise BadRequest(f"query parameter {name!r} must be between {minimum} and {MAX_INT_ARGUMENT}")
-        value = int(raw)
-        if value < minimum:
-            raise BadRequest(f"query parameter {name!r} must be at least {minimum}")
-        if value > MAX_INT_ARGUMENT:
-            raise BadRequest(f"query parameter {name!r} must be at most {MAX_INT_ARGUMENT}")
         return value
 
     def write_json(self, value: Any, status: int = 200) -> None:

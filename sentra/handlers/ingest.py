@@ -12,13 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
-import urllib.parse
-from collections.abc import Awaitable
-from http.client import responses
+from collections.abc import Awaitable, Mapping
 
-import tornado
 import tornado.iostream
 import tornado.web
 from tornado import httputil
@@ -32,29 +28,17 @@ from sentra.handlers.base import (
     JSON_TYPE,
     authenticate,
     declared_length,
-    default_headers,
     error_json,
     request_token,
     writer,
 )
+from sentra.handlers.direct import answer_headers, path_argument, write_answer
 from sentra.http1 import header_value
 from sentra.lines import check_agent_id, parse_body
 from sentra.models import Agent, AppendResult
 from sentra.ratelimit import RateLimiter
 
-INGEST_PATH = re.compile(r"/api/agents/([^/]+)/logs")
-SERVER = f"TornadoServer/{tornado.version}"  # what Tornado's handlers say, so every answer looks alike
 app_log = logging.getLogger("tornado.application")
-_date: tuple[int, str] = (0, "")
-
-
-def date_header(now: float) -> str:
-    """The Date header for `now`, formatted once a second."""
-    global _date
-    second = int(now)
-    if _date[0] != second:
-        _date = (second, httputil.format_timestamp(second))
-    return _date[1]
 
 
 class IngestRequest(httputil.HTTPMessageDelegate):
@@ -63,11 +47,13 @@ class IngestRequest(httputil.HTTPMessageDelegate):
     start_line: httputil.RequestStartLine
     headers: httputil.HTTPHeaders
 
-    def __init__(self, app: tornado.web.Application, conn: httputil.HTTPConnection, agent_part: str) -> None:
+    def __init__(
+        self, app: tornado.web.Application, conn: httputil.HTTPConnection, path_args: Mapping[str, str]
+    ) -> None:
         self.settings = app.settings
         self.config = app.settings["sentra_config"]
         self.conn = conn
-        self.agent_part = agent_part
+        self.agent_part = path_args["agent_id"]
         self.started = time.time()
         self.limit: int = self.config["limits.max_body_size"]
         self.chunks: list[bytes] = []
@@ -90,7 +76,7 @@ class IngestRequest(httputil.HTTPMessageDelegate):
             # A chunked body over the limit is read and dropped for a while, so its sender gets a 413
             # rather than a connection reset in the middle of its upload.
             self.conn.set_max_body_size(self.limit + DISCARD_ALLOWANCE)  # type: ignore[attr-defined]
-            agent_id = self._path_agent_id()
+            agent_id = path_argument(self.agent_part, "agent_id")
             principal = writer(authenticate(self.settings["sentra_tokens"], self._token))
             self.agent_id = check_agent_id(agent_id)
             agent = self.settings["sentra_store"].cached_agent(agent_id)
@@ -118,14 +104,6 @@ class IngestRequest(httputil.HTTPMessageDelegate):
             self.task = asyncio.ensure_future(self._commit())
 
     # ---- the request's steps -----------------------------------------------------------------------
-
-    def _path_agent_id(self) -> str:
-        # As Tornado does for a path argument: percent-decoded, then read as UTF-8.
-        raw = urllib.parse.unquote_to_bytes(self.agent_part)
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise BadRequest(f"Invalid unicode in agent_id: {raw[:40]!r}") from None
 
     def _token(self) -> str | None:
         return request_token(self.headers, self.start_line.path, self.config["auth.cookie_name"])
@@ -208,75 +186,11 @@ class IngestRequest(httputil.HTTPMessageDelegate):
         self.answered = True
         self.chunks = []
         now = time.time()
-        data = body.encode("utf-8")
-        headers = httputil.HTTPHeaders()
-        headers["Server"] = SERVER
+        headers = answer_headers(self.config, self.headers, now)
         headers["Content-Type"] = JSON_TYPE
-        headers["Date"] = date_header(now)
-        for name, value in default_headers(self.config, header_value(self.headers, "Origin")):
-            headers[name] = value
         for name, value in extra:
             headers[name] = value
-        headers["Content-Length"] = str(len(data))
-        reason = responses.get(status, "Unknown")
-        try:
-            written = self.conn.write_headers(httputil.ResponseStartLine("HTTP/1.1", status, reason), headers, data)
-            written.add_done_callback(_look_at)
-            self.conn.finish()
-        except tornado.iostream.StreamClosedError:
-            pass  # the client left: what was committed stays committed
+        write_answer(self.conn, status, headers, body.encode("utf-8"))
         if self.config["server.access_log"]:
             start = self.start_line
             log_access(status, start.method, start.path, self.conn.context.remote_ip, now - self.started)  # type: ignore[attr-defined]
-
-
-def _look_at(future: asyncio.Future[None]) -> None:
-    """A write to a client that has gone fails; nobody has to hear of it."""
-    if not future.cancelled():
-        future.exception()
-
-
-class SentraApplication(tornado.web.Application):
-    """Tornado's Application, except that ingest requests go to IngestRequest instead of the routing table."""
-
-    # What this class answers itself, as (method, path template): the OpenAPI document lists these too.
-    direct_routes = frozenset({("post", "/api/agents/{agent_id}/logs")})
-
-    def start_request(self, server_conn: object, request_conn: httputil.HTTPConnection) -> httputil.HTTPMessageDelegate:
-        """A delegate that picks IngestRequest or Tornado's routing once it has seen the request line."""
-        return _Router(self, server_conn, request_conn)
-
-
-class _Router(httputil.HTTPMessageDelegate):
-    """Chooses, on the request line, who reads the request; then passes every call on to it."""
-
-    __slots__ = ("app", "request_conn", "server_conn", "target")
-
-    def __init__(self, app: SentraApplication, server_conn: object, request_conn: httputil.HTTPConnection) -> None:
-        self.app = app
-        self.server_conn = server_conn
-        self.request_conn = request_conn
-        self.target: httputil.HTTPMessageDelegate | None = None
-
-    def headers_received(
-        self, start_line: httputil.RequestStartLine | httputil.ResponseStartLine, headers: httputil.HTTPHeaders
-    ) -> Awaitable[None] | None:
-        if start_line.method == "POST":  # type: ignore[union-attr]
-            found = INGEST_PATH.fullmatch(start_line.path.partition("?")[0])  # type: ignore[union-attr]
-            if found is not None:
-                self.target = IngestRequest(self.app, self.request_conn, found.group(1))
-        if self.target is None:
-            self.target = tornado.web.Application.start_request(self.app, self.server_conn, self.request_conn)
-        return self.target.headers_received(start_line, headers)
-
-    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
-        assert self.target is not None
-        return self.target.data_received(chunk)
-
-    def finish(self) -> None:
-        assert self.target is not None
-        self.target.finish()
-
-    def on_connection_close(self) -> None:
-        if self.target is not None:
-            self.target.on_connection_close()

@@ -7,7 +7,7 @@ import tornado.web
 
 from sentra import sse
 from sentra.errors import BadRequest
-from sentra.handlers.base import BaseHandler
+from sentra.handlers.base import BaseHandler, RequestChecks
 from sentra.lines import LEVELS, Line, parse_level
 from sentra.models import Agent
 from sentra.storage import LineQuery
@@ -16,14 +16,14 @@ HISTORY_DEFAULT_LIMIT = 1000
 HISTORY_MAX_LIMIT = 10000
 
 
-def query_from_arguments(handler: BaseHandler) -> LineQuery:
+def query_from_arguments(handler: RequestChecks) -> LineQuery:
     """The `level` and `q` filters of a history or stream request."""
-    level = handler.get_query_argument("level", None)
+    level = handler.query_argument("level")
     try:
         min_level = LEVELS[parse_level(level)] if level else 0
     except ValueError as exc:
         raise BadRequest(f"query parameter 'level': {exc}") from None
-    return LineQuery(min_level=min_level, q=handler.get_query_argument("q", "") or "")
+    return LineQuery(min_level=min_level, q=handler.query_argument("q") or "")
 
 
 class LogsHandler(BaseHandler):

@@ -12,6 +12,7 @@ from sentra import sse
 from sentra.errors import BadRequest, Forbidden, NotFound, TooManyRequests
 from sentra.handlers.agents import parse_label_arguments
 from sentra.handlers.base import BaseHandler
+from sentra.handlers.direct import DirectHandler
 from sentra.handlers.logs import query_from_arguments
 from sentra.http1 import Exchange
 from sentra.lines import Line, check_agent_id
@@ -32,7 +33,16 @@ class _Gone(Exception):
     """The client went away or the stream was cut: stop writing."""
 
 
-class StreamHandler(BaseHandler):
+class StreamPathHandler(BaseHandler):
+    """What the routing table sees of a stream's path (its GET is read directly): the CORS pre-flight, and a 405
+    naming GET for any other method."""
+
+    def allowed_methods(self) -> list[str]:
+        """GET, which DirectHandler answers, and the pre-flight (for a 405's Allow header)."""
+        return ["GET", "OPTIONS"]
+
+
+class StreamHandler(DirectHandler):
     """The machinery every stream shares: SSE headers, a subscription, heartbeats, cut-offs, expiry."""
 
     sub: Subscription | None = None
@@ -47,7 +57,7 @@ class StreamHandler(BaseHandler):
         if header is not None and header.strip():
             return header.strip()
         # An empty header is what a client with no event yet may send; an empty ?after= is a mistake.
-        return self.get_query_argument("after", None)
+        return self.query_argument("after")
 
     def open_subscription(self, agent_ids: set[str], matcher: Callable[[Agent], bool] | None = None) -> Subscription:
         """Register a subscription (429 past the per-user limit) before any history is read."""
@@ -72,10 +82,10 @@ class StreamHandler(BaseHandler):
         return sub
 
     def _on_cut(self, reason: str) -> None:
-        # A reader that stopped reading may be parked in flush(): closing the socket frees it, and
+        # A reader that stopped reading may be parked in a write: closing the socket frees it, and
         # the client resumes from its Last-Event-ID out of SQLite.
-        if reason in ("overflow", "closed") and isinstance(self.request.connection, Exchange):
-            self.request.connection.close()
+        if reason in ("overflow", "closed") and isinstance(self.connection, Exchange):
+            self.connection.close()
 
     async def start_events(self) -> None:
         """Send the SSE headers and the reconnect hint at once, so the client knows it is connected
@@ -87,12 +97,11 @@ class StreamHandler(BaseHandler):
         await self.send(sse.retry_hint(int(self.config["streams.retry"] * 1000)))
 
     async def send(self, data: bytes) -> None:
-        """Write and flush; _Gone if the client has left."""
+        """Write, waiting while the connection holds too much; _Gone if the client has left."""
         if self.sub is not None and self.sub.cut_reason in ("overflow", "closed"):
             raise _Gone
-        self.write(data)
         try:
-            await self.flush()
+            await self.write(data)
         except tornado.iostream.StreamClosedError:
             raise _Gone from None
 
@@ -100,7 +109,7 @@ class StreamHandler(BaseHandler):
         """Write one HTTP chunk of events (framed by `frame_chunk`) to the socket without waiting. A reader
         still owing more than the subscriber buffer's worth of earlier lines is too slow and is cut; one
         large batch is not."""
-        connection = self.request.connection
+        connection = self.connection
         # Only installed (as the subscription's `direct`) on a chunked response of Sentra's HTTP server.
         assert self.sub is not None and isinstance(connection, Exchange)
         refused = connection.send_now(chunk, lines, self.sub.max_pending)
@@ -145,11 +154,7 @@ class StreamHandler(BaseHandler):
                 # Subscription and handler point at each other: unlinked, both are freed as soon as the
                 # connection is, rather than at the next full garbage collection.
                 self.sub.on_cut = None
-        if not self._finished and self.request.connection is not None:
-            try:
-                self.finish()
-            except tornado.iostream.StreamClosedError:
-                pass
+        self.end()
 
 
 class AgentStreamHandler(StreamHandler):
@@ -181,7 +186,7 @@ class AgentStreamHandler(StreamHandler):
         query = query_from_arguments(self)
         raw = self.resume_argument()
         # ?after= is checked even when a Last-Event-ID header overrides it: a bad URL is still a bad URL.
-        for point in (raw, self.get_query_argument("after", None)):
+        for point in (raw, self.query_argument("after")):
             if point is not None and not (point.isascii() and point.isdigit() and len(point) <= 18):
                 raise BadRequest(f"the resume point must be a seq number, not {point[:40]!r}")
         resume = int(raw) if raw is not None else None
@@ -232,7 +237,7 @@ class AgentStreamHandler(StreamHandler):
                 await self.send(self.encode(agent, held, cursor, extra))
         self._cursor, self._agent, self._query = cursor, agent, query
         while True:
-            connection = self.request.connection
+            connection = self.connection
             if not self.sub.pending and isinstance(connection, Exchange) and connection.chunked:
                 # Caught up: from here on lines are written as they are committed, without a wake-up
                 # (as HTTP chunks framed once for every subscriber: an HTTP/1.0 reader takes the slow path).
@@ -359,7 +364,7 @@ class MultiStreamHandler(StreamHandler):
         query = query_from_arguments(self)
         raw = self.resume_argument()
         try:
-            sse.parse_cursor(self.get_query_argument("after", None) or "")
+            sse.parse_cursor(self.query_argument("after") or "")
             cursors = sse.parse_cursor(raw) if raw else {}
         except ValueError as exc:
             raise BadRequest(f"the resume point is not a stream cursor: {exc}") from None
