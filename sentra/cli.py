@@ -12,7 +12,7 @@ from typing import Any
 import jwt
 
 from sentra import __version__
-from sentra.access_log import batch_access_log
+from sentra.access_log import LOG_FORMAT, batch_access_log
 from sentra.auth import ALL_SCOPES, TokenService, parse_ttl
 from sentra.commands import register_all
 from sentra.config import SETTINGS, Config, ConfigError, load_config
@@ -55,7 +55,7 @@ def _settings_epilog() -> str:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the server in the foreground until Ctrl-C or SIGTERM."""
     config = config_from_args(args)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     if config["server.access_log"]:
         batch_access_log()
     tune_gc()

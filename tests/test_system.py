@@ -12,7 +12,7 @@ import pytest
 from conftest import RunningServer, ServerFactory, make_token
 from processes import start_process, write_config
 
-from sentra.access_log import BatchedLogHandler
+from sentra.access_log import LOG_FORMAT, BatchedLogHandler
 
 
 async def test_healthz_needs_no_token_and_checks_the_database(server: RunningServer) -> None:
@@ -83,6 +83,21 @@ def test_access_lines_are_written_together_within_half_a_second_and_warnings_at_
         logger.removeHandler(handler)
         handler.close()
     assert stream.getvalue().endswith("INFO 200 last\n"), "closing writes what waits"
+
+
+def test_access_lines_written_without_a_log_record_read_as_the_formatter_writes_them() -> None:
+    formatter = logging.Formatter(LOG_FORMAT)
+    handler = BatchedLogHandler(io.StringIO(), formatter, seconds=60, lines=100)
+    try:
+        for created in (time.time(), 1_700_000_000.0, 1_700_000_000.9996, 1_700_000_001.0005):
+            record = logging.LogRecord(
+                "sentra.access", logging.INFO, __file__, 1, "200 GET /x (127.0.0.1) 0.4ms", (), None
+            )
+            record.created = created
+            record.msecs = int((created - int(created)) * 1000) + 0.0
+            assert handler.format_info("200 GET /x (127.0.0.1) 0.4ms", created) == formatter.format(record)
+    finally:
+        handler.close()
 
 
 async def test_access_log_of_the_server_process_keeps_every_line_through_shutdown(tmp_path: Path) -> None:
