@@ -89,7 +89,9 @@ async def test_stream_arguments_are_read_as_every_handler_reads_them(start_serve
         bad_level = await alice.get("/api/agents/q1/logs/stream?level=%ff")
         bad_path = await alice.get("/api/v1/stream-logs/request/%ff")
         bad_tail = await alice.get("/api/agents/q1/logs/stream", params={"tail": "1_000"})
+        crowded = await alice.get("/api/agents/q1/logs/stream?" + "&".join(["level=info"] * 1001))
     assert [line["message"] for event in events for line in event.json()["lines"]] == ["needle here", "more needle"]
     assert bad_level.status_code == 400 and error_of(bad_level)["message"] == "Invalid unicode in level: b'\\xff'"
     assert bad_path.status_code == 400 and error_of(bad_path)["message"] == "Invalid unicode in agent_id: b'\\xff'"
     assert bad_tail.status_code == 400 and "'tail' must be an integer" in error_of(bad_tail)["message"]
+    assert crowded.status_code == 400 and error_of(crowded)["message"].startswith("Invalid query string: ")

@@ -31,7 +31,7 @@ from sentra.handlers.base import JSON_TYPE, RequestChecks, default_headers, erro
 from sentra.http1 import Exchange, header_value
 
 SERVER = f"TornadoServer/{tornado.version}"  # what Tornado's handlers say, so every answer looks alike
-MAX_QUERY_FIELDS = 10_000  # as Tornado limits a query string's fields
+MAX_QUERY_FIELDS = 1000  # the fields of a query string, as Tornado's request object limits them
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0e-\x1f]")  # what Tornado's query arguments turn into spaces
 app_log = logging.getLogger("tornado.application")
 _date: tuple[int, str] = (0, "")
