@@ -85,16 +85,20 @@ def test_access_lines_are_written_together_within_half_a_second_and_warnings_at_
     assert stream.getvalue().endswith("INFO 200 last\n"), "closing writes what waits"
 
 
-def test_access_lines_written_without_a_log_record_read_as_the_formatter_writes_them() -> None:
+def test_access_lines_written_without_a_log_record_read_as_the_formatter_writes_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     formatter = logging.Formatter(LOG_FORMAT)
     handler = BatchedLogHandler(io.StringIO(), formatter, seconds=60, lines=100)
     try:
         for created in (time.time(), 1_700_000_000.0, 1_700_000_000.9996, 1_700_000_001.0005):
+            # The record takes its time (and milliseconds) the way logging does, from the clock.
+            monkeypatch.setattr(time, "time", lambda created=created: created)
+            monkeypatch.setattr(time, "time_ns", lambda created=created: int(created * 1e9))
             record = logging.LogRecord(
                 "sentra.access", logging.INFO, __file__, 1, "200 GET /x (127.0.0.1) 0.4ms", (), None
             )
-            record.created = created
-            record.msecs = int((created - int(created)) * 1000) + 0.0
+            monkeypatch.undo()
             assert handler.format_info("200 GET /x (127.0.0.1) 0.4ms", created) == formatter.format(record)
     finally:
         handler.close()

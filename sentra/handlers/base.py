@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import tornado.web
@@ -25,6 +25,8 @@ JSON_TYPE = "application/json; charset=utf-8"
 MAX_INT_ARGUMENT = 2**63 - 1  # SQLite's largest integer
 _DECIMAL = re.compile(r"-?[0-9]+")
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0e-\x1f]")  # what Tornado's query arguments turn into spaces
+MAX_QUERY_FIELDS = 1000  # the fields of a query string, as Tornado's request object limits them
+INTERNAL_ERROR = "internal server error; the server logged the details"
 
 
 # JSON bodies of the agent and session endpoints are small; ingest has its own, configurable limit.
@@ -58,22 +60,38 @@ def bearer_token(authorization: str | None) -> str | None:
     return value.strip()
 
 
-def request_token(headers: HTTPHeaders, uri: str, cookie_name: str) -> str | None:
-    """The bearer token from the Authorization header, else ?token= (read as Tornado reads a query argument:
-    UTF-8, control characters as spaces, stripped), else the viewer's cookie; None if none was sent."""
+def parse_query(uri: str) -> dict[str, list[bytes]]:
+    """The query arguments of `uri` as Tornado's request object parses them: at most MAX_QUERY_FIELDS fields."""
+    query = uri.partition("?")[2]
+    if not query:
+        return {}
+    try:
+        return parse_qs_bytes(query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS)
+    except ValueError as exc:
+        raise BadRequest(f"Invalid query string: {exc}") from None
+
+
+def argument_values(arguments: Mapping[str, list[bytes]], name: str) -> list[str]:
+    """Every value of a query argument, read as Tornado reads them: UTF-8, control characters as spaces, stripped."""
+    values = []
+    for raw in arguments.get(name, ()):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest(f"Invalid unicode in {name}: {raw[:40]!r}") from None
+        values.append(_CONTROL_CHARS.sub(" ", text).strip())
+    return values
+
+
+def request_token(headers: HTTPHeaders, arguments: Mapping[str, list[bytes]], cookie_name: str) -> str | None:
+    """The bearer token from the Authorization header, else the last ?token=, else the viewer's cookie; None if
+    none was sent."""
     token = bearer_token(header_value(headers, "Authorization"))
     if token is not None:
         return token
-    query = uri.partition("?")[2]
-    values = parse_qs_bytes(query, keep_blank_values=True).get("token") if query else None
-    if values:
-        try:
-            text = values[-1].decode("utf-8")
-        except UnicodeDecodeError:
-            raise BadRequest(f"Invalid unicode in token: {values[-1][:40]!r}") from None
-        text = _CONTROL_CHARS.sub(" ", text).strip()
-        if text:
-            return text
+    values = argument_values(arguments, "token")
+    if values and values[-1]:
+        return values[-1]
     cookie = header_value(headers, "Cookie")
     return (parse_cookie(cookie).get(cookie_name) or None) if cookie else None
 
@@ -111,6 +129,13 @@ def declared_length(headers: HTTPHeaders) -> int | None:
 def error_json(code: str, message: str) -> str:
     """The body of every error answer."""
     return json.dumps({"error": {"code": code, "message": message}}, ensure_ascii=False)
+
+
+def error_answer(exc: BaseException) -> tuple[int, str, list[tuple[str, str]]]:
+    """The status, JSON body and extra headers that answer `exc`: its own for an ApiError, else a 500."""
+    if isinstance(exc, ApiError):
+        return exc.status_code, error_json(exc.code, exc.message), list(exc.headers.items())
+    return 500, error_json("internal_error", INTERNAL_ERROR), []
 
 
 class RequestChecks:
@@ -222,7 +247,7 @@ class BaseHandler(RequestChecks, tornado.web.RequestHandler):
 
     def token_from_request(self) -> str | None:
         """The bearer token from the Authorization header, ?token= or the viewer's cookie."""
-        return request_token(self.request.headers, self.request.uri or "", self.config["auth.cookie_name"])
+        return request_token(self.request.headers, self.request.query_arguments, self.config["auth.cookie_name"])
 
     # ---- request and response bodies ----------------------------------------------------------
 
@@ -302,7 +327,7 @@ class BaseHandler(RequestChecks, tornado.web.RequestHandler):
             code = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}.get(status_code, "http_error")
             message = exc.log_message % exc.args if exc.log_message else self._reason
         else:
-            code, message = "internal_error", "internal server error; the server logged the details"
+            code, message = "internal_error", INTERNAL_ERROR
         self.set_header("Content-Type", JSON_TYPE)
         self.finish(error_json(code, message))
 

@@ -22,17 +22,22 @@ import tornado
 import tornado.iostream
 import tornado.web
 from tornado import httputil
-from tornado.escape import parse_qs_bytes
 
 from sentra.access_log import log_access
 from sentra.config import Config
 from sentra.errors import ApiError, BadRequest
-from sentra.handlers.base import JSON_TYPE, RequestChecks, default_headers, error_json, request_token
+from sentra.handlers.base import (
+    JSON_TYPE,
+    RequestChecks,
+    argument_values,
+    default_headers,
+    error_answer,
+    parse_query,
+    request_token,
+)
 from sentra.http1 import Exchange, header_value
 
 SERVER = f"TornadoServer/{tornado.version}"  # what Tornado's handlers say, so every answer looks alike
-MAX_QUERY_FIELDS = 1000  # the fields of a query string, as Tornado's request object limits them
-_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0e-\x1f]")  # what Tornado's query arguments turn into spaces
 app_log = logging.getLogger("tornado.application")
 _date: tuple[int, str] = (0, "")
 
@@ -126,7 +131,7 @@ class DirectHandler(RequestChecks, httputil.HTTPMessageDelegate):
     ) -> Awaitable[None] | None:
         assert isinstance(start_line, httputil.RequestStartLine)
         self.start_line, self.request_headers = start_line, headers
-        self.connection.set_close_callback(self._closed)
+        self.connection.set_close_callback(self.on_connection_close)
         return None
 
     def data_received(self, chunk: bytes) -> None:
@@ -142,27 +147,20 @@ class DirectHandler(RequestChecks, httputil.HTTPMessageDelegate):
         """A request header's value, or None if it was not sent (see header_value)."""
         return header_value(self.request_headers, name)
 
+    @property
+    def arguments(self) -> dict[str, list[bytes]]:
+        """The query arguments, parsed on first use (BadRequest past Tornado's limit of fields)."""
+        if self._arguments is None:
+            self._arguments = parse_query(self.start_line.path)
+        return self._arguments
+
     def token_from_request(self) -> str | None:
         """The bearer token from the Authorization header, ?token= or the viewer's cookie."""
-        return request_token(self.request_headers, self.start_line.path, self.config["auth.cookie_name"])
+        return request_token(self.request_headers, self.arguments, self.config["auth.cookie_name"])
 
     def get_query_arguments(self, name: str) -> list[str]:
-        """Every value of a query argument, read as Tornado reads them: UTF-8, control characters as spaces,
-        stripped."""
-        if self._arguments is None:
-            query = self.start_line.path.partition("?")[2]
-            try:
-                self._arguments = parse_qs_bytes(query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS)
-            except ValueError as exc:
-                raise BadRequest(f"Invalid query string: {exc}") from None
-        values = []
-        for raw in self._arguments.get(name, ()):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise BadRequest(f"Invalid unicode in {name}: {raw[:40]!r}") from None
-            values.append(_CONTROL_CHARS.sub(" ", text).strip())
-        return values
+        """Every value of a query argument (see argument_values)."""
+        return argument_values(self.arguments, name)
 
     def query_argument(self, name: str) -> str | None:
         """The last value of a query argument, or None."""
@@ -183,24 +181,18 @@ class DirectHandler(RequestChecks, httputil.HTTPMessageDelegate):
         if self.headers_sent:
             return self.connection.write(data)
         self.headers_sent = True
-        headers = answer_headers(self.config, self.request_headers, time.time())
-        for name, value in self.extra_headers:
-            headers[name] = value
         start = httputil.ResponseStartLine("HTTP/1.1", self.status, responses.get(self.status, "Unknown"))
-        return self.connection.write_headers(start, headers, data)
+        return self.connection.write_headers(start, self._answer_headers(), data)
 
-    def end(self) -> None:
-        """End the answer (an empty body if nothing was written) and log it."""
+    def end(self, body: bytes = b"") -> None:
+        """End the answer (the whole of it, with `body`, if nothing was written yet) and log it."""
         if self.finished:
             return
         self.finished = True
         self.connection.set_close_callback(None)
         if not self.headers_sent:
             self.headers_sent = True
-            headers = answer_headers(self.config, self.request_headers, time.time())
-            for name, value in self.extra_headers:
-                headers[name] = value
-            write_answer(self.connection, self.status, headers, b"")
+            write_answer(self.connection, self.status, self._answer_headers(), body)
         else:
             try:
                 self.connection.finish()
@@ -214,43 +206,27 @@ class DirectHandler(RequestChecks, httputil.HTTPMessageDelegate):
         try:
             await self.get(**{name: path_argument(raw, name) for name, raw in self.path_args.items()})
         except Exception as exc:
-            self._fail(exc)
+            if not isinstance(exc, ApiError):
+                path = self.start_line.path.partition("?")[0][:200]
+                app_log.error("Uncaught exception in GET %s", path, exc_info=exc)
+            if self.headers_sent:
+                # Too late for an error answer: the client sees the stream break off without its last chunk.
+                self.finished = True
+                self.connection.set_close_callback(None)
+                self.connection.close()
+                self._log()
+                return
+            self.status, body, extra = error_answer(exc)
+            self.extra_headers = [("Content-Type", JSON_TYPE), *extra]
+            self.end(body.encode("utf-8"))
+            return
         self.end()
 
-    def _closed(self) -> None:
-        self.on_connection_close()
-
-    def _fail(self, exc: BaseException) -> None:
-        """Answer with the error's status and {"error": {"code", "message"}}; log what was not expected."""
-        if not isinstance(exc, ApiError):
-            app_log.error("Uncaught exception in GET %s", self.start_line.path.partition("?")[0][:200], exc_info=exc)
-        if self.headers_sent:
-            # Too late for an error answer: the client sees the stream end without its terminating chunk.
-            self.finished = True
-            self.connection.set_close_callback(None)
-            close = getattr(self.connection, "close", None)
-            if close is not None:
-                close()
-            self._log()
-            return
-        self.finished = True
-        self.connection.set_close_callback(None)
-        if isinstance(exc, ApiError):
-            status, body, extra = exc.status_code, error_json(exc.code, exc.message), list(exc.headers.items())
-        else:
-            status, body, extra = (
-                500,
-                error_json("internal_error", "internal server error; the server logged the details"),
-                [],
-            )
-        self.status = status
+    def _answer_headers(self) -> httputil.HTTPHeaders:
         headers = answer_headers(self.config, self.request_headers, time.time())
-        headers["Content-Type"] = JSON_TYPE
-        for name, value in extra:
+        for name, value in self.extra_headers:
             headers[name] = value
-        self.headers_sent = True
-        write_answer(self.connection, status, headers, body.encode("utf-8"))
-        self._log()
+        return headers
 
     def _log(self) -> None:
         if self.config["server.access_log"]:

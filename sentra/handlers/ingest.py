@@ -28,7 +28,8 @@ from sentra.handlers.base import (
     JSON_TYPE,
     authenticate,
     declared_length,
-    error_json,
+    error_answer,
+    parse_query,
     request_token,
     writer,
 )
@@ -106,7 +107,7 @@ class IngestRequest(httputil.HTTPMessageDelegate):
     # ---- the request's steps -----------------------------------------------------------------------
 
     def _token(self) -> str | None:
-        return request_token(self.headers, self.start_line.path, self.config["auth.cookie_name"])
+        return request_token(self.headers, parse_query(self.start_line.path), self.config["auth.cookie_name"])
 
     async def _check_stored(self, principal: Principal) -> None:
         try:
@@ -172,13 +173,13 @@ class IngestRequest(httputil.HTTPMessageDelegate):
 
     def _fail(self, exc: BaseException) -> None:
         """Answer with the error's status and {"error": {"code", "message"}}; log what was not expected."""
-        if isinstance(exc, ApiError):
-            self._answer(exc.status_code, error_json(exc.code, exc.message), list(exc.headers.items()))
-            return
         if isinstance(exc, tornado.iostream.StreamClosedError):
             return
-        app_log.error("Uncaught exception in %s %s", self.start_line.method, self.agent_id or "ingest", exc_info=exc)
-        self._answer(500, error_json("internal_error", "internal server error; the server logged the details"), [])
+        if not isinstance(exc, ApiError):
+            app_log.error(
+                "Uncaught exception in %s %s", self.start_line.method, self.agent_id or "ingest", exc_info=exc
+            )
+        self._answer(*error_answer(exc))
 
     def _answer(self, status: int, body: str, extra: list[tuple[str, str]]) -> None:
         if self.answered:
