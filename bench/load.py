@@ -4,6 +4,10 @@ Usable on its own against a running server, e.g. a small fan-out against Sentra:
 
     python bench/load.py fanout --kind sentra --port 8765 --secret S --subscribers 3 --rate 300 --duration 1
 
+or the highest rate it sustains, stepping paced rates up (see sustained.py):
+
+    python bench/load.py sustained --kind sentra --port 8765 --secret S --subscribers 10 --duration 2
+
 prints one JSON object with what was published and delivered, losses, order errors, latency and CPU.
 Every loop is bounded in count and in time.
 """
@@ -25,6 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from c_reader import CReaderPool, reader_binary
 from procstat import CpuWindow, tree_rss, verdict
 from subscribers import SubscriberPool, raise_fd_limit, use_uvloop
 from wire import HttpConnection, SseSubscriber, Tally, Target, marked_body, percentiles
@@ -154,18 +159,25 @@ async def fanout(
     procs: int = 1,
     strict: bool = False,
     watch: list[Target] | None = None,
+    reader: str = "c",
 ) -> dict[str, Any]:
     """`subscribers` per channel watch while lines are published (closed loop, or paced at `rate` lines/s in
     total); counts every delivery, latency from send to receipt, losses and order. With `watch`, lines are
-    published to `target` and the subscribers are spread over the `watch` servers (several processes)."""
+    published to `target` and the subscribers are spread over the `watch` servers (several processes).
+    `reader` "c" reads with sse_reader.c (one process, `procs` unused), "python" with `procs` Python ones."""
     await target.prepare(channels)
     watched = watch or [target]
     streams = [(channel, target.sub_request(channel)) for channel in channels for _ in range(subscribers)]
     strict_mode = ("sentra" if target.kind == "sentra" else "line") if strict else ""
     # Sentra cuts a subscriber that falls too far behind; like EventSource, it then resumes from its last id.
     sentra = target.kind == "sentra"
-    pools = [
-        SubscriberPool(
+    # The C reader outreads every server here; the Python one remains for --strict (it parses each event as JSON)
+    # and where no C compiler is installed.
+    binary = None if strict or reader == "python" else reader_binary()
+    pools: list[SubscriberPool | CReaderPool] = [
+        CReaderPool(server.host, server.port, streams[index :: len(watched)], binary)
+        if binary is not None
+        else SubscriberPool(
             server.host,
             server.port,
             streams[index :: len(watched)],
@@ -176,7 +188,7 @@ async def fanout(
         )
         for index, server in enumerate(watched)
     ]
-    result: dict[str, Any] = {}
+    result: dict[str, Any] = {"reader": "c" if binary is not None else "python"}
     try:
         result["opened"] = 0
         for pool in pools:
@@ -469,7 +481,7 @@ async def history_page(target: Target, *, channel: str, limit: int = 10000, repe
 
 def _main() -> int:
     parser = argparse.ArgumentParser(description="Sentra benchmark load tool (one scenario, JSON out).")
-    parser.add_argument("scenario", choices=["fanout", "idle", "ingest", "replay"])
+    parser.add_argument("scenario", choices=["fanout", "sustained", "idle", "ingest", "replay"])
     parser.add_argument("--kind", choices=["sentra", "nchan", "peer"], default="sentra")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--secret", default="", help="Sentra's auth.jwt_secret (HS256)")
@@ -483,7 +495,9 @@ def _main() -> int:
     parser.add_argument("--lines", type=int, default=100_000, help="replay: lines stored first")
     parser.add_argument("--connections", type=int, default=1000, help="idle: connections; ingest: wrk connections")
     parser.add_argument("--procs", type=int, default=1, help="subscriber processes")
+    parser.add_argument("--steps", type=int, default=8, help="sustained: most rates tried (each --duration long)")
     parser.add_argument("--strict", action="store_true", help="parse every event as JSON and count its lines")
+    parser.add_argument("--reader", choices=["c", "python"], default="c", help="fanout: the subscribers' reader")
     parser.add_argument("--tag", default=f"t{os.getpid()}", help="channel name prefix")
     args = parser.parse_args()
     raise_fd_limit()
@@ -505,6 +519,20 @@ def _main() -> int:
                 rate=args.rate,
                 procs=args.procs,
                 strict=args.strict,
+                reader=args.reader,
+            )
+        if args.scenario == "sustained":
+            from sustained import highest_sustained  # it builds on this module
+
+            return await highest_sustained(
+                target,
+                pids,
+                tag=args.tag,
+                subscribers=args.subscribers,
+                publishers=args.publishers,
+                window=args.duration,
+                probe=args.duration,
+                max_steps=args.steps,
             )
         if args.scenario == "idle":
             return await idle(target, pids, connections=args.connections, channels=channels, procs=args.procs)

@@ -37,6 +37,7 @@ import procstat
 import report
 from servers import STARTERS, Server
 from subscribers import raise_fd_limit, use_uvloop
+from sustained import highest_sustained
 from wire import Target
 
 BENCH = Path(__file__).resolve().parent
@@ -53,14 +54,15 @@ class Sizes:
     """How long and how big each scenario is; --quick shrinks them."""
 
     window: float  # seconds of publishing at the highest rate
+    step: float  # seconds of each paced step when looking for the highest sustained rate
     paced: float  # seconds of paced publishing
     ingest: float  # seconds of wrk
     idle: int  # idle connections
     replay: int  # stored lines a late joiner replays
 
 
-FULL = Sizes(window=5.0, paced=8.0, ingest=5.0, idle=10_000, replay=100_000)
-QUICK = Sizes(window=2.0, paced=3.0, ingest=2.0, idle=2_000, replay=100_000)
+FULL = Sizes(window=5.0, step=4.0, paced=8.0, ingest=5.0, idle=10_000, replay=100_000)
+QUICK = Sizes(window=2.0, step=1.5, paced=3.0, ingest=2.0, idle=2_000, replay=100_000)
 
 Runner = Callable[[Target, Server, str, Sizes], Awaitable[dict[str, Any]]]
 
@@ -91,6 +93,12 @@ def _ingest(lines: int) -> Runner:
 async def _fanout_max(target: Target, server: Server, tag: str, size: Sizes) -> dict[str, Any]:
     return await load.fanout(
         target, [server.pid], channels=_channels(tag, 1), subscribers=100, publishers=8, duration=size.window
+    )
+
+
+async def _fanout_sustained(target: Target, server: Server, tag: str, size: Sizes) -> dict[str, Any]:
+    return await highest_sustained(
+        target, [server.pid], tag=tag, subscribers=100, publishers=16, window=size.step, probe=size.step / 2
     )
 
 
@@ -165,7 +173,18 @@ SCENARIOS = (
     Scenario(
         "ingest_1000", "1c. Ingest, 1,000 NDJSON lines per POST (wrk, 8 connections)", ("sentra", "peer"), _ingest(1000)
     ),
-    Scenario("fanout_max", "2. Fan-out 1 agent x 100 subscribers, one line per POST, highest rate", ALL, _fanout_max),
+    Scenario(
+        "fanout_max",
+        "2. Fan-out 1 agent x 100 subscribers, one line per POST, publishers back to back",
+        ALL,
+        _fanout_max,
+    ),
+    Scenario(
+        "fanout_sustained",
+        "2a. Fan-out 1 agent x 100 subscribers, one line per POST, highest sustained rate (paced, stepped up)",
+        ALL,
+        _fanout_sustained,
+    ),
     Scenario(
         "fanout_batch", "2b. Fan-out 1 x 100, 100 lines per POST, highest rate", ("sentra", "peer"), _fanout_batch
     ),
