@@ -2,7 +2,7 @@
 
     python bench/run.py [--quick] [--runs 3] [--only fanout_max,paced] [--profile]
 
-Installs what is missing (Debian: nginx-light, libnginx-mod-nchan, wrk; pip: bench/requirements.txt),
+Installs what is missing (Debian: nginx-light, libnginx-mod-nchan, wrk, gcc; pip: bench/requirements.txt),
 starts the three servers on 127.0.0.1 for each run, runs every scenario against every server that
 supports it, and writes the medians of the runs to bench/results/<date>-<machine>.json and the tables to
 docs/performance.md. A full run takes about 15 minutes, --quick about 3.
@@ -42,7 +42,7 @@ from wire import Target
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-DEBIAN_PACKAGES = ("nginx-light", "libnginx-mod-nchan", "wrk")
+DEBIAN_PACKAGES = ("nginx-light", "libnginx-mod-nchan", "wrk", "gcc")
 PIP_MODULES = ("starlette", "sse_starlette", "uvicorn", "uvloop", "httptools")
 ALL = ("sentra", "nchan", "peer")
 TIME_BUDGET = {False: 30 * 60, True: 6 * 60}
@@ -203,6 +203,7 @@ def ensure_installed() -> None:
             ("nginx-light", shutil.which("nginx")),
             ("libnginx-mod-nchan", Path("/usr/lib/nginx/modules/ngx_nchan_module.so").exists()),
             ("wrk", shutil.which("wrk")),
+            ("gcc", shutil.which("cc")),
         )
         if not present
     ]

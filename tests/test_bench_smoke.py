@@ -18,7 +18,9 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 LOAD_TOOL = BENCH / "load.py"
 sys.path.insert(0, str(BENCH))
 
+from c_reader import CReaderPool, reader_binary  # noqa: E402
 from load import open_publishers  # noqa: E402
+from sustained import judge, rung  # noqa: E402
 from wire import SseSubscriber, Tally, Target, marked_line  # noqa: E402
 
 
@@ -146,3 +148,90 @@ async def test_subscriber_resumes_a_cut_stream_from_its_last_id(sentra: ServerPr
         subscriber.close()
         publisher.conn.close()
         await asyncio.sleep(0.05)
+
+
+def test_c_reader_counts_every_line_in_order(sentra: ServerProcess) -> None:
+    result = load_tool(sentra, "fanout", "--channels", "2", "--subscribers", "3", "--rate", "400", "--duration", "1")
+    assert result["reader"] == "c"
+    assert result["opened"] == 6
+    assert 0 < result["published"] <= 400
+    assert result["delivered"] == result["expected"] == 3 * result["published"]
+    errors = ("lost", "gaps", "disorder", "repeats", "seq_errors", "cut")
+    assert {key: result[key] for key in errors} == dict.fromkeys(errors, 0)
+    assert result["events"] > 0
+    assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
+
+
+async def serve_once(stream: list[bytes]) -> tuple[asyncio.Server, int]:
+    """A loopback server that answers one connection with `stream`, piece by piece, and holds it open until the
+    client closes it."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        for piece in stream:
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(0.001)
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("numbers", "counted"),
+    [
+        ([0, 1, 2, 3], {"delivered": 4, "lost": 0, "gaps": 0, "disorder": 0, "seq_errors": 0}),
+        ([0, 1, 3], {"delivered": 3, "lost": 1, "gaps": 1, "disorder": 0, "seq_errors": 1}),
+        ([0, 2, 1, 3], {"delivered": 3, "lost": 1, "gaps": 1, "disorder": 1, "seq_errors": 3}),
+    ],
+    ids=["all", "missing", "out-of-order"],
+)
+async def test_c_reader_dechunks_split_reads_and_reports_what_is_wrong(
+    numbers: list[int], counted: dict[str, int]
+) -> None:
+    binary = reader_binary()
+    assert binary is not None, "the benchmark needs a C compiler (Debian: gcc)"
+    server, port = await serve_once(chunked_sse(numbers))
+    pool = CReaderPool("127.0.0.1", port, [("c0", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")], binary)
+    try:
+        assert (await pool.open())["opened"] == 1
+        (tally,) = await pool.collect({"c0": {0: 4}}, drain=3, stall=0.5)
+    finally:
+        await pool.close()
+        server.close()
+    assert {key: tally[key] for key in counted} == counted
+    assert tally["expected"] == 4 and tally["events"] == len(numbers)
+    assert len(tally["latencies"]) == 8 * counted["delivered"]
+
+
+def step(rate: float, **figures: Any) -> dict[str, Any]:
+    """A paced step's figures as the load tool reports them: held and delivered unless overridden."""
+    result = {"published": int(rate * 4), "publish_rate": rate, "deliveries_per_s": rate * 100, "lost": 0, "cut": 0}
+    return {**result, **figures}
+
+
+def test_a_rate_is_sustained_when_held_and_delivered_with_nothing_lost() -> None:
+    assert judge(step(1000.0), 1000.0, 4.0, 100) == (True, "")
+    queued = judge(step(1000.0, deliveries_per_s=96_000.0), 1000.0, 4.0, 100)
+    assert queued[0] is False and "not delivered: 96,000 of 100,000" in queued[1]
+    late = judge(step(1000.0, publish_rate=950.0), 1000.0, 4.0, 100)
+    assert late[0] is False and "rate not held" in late[1] and "950/s" in late[1]
+    assert judge(step(1000.0, lost=3), 1000.0, 4.0, 100) == (False, "3 lines lost")
+    assert judge(step(1000.0, cut=1), 1000.0, 4.0, 100) == (False, "1 streams cut off")
+
+
+def test_sustained_rate_is_the_highest_rung_held(sentra: ServerProcess) -> None:
+    result = load_tool(sentra, "sustained", "--subscribers", "3", "--duration", "0.5", "--steps", "3")
+    steps = result["steps"]
+    assert 1 <= len(steps) <= 3
+    rungs = {rung(index) for index in range(40)}
+    assert all(s["rate"] in rungs for s in steps)
+    held = [s["rate"] for s in steps if s["sustained"]]
+    assert result["sustained_rate"] == (max(held) if held else 0.0)
+    if "next_rate" in result:
+        # The rate that was not sustained is the lowest one tried above the sustained one.
+        assert result["next_rate"] == min(s["rate"] for s in steps if not s["sustained"])
+        assert result["next_why"]
+    assert result["lost_any_step"] == 0
