@@ -19,6 +19,9 @@ from typing import Any
 
 import pytest
 from conftest import RunningServer, ServerFactory
+from tornado.httputil import HTTPHeaders, HTTPInputError
+
+from sentra.http1 import parse_headers
 
 NDJSON = "application/x-ndjson"
 
@@ -359,6 +362,73 @@ async def test_malformed_request_line_is_400_in_words(server: RunningServer, con
         await conn.send(line)
         await refused_in_words(conn, 400, words)
     await still_serving(server)
+
+
+async def test_malformed_header_lines_are_400_in_words(server: RunningServer, connect: Connect) -> None:
+    for lines, words in (
+        (b"X-Long: one\r\n  folded on\r\n", "folding not supported"),
+        (b"\tX-Indented: 1\r\n", "folding not supported"),
+        (b"NoColonHere\r\n", "no colon"),
+        (b"Bad Name: 1\r\n", "Invalid header name"),
+        (b"X-Control: a\x01b\r\n", "Invalid header value"),
+        (b"X-Cr: a\rb\r\n", "Invalid header value"),
+    ):
+        conn = await connect(server.port)
+        await conn.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + lines + b"\r\n")
+        await refused_in_words(conn, 400, words)
+    await still_serving(server)
+
+
+async def test_headers_in_any_case_spacing_and_line_ending_are_read(server: RunningServer, connect: Connect) -> None:
+    conn = await connect(server.port)
+    body = ndjson("spaced")
+    head = (
+        f"POST /api/agents/spaced/logs HTTP/1.1\nhost:x\r\nauthorization:\t Bearer {server.token('alice')} \t\n"
+        f"CONTENT-type:   {NDJSON}   \r\ncontent-length:{len(body)}\nX-Empty:\r\nX-Latin: caf\xe9\n\n"
+    )
+    await conn.send(head.encode("latin1") + body)
+    answer = await conn.answer()
+    assert answer.json() == {"accepted": 1, "first_seq": 1, "last_seq": 1}
+    # A header sent twice counts as one list: two unequal lengths are refused as before.
+    await conn.send(post(server, "spaced", body)[: -len(body) - 2] + b"Content-Length: 99\r\n\r\n" + body)
+    await refused_in_words(conn, 400, "Multiple unequal Content-Lengths")
+    assert await stored(server, "spaced") == ["spaced"]
+
+
+def test_header_blocks_are_read_as_tornados_parser_reads_them() -> None:
+    blocks = [
+        "\n\r\n",
+        "\n\n",
+        "\nHost: x\r\n\r\n",
+        "\nhost: x\nHOST: y\r\nX-A:\r\nx-a:  b  c \t\r\n\r\n",
+        "\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n",
+        "\nX-A: caf\xe9\r\n\r\n",
+        "\nX-A: \xa0b\xa0\r\n\r\n",
+        "\nX-A: 1\r\n folded\r\n\r\n",
+        "\n X-A: 1\r\n\r\n",
+        "\nX-A 1\r\n\r\n",
+        "\nX A: 1\r\n\r\n",
+        "\nX-A : 1\r\n\r\n",
+        "\n: 1\r\n\r\n",
+        "\nX-A: a\x00b\r\n\r\n",
+        "\nX-A: a\x7fb\r\n\r\n",
+        "\nX-A: a\rb\r\n\r\n",
+        "\nX-A: 1\r\r\n\r\n",
+        "\nX-A: a:b::c\r\n\r\n",
+        "\nX-A: 1\r\n\r\nX-B: 2\r\n\r\n",
+        "\nX-A: 1",
+    ]
+    for block in blocks:
+        assert _read(parse_headers, block) == _read(HTTPHeaders.parse, block), repr(block)
+
+
+def _read(parse: Callable[[str], HTTPHeaders], block: str) -> Any:
+    """What a handler sees of a header block: every field, each header as one value and as a list; or the error."""
+    try:
+        headers = parse(block)
+    except HTTPInputError as exc:
+        return str(exc)
+    return list(headers.get_all()), {name: (headers[name], headers.get_list(name)) for name in headers}
 
 
 # ---- Expect, HTTP/1.0, Connection: close, HEAD ---------------------------------------------------------------
