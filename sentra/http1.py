@@ -146,6 +146,28 @@ class Exchange(httputil.HTTPConnection):
             data += self._frame(chunk)
         return self.conn.send(data)
 
+    def write_whole(self, head: bytes, body: bytes) -> None:
+        """Send a whole answer and end the response, as write_headers with a Content-Length then finish do.
+
+        `head` is the status line and the headers, each line ending in CRLF, Content-Length among them and no
+        Connection (added here when the exchange needs one); `body` is all of the body. Not for answers to HEAD or
+        answers that have no body by their status (1xx, 204, 304): write_headers frames those.
+        """
+        request = self.start_line
+        if not self.read_finished:
+            self.keep_alive = False  # as in write_headers
+        if request.version == "HTTP/1.1" and not self.keep_alive:
+            head += b"Connection: close\r\n"
+        elif request.version == "HTTP/1.0" and self.keep_alive:
+            head += b"Connection: Keep-Alive\r\n"
+        self.headers_written = True
+        self.remaining = 0
+        conn = self.conn
+        if not conn.closing:
+            conn.transport.write(b"%b\r\n%b" % (head, body))
+        self.write_finished = True
+        conn.response_finished(self)
+
     def write(self, chunk: bytes) -> asyncio.Future[None]:
         """Send part of the body; the future resolves once the connection can take more."""
         return self.conn.send(self._frame(chunk))

@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import tornado
 from conftest import RunningServer, ServerFactory
 from tornado.httputil import HTTPHeaders, HTTPInputError
 
@@ -429,6 +431,82 @@ def _read(parse: Callable[[str], HTTPHeaders], block: str) -> Any:
     except HTTPInputError as exc:
         return str(exc)
     return list(headers.get_all()), {name: (headers[name], headers.get_list(name)) for name in headers}
+
+
+async def test_ingest_answers_carry_exactly_these_headers_in_this_order(
+    start_server: ServerFactory, connect: Connect
+) -> None:
+    server = await start_server(**{"server.cors_origins": ["https://viewer.example"]})
+    body = ndjson("head")
+    common = [
+        f"Server: TornadoServer/{tornado.version}",
+        "Date: *",
+        "X-Content-Type-Options: nosniff",
+        "Referrer-Policy: no-referrer",
+    ]
+    cors = [
+        "Access-Control-Allow-Origin: https://viewer.example",
+        "Access-Control-Allow-Credentials: true",
+        "Access-Control-Allow-Headers: Authorization, Content-Type, Idempotency-Key, Last-Event-ID",
+        "Access-Control-Allow-Methods: GET, POST, PATCH, DELETE, OPTIONS",
+        "Vary: Origin",
+    ]
+    json_type = "Content-Type: application/json; charset=utf-8"
+    unauthorized = post(server, "heads", body).replace(f"Bearer {server.token('alice')}".encode(), b"Bearer x")
+    http_1_0 = request(
+        "POST",
+        "/api/agents/heads/logs",
+        server,
+        body=body,
+        headers={"Content-Type": NDJSON, "Connection": "keep-alive"},
+    ).replace(b"HTTP/1.1", b"HTTP/1.0", 1)
+    for message, status_line, fields in (
+        (post(server, "heads", body), "HTTP/1.1 200 OK", [*common, json_type, "Content-Length: 46"]),
+        (
+            post(server, "heads", body, Origin="https://viewer.example"),
+            "HTTP/1.1 200 OK",
+            [*common, *cors, json_type, "Content-Length: 46"],
+        ),
+        (
+            post(server, "heads", body, Origin="https://evil.example"),
+            "HTTP/1.1 200 OK",
+            [*common, json_type, "Content-Length: 46"],
+        ),
+        (
+            post(server, "heads", body, Idempotency_Key="k1"),
+            "HTTP/1.1 200 OK",
+            [*common, json_type, "Content-Length: 46"],
+        ),
+        (
+            post(server, "heads", body, Idempotency_Key="k1"),
+            "HTTP/1.1 200 OK",
+            [*common, json_type, "Idempotent-Replayed: true", "Content-Length: 46"],
+        ),
+        (post(server, "heads", b""), "HTTP/1.1 400 Bad Request", [*common, json_type, "Content-Length: 73"]),
+        (
+            unauthorized,
+            "HTTP/1.1 401 Unauthorized",
+            [
+                *common,
+                json_type,
+                'Www-Authenticate: Bearer realm="sentra", error="invalid_token"',
+                "Content-Length: 94",
+                "Connection: close",  # answered before its body was read
+            ],
+        ),
+        (http_1_0, "HTTP/1.1 200 OK", [*common, json_type, "Content-Length: 46", "Connection: Keep-Alive"]),
+        (
+            post(server, "heads", body, Connection="close"),
+            "HTTP/1.1 200 OK",
+            [*common, json_type, "Content-Length: 46", "Connection: close"],
+        ),
+    ):
+        conn = await connect(server.port)
+        await conn.send(message)
+        head = (await conn.reader.readuntil(b"\r\n\r\n")).decode("latin1").split("\r\n")[:-2]
+        date = next(line for line in head if line.startswith("Date: "))
+        assert re.fullmatch(r"Date: [A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT", date), date
+        assert head == [status_line, *[date if field == "Date: *" else field for field in fields]], message[:60]
 
 
 # ---- Expect, HTTP/1.0, Connection: close, HEAD ---------------------------------------------------------------

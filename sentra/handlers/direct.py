@@ -10,6 +10,7 @@ keep the handlers' contract: the same checks, the same error shape, default head
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -64,6 +65,56 @@ def answer_headers(config: Config, request_headers: httputil.HTTPHeaders, now: f
     for name, value in default_headers(config, header_value(request_headers, "Origin")):
         headers[name] = value
     return headers
+
+
+def send_answer(
+    conn: httputil.HTTPConnection,
+    config: Config,
+    request_headers: httputil.HTTPHeaders,
+    status: int,
+    fields: Sequence[tuple[str, str]],
+    body: bytes,
+    now: float,
+) -> None:
+    """Send a whole answer with answer_headers, then `fields`, and end the exchange (as write_answer does).
+
+    The head is rendered once for each status and set of headers and sent as bytes with that second's Date and
+    the body's length: building HTTPHeaders and writing them out line by line cost a tenth of a one-line POST.
+    """
+    head = _rendered_head(status, (*default_headers(config, header_value(request_headers, "Origin")), *fields))
+    if head is None or not isinstance(conn, Exchange) or conn.start_line.method == "HEAD":
+        headers = answer_headers(config, request_headers, now)
+        for name, value in fields:
+            headers[name] = value
+        write_answer(conn, status, headers, body)
+        return
+    before_date, after_date = head
+    conn.write_whole(b"%b%b%b%d\r\n" % (before_date, date_header(now).encode(), after_date, len(body)), body)
+
+
+@functools.lru_cache(maxsize=64)
+def _rendered_head(status: int, fields: tuple[tuple[str, str], ...]) -> tuple[bytes, bytes] | None:
+    """The head write_answer sends for these headers after Server and Date, in two parts: up to the Date value,
+    and from after it to "Content-Length: ". None when write_answer must send it: a status without a body, a
+    header the connection sets itself, or a value it would refuse."""
+    if status in (204, 304) or 100 <= status < 200:
+        return None
+    headers = httputil.HTTPHeaders()
+    headers["Server"] = SERVER
+    for name, value in fields:
+        headers[name] = value
+    if any(name in headers for name in ("Date", "Content-Length", "Transfer-Encoding", "Connection")):
+        return None
+    lines = [f"HTTP/1.1 {status} {responses.get(status, 'Unknown')}"]
+    lines.extend(f"{name}: {value}" for name, value in headers.get_all())
+    if any("\r" in line or "\n" in line for line in lines):
+        return None
+    try:
+        return "\r\n".join(lines[:2]).encode("latin1") + b"\r\nDate: ", "".join(
+            f"\r\n{line}" for line in lines[2:]
+        ).encode("latin1") + b"\r\nContent-Length: "
+    except UnicodeEncodeError:
+        return None
 
 
 def write_answer(conn: httputil.HTTPConnection, status: int, headers: httputil.HTTPHeaders, body: bytes) -> None:

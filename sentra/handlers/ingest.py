@@ -33,7 +33,7 @@ from sentra.handlers.base import (
     request_token,
     writer,
 )
-from sentra.handlers.direct import answer_headers, path_argument, write_answer
+from sentra.handlers.direct import path_argument, send_answer
 from sentra.http1 import header_value
 from sentra.lines import check_agent_id, parse_body
 from sentra.models import Agent, AppendResult
@@ -187,11 +187,9 @@ class IngestRequest(httputil.HTTPMessageDelegate):
         self.answered = True
         self.chunks = []
         now = time.time()
-        headers = answer_headers(self.config, self.headers, now)
-        headers["Content-Type"] = JSON_TYPE
-        for name, value in extra:
-            headers[name] = value
-        write_answer(self.conn, status, headers, body.encode("utf-8"))
+        send_answer(
+            self.conn, self.config, self.headers, status, [("Content-Type", JSON_TYPE), *extra], body.encode(), now
+        )
         if self.config["server.access_log"]:
             start = self.start_line
             log_access(status, start.method, start.path, self.conn.context.remote_ip, now - self.started)  # type: ignore[attr-defined]
