@@ -141,6 +141,8 @@ class Exchange(httputil.HTTPConnection):
             if _CR_OR_LF.search(line):
                 raise ValueError(f"Illegal characters (CR or LF) in header: {line!r}")
         self.headers_written = True
+        if self.read_finished and self.conn.exchange is self:
+            self.conn._drop_timer()  # nothing is timed while answering, and an answer in parts may last (a stream)
         data = "\r\n".join(lines).encode("latin1") + b"\r\n\r\n"
         if chunk:
             data += self._frame(chunk)
@@ -289,6 +291,7 @@ class HTTP1Protocol(asyncio.Protocol):
 
     # Thousands of these stay open as event streams: no per-instance __dict__.
     __slots__ = (
+        "_deadline",
         "_drain",
         "_drain_paused",
         "_timer",
@@ -323,6 +326,7 @@ class HTTP1Protocol(asyncio.Protocol):
         self._drain: list[asyncio.Future[None]] = []
         self._drain_paused = False
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None  # in loop time: when the connection is cut, unless None
 
     # ---- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -358,7 +362,7 @@ class HTTP1Protocol(asyncio.Protocol):
             self.server.closed.set()
         if self.server.on_close is not None:
             self.server.on_close(len(self.server.connections))
-        self._disarm()
+        self._drop_timer()
         for future in self._drain:
             if not future.done():
                 future.set_exception(tornado.iostream.StreamClosedError())
@@ -402,7 +406,7 @@ class HTTP1Protocol(asyncio.Protocol):
         """Close after what is already written has been sent."""
         if not self.closing:
             self.closing = True
-            self._disarm()
+            self._drop_timer()
             self.transport.close()
 
     def response_finished(self, exchange: Exchange) -> None:
@@ -641,17 +645,43 @@ class HTTP1Protocol(asyncio.Protocol):
     # ---- timeouts ------------------------------------------------------------------------------
 
     def _arm(self, seconds: float | None) -> None:
-        self._disarm()
-        if seconds:
-            self._timer = asyncio.get_running_loop().call_later(seconds, self._timed_out)
+        """Cut the connection `seconds` from now, unless disarmed or armed again before.
+
+        Every request arms and disarms twice (headers, body): a timer made and cancelled each time cost a twentieth
+        of a one-line POST. The deadline moves instead; the timer, made when there is none or it would fire too
+        late, looks at the deadline when it fires and waits again if it has moved.
+        """
+        if not seconds:
+            self._deadline = None
+            return
+        loop = asyncio.get_running_loop()
+        deadline = self._deadline = loop.time() + seconds
+        timer = self._timer
+        if timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timer = loop.call_at(deadline, self._deadline_reached)
 
     def _disarm(self) -> None:
+        self._deadline = None
+
+    def _drop_timer(self) -> None:
+        """Disarm and free the timer: the connection is closing, or its answer may last (an event stream)."""
+        self._deadline = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
-    def _timed_out(self) -> None:
+    def _deadline_reached(self) -> None:
         self._timer = None
+        deadline = self._deadline
+        if deadline is None:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < deadline:
+            self._timer = loop.call_at(deadline, self._deadline_reached)
+            return
+        self._deadline = None
         if self.state != _HEAD:
             log.info("timeout reading body from %s", self.context)
         self.close()

@@ -606,6 +606,15 @@ async def test_half_sent_headers_are_cut_after_the_header_timeout(
     started = time.monotonic()
     assert await idle.closed(within=5)
     assert time.monotonic() - started >= 0.45
+    # Each request starts the wait over: a connection in use for longer than the timeout is not cut.
+    busy = await connect(server.port)
+    for _ in range(4):
+        await asyncio.sleep(0.3)
+        await busy.send(request("GET", "/healthz"))
+        assert (await busy.answer()).status == 200
+    started = time.monotonic()
+    assert await busy.closed(within=5)
+    assert time.monotonic() - started >= 0.45
     await still_serving(server)
 
 
