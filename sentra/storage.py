@@ -3,10 +3,12 @@ and the factory that picks one from `storage.url`."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from sentra.appends import AppendJob
 from sentra.config import Config, missing_extra
 from sentra.lines import Line, NewLine
 from sentra.models import Agent, AppendResult, CommitListener
@@ -114,6 +116,9 @@ class Storage(Protocol):
         labels: dict[str, str] | None = None,
     ) -> AppendResult:
         """Assign gap-free seqs and commit `lines`, creating the agent on first ingest; returns once durable."""
+
+    def queue_append(self, job: AppendJob) -> asyncio.Future[AppendResult]:
+        """append_lines without a coroutine: the future is done once the job's lines are durable (or refused)."""
 
     async def create_agent(self, agent_id: str, owner: str, name: str, labels: dict[str, str]) -> Agent:
         """Create a running agent; Conflict if the id is taken."""

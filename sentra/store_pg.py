@@ -7,6 +7,7 @@ get gap-free seqs. Reads use a small pool. Nothing else imports asyncpg.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -241,6 +242,10 @@ class PostgresStore:
         """Assign gap-free seqs and commit `lines`, creating the agent on first ingest; returns once durable."""
         job = AppendJob(agent_id, subject, may_write_any, lines, idempotency_key, name, labels or {})
         return await self._writes.append(job)
+
+    def queue_append(self, job: AppendJob) -> asyncio.Future[AppendResult]:
+        """Queue an append for the next group commit: the future is done once it is durable (or refused)."""
+        return self._writes.append(job)
 
     async def create_agent(self, agent_id: str, owner: str, name: str, labels: dict[str, str]) -> Agent:
         """Create a running agent; Conflict if the id is taken."""

@@ -76,11 +76,11 @@ class WriteQueue(Generic[W]):
         while (self._queue or self._busy) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
 
-    async def append(self, job: AppendJob) -> AppendResult:
-        """Queue an ingest request; returns once its batch has committed."""
+    def append(self, job: AppendJob) -> asyncio.Future[AppendResult]:
+        """Queue an ingest request; the future is done once its batch has committed (or failed)."""
         future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
         self._enqueue(Append(job, future))
-        return await future
+        return future
 
     async def submit(self, work: W, after: Callable[[Any], Any]) -> Any:
         """Queue other work; returns what `after` makes of its outcome once committed."""

@@ -232,6 +232,28 @@ async def test_pipelined_requests_in_one_send_are_answered_in_order_and_stored_o
     assert await stored(server, "piped") == ["one", "two", "three"]
 
 
+async def test_pipelined_refused_and_accepted_posts_are_answered_in_order(
+    server: RunningServer, connect: Connect
+) -> None:
+    conn = await connect(server.port)
+    await conn.send(
+        post(server, "mixed", b"{not json\n")
+        + post(server, "mixed", ndjson("first"))
+        + post(server, "mixed", b"", Idempotency_Key="")
+        + post(server, "mixed", ndjson("second"))
+    )
+    answers = [await conn.answer() for _ in range(4)]
+    assert [answer.status for answer in answers] == [400, 200, 400, 200]
+    assert answers[0].json()["error"]["code"] == "invalid_json"
+    assert answers[2].json()["error"]["code"] == "empty_batch"
+    assert [answers[1].json(), answers[3].json()] == [
+        {"accepted": 1, "first_seq": 1, "last_seq": 1},
+        {"accepted": 1, "first_seq": 2, "last_seq": 2},
+    ]
+    conn.close()
+    assert await stored(server, "mixed") == ["first", "second"]
+
+
 async def test_requests_pipelined_after_connection_close_are_not_run(server: RunningServer, connect: Connect) -> None:
     conn = await connect(server.port)
     await conn.send(
