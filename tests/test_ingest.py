@@ -13,6 +13,8 @@ import httpx
 import pytest
 from conftest import RunningServer, ServerFactory
 
+from sentra.models import AppendResult
+
 
 async def lines_of(client: httpx.AsyncClient, agent: str, **params: Any) -> list[dict[str, Any]]:
     """The agent's stored lines, from the history API."""
@@ -582,3 +584,12 @@ async def test_ingest_answers_carry_the_security_and_cors_headers_of_every_answe
         bad_path = await alice.post("/api/agents/%ff/logs", json={"message": "x"})
     assert bad_path.status_code == 400
     assert error_of(bad_path) == {"code": "bad_request", "message": "Invalid unicode in agent_id: b'\\xff'"}
+
+
+def test_ingest_answer_text_is_what_json_dumps_writes() -> None:
+    for result in (
+        AppendResult(1, 1, 1),
+        AppendResult(0, None, None),
+        AppendResult(20000, 12_345_678_901, 12_345_698_900, replayed=True),
+    ):
+        assert result.json_text() == json.dumps(result.to_json())

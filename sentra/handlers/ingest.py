@@ -10,7 +10,6 @@ agent, how large, then the body), the same error shape, default headers, metrics
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Mapping
@@ -196,7 +195,7 @@ class IngestRequest(httputil.HTTPMessageDelegate):
 
     def _succeed(self, result: AppendResult) -> None:
         extra = [("Idempotent-Replayed", "true")] if result.replayed else []
-        self._answer(200, json.dumps(result.to_json()), extra)
+        self._answer(200, result.json_text(), extra)
 
     # ---- answering -------------------------------------------------------------------------------
 
