@@ -107,7 +107,7 @@ class IngestRequest(httputil.HTTPMessageDelegate):
             self.task = asyncio.ensure_future(self._commit_limited())
             return
         # Without a rate limit nothing here waits before the commit: the request queues its lines at once and is
-        # answered from the commit's callback, without a task of its own (a tenth of a one-line POST's CPU).
+        # answered from the commit's callback, without a task and its wake-ups (3 us of a one-line POST).
         try:
             committed = self._queue(self._lines())
         except Exception as exc:
