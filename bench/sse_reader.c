@@ -205,7 +205,8 @@ static void on_head(conn_t *c, const char *data, size_t len, int64_t now) {
     }
     c->status = atoi(c->head + 9);
     for (char *p = c->head; p < end; p++) *p = (char)((*p >= 'A' && *p <= 'Z') ? *p + 32 : *p);
-    c->chunked = strstr(c->head, "transfer-encoding: chunked") != NULL && strstr(c->head, "transfer-encoding: chunked") < end;
+    char *encoding = strstr(c->head, "transfer-encoding: chunked");
+    c->chunked = encoding != NULL && encoding < end;
     size_t head_bytes = (size_t)(end + 4 - c->head);
     size_t rest_from = head_bytes - (c->head_len - take); /* offset in data where the body starts */
     if (c->status == 200) live_opened++;

@@ -101,10 +101,9 @@ async def highest_sustained(
     index = rung_below(START_SHARE * probed.get("publish_rate", 0.0))
     steps: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
-    failed: dict[str, Any] | None = None
-    tried: set[int] = set()
-    while len(steps) < max_steps and index >= 0 and index not in tried:
-        tried.add(index)
+    failed: dict[str, Any] | None = None  # the lowest rate tried that was not sustained
+    # Up from the first rate until one fails, or down until one holds: no rate is tried twice.
+    while len(steps) < max_steps and index >= 0:
         rate = rung(index)
         result = await fanout(
             target,
@@ -124,15 +123,13 @@ async def highest_sustained(
                 break
             index += 1
         else:
-            failed = result if failed is None or rate < failed["rate"] else failed
+            failed = result
             if best is not None:
                 break
             index -= 1
-    out: dict[str, Any] = dict(best) if best is not None else {"sustained_rate": 0.0}
-    out.pop("rate", None)
-    out.pop("sustained", None)
-    out.pop("why", None)
+    out: dict[str, Any] = {"sustained_rate": 0.0}
     if best is not None:
+        out = {key: value for key, value in best.items() if key not in ("rate", "sustained", "why")}
         out["sustained_rate"] = best["rate"]
     if failed is not None:
         out["next_rate"] = failed["rate"]

@@ -252,6 +252,7 @@ def parse_headers(text: str) -> httputil.HTTPHeaders:
         return httputil.HTTPHeaders.parse(text)
     headers = httputil.HTTPHeaders()
     for name, value in _FIELD_LINE.findall(text):
+        # Setting a first value skips the name and value checks `add` would repeat (the regex made them).
         if name in headers:
             headers.add(name, value)
         else:
