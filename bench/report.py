@@ -307,7 +307,8 @@ def ladder(servers: dict[str, Any], kinds: list[str]) -> list[str]:
     if not cells:
         return []
     out = [
-        "Every rate tried (median p99 of the runs that tried it; ✗ n/m: not sustained in n of m runs):",
+        "Every rate tried, on each server's own ladder and at the other servers' highest sustained rates of the"
+        " same run (median p99 of the runs that tried it; ✗ n/m: not sustained in n of m runs):",
         "",
         "| lines/s | " + " | ".join(kinds) + " |",
         "|---|" + "---|" * len(kinds),

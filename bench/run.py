@@ -37,7 +37,7 @@ import procstat
 import report
 from servers import STARTERS, Server
 from subscribers import raise_fd_limit, use_uvloop
-from sustained import highest_sustained
+from sustained import at_rates, highest_sustained
 from wire import Target
 
 BENCH = Path(__file__).resolve().parent
@@ -65,6 +65,8 @@ FULL = Sizes(window=5.0, step=4.0, paced=8.0, ingest=5.0, idle=10_000, replay=10
 QUICK = Sizes(window=2.0, step=1.5, paced=3.0, ingest=2.0, idle=2_000, replay=100_000)
 
 Runner = Callable[[Target, Server, str, Sizes], Awaitable[dict[str, Any]]]
+# Runs one server at other servers' rates once all have run the scenario: the extra steps to add to its result.
+Comparer = Callable[[Target, Server, str, Sizes, list[float]], Awaitable[list[dict[str, Any]]]]
 
 
 @dataclass
@@ -75,6 +77,7 @@ class Scenario:
     title: str
     servers: tuple[str, ...]
     run: Runner
+    compare: Comparer | None = None
 
 
 def _channels(tag: str, count: int) -> list[str]:
@@ -100,6 +103,12 @@ async def _fanout_sustained(target: Target, server: Server, tag: str, size: Size
     return await highest_sustained(
         target, [server.pid], tag=tag, subscribers=100, publishers=16, window=size.step, probe=size.step / 2
     )
+
+
+async def _fanout_at_rates(
+    target: Target, server: Server, tag: str, size: Sizes, rates: list[float]
+) -> list[dict[str, Any]]:
+    return await at_rates(target, [server.pid], tag=tag, subscribers=100, publishers=16, window=size.step, rates=rates)
 
 
 async def _fanout_batch(target: Target, server: Server, tag: str, size: Sizes) -> dict[str, Any]:
@@ -184,6 +193,7 @@ SCENARIOS = (
         "2a. Fan-out 1 agent x 100 subscribers, one line per POST, highest sustained rate (paced, stepped up)",
         ALL,
         _fanout_sustained,
+        _fanout_at_rates,
     ),
     Scenario(
         "fanout_batch", "2b. Fan-out 1 x 100, 100 lines per POST, highest rate", ("sentra", "peer"), _fanout_batch
@@ -302,6 +312,38 @@ def wait_for_quiet(limit: float, most: float, *, quiet: bool = False) -> float:
     return busy
 
 
+async def compare_at_rates(
+    scenario: Scenario, servers: dict[str, Server], results: dict[str, dict[str, Any]], tag: str, size: Sizes
+) -> None:
+    """Run each server once at the other servers' highest sustained rates (of this run) that it did not try,
+    adding those steps to its result: the servers then compare at the same rates in every run."""
+    assert scenario.compare is not None
+    best = {kind: result.get("sustained_rate") or 0.0 for kind, result in results.items() if "error" not in result}
+    for kind, result in results.items():
+        if kind not in best:
+            continue
+        tried = {step["rate"] for step in result.get("steps", [])}
+        rates = sorted({rate for other, rate in best.items() if other != kind and rate and rate not in tried})
+        if not rates:
+            continue
+        server = servers[kind]
+        target = Target(kind, server.port, secret=server.secret)
+        try:
+            steps = await asyncio.wait_for(scenario.compare(target, server, tag, size, rates), SCENARIO_TIMEOUT)
+        except Exception as exc:  # the ladder's figures stand without the comparison
+            print(f"  {scenario.name:<12} {kind:<7} at the others' rates failed: {exc}"[:300], flush=True)
+            continue
+        result["steps"].extend(steps)
+        result["lost_any_step"] += sum((step.get("lost") or 0) + (step.get("cut") or 0) for step in steps)
+        done = ", ".join(_step_words(step) for step in steps)
+        print(f"  {scenario.name:<12} {kind:<7} at the others' rates: {done}", flush=True)
+
+
+def _step_words(step: dict[str, Any]) -> str:
+    verdict = "" if step["sustained"] else f" (not sustained: {step['why']})"
+    return f"{step['rate']:,.0f}/s p99 {step.get('p99_ms')} ms{verdict}"
+
+
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Median of every numeric figure across runs; the bottleneck seen most often; lower bound if any run was."""
     good = [run for run in runs if "error" not in run]
@@ -362,6 +404,9 @@ async def run_all(args: argparse.Namespace, workroot: Path) -> dict[str, Any]:
                     print(f"  {scenario.name:<12} {kind:<7} {report.one_line(scenario.name, result)}", flush=True)
                     if server.process.poll() is not None:
                         raise RuntimeError(f"{kind} exited during {scenario.name}:\n{server.tail()}")
+                if scenario.compare is not None:
+                    this_run = {kind: runs[-1] for kind, runs in results[scenario.name].items() if len(runs) > run}
+                    await compare_at_rates(scenario, servers, this_run, f"r{run}{scenario.name}", size)
         finally:
             for server in servers.values():
                 server.stop()

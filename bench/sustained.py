@@ -13,8 +13,10 @@ starting near 90% of its own back-to-back rate, and a rate counts as sustained w
 - nothing was lost, refused or cut off, and nothing arrived out of order.
 
 The rates go up one rung at a time until one is not sustained (or down, if the first one is not). The
-scenario's figures are those of the highest sustained rate; every step's figures are kept in `steps`, so
-servers can also be compared at the same rate.
+scenario's figures are those of the highest sustained rate; every step's figures are kept in `steps`. Each
+server starts near its own rate, so after every server has climbed its ladder, each is also run once at the
+others' highest sustained rates that it did not try (`at_rates`, marked `compared`): every run then compares
+the servers at the same rates, not only at their own best.
 """
 
 from __future__ import annotations
@@ -105,19 +107,9 @@ async def highest_sustained(
     # Up from the first rate until one fails, or down until one holds: no rate is tried twice.
     while len(steps) < max_steps and index >= 0:
         rate = rung(index)
-        result = await fanout(
-            target,
-            server_pids,
-            channels=[f"{tag}s{index}"],
-            subscribers=subscribers,
-            publishers=publishers,
-            rate=rate,
-            duration=window,
-        )
-        ok, why = judge(result, rate, window, subscribers)
-        result.update(rate=rate, sustained=ok, why=why)
+        result = await _step(target, server_pids, f"{tag}s{index}", subscribers, publishers, rate, window)
         steps.append({key: result.get(key) for key in STEP_KEYS})
-        if ok:
+        if result["sustained"]:
             best = result
             if failed is not None:
                 break
@@ -139,3 +131,40 @@ async def highest_sustained(
     out["lost_any_step"] = sum((step.get("lost") or 0) + (step.get("cut") or 0) for step in [probed, *steps])
     out["steps"] = steps
     return out
+
+
+async def at_rates(
+    target: Target,
+    server_pids: list[int],
+    *,
+    tag: str,
+    subscribers: int,
+    publishers: int,
+    window: float,
+    rates: list[float],
+) -> list[dict[str, Any]]:
+    """One step at each of `rates` (other servers' highest sustained rates), judged as on the ladder and
+    marked `compared`; they do not change the server's own highest sustained rate."""
+    steps = []
+    for number, rate in enumerate(rates):
+        result = await _step(target, server_pids, f"{tag}c{number}", subscribers, publishers, rate, window)
+        steps.append({key: result.get(key) for key in STEP_KEYS} | {"compared": True})
+    return steps
+
+
+async def _step(
+    target: Target, server_pids: list[int], channel: str, subscribers: int, publishers: int, rate: float, window: float
+) -> dict[str, Any]:
+    """One paced fan-out step on a fresh channel, with its verdict (`rate`, `sustained`, `why`)."""
+    result = await fanout(
+        target,
+        server_pids,
+        channels=[channel],
+        subscribers=subscribers,
+        publishers=publishers,
+        rate=rate,
+        duration=window,
+    )
+    ok, why = judge(result, rate, window, subscribers)
+    result.update(rate=rate, sustained=ok, why=why)
+    return result

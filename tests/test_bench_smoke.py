@@ -20,7 +20,7 @@ sys.path.insert(0, str(BENCH))
 
 from c_reader import CReaderPool, reader_binary  # noqa: E402
 from load import open_publishers  # noqa: E402
-from sustained import judge, rung  # noqa: E402
+from sustained import at_rates, judge, rung  # noqa: E402
 from wire import SseSubscriber, Tally, Target, marked_line  # noqa: E402
 
 
@@ -230,3 +230,45 @@ def test_sustained_rate_is_the_highest_rung_held(sentra: ServerProcess) -> None:
         assert result["next_rate"] == min(s["rate"] for s in steps if not s["sustained"])
         assert result["next_why"]
     assert result["lost_any_step"] == 0
+
+
+async def test_a_server_runs_once_at_each_rate_it_is_compared_at(sentra: ServerProcess) -> None:
+    target = Target("sentra", sentra.port, secret=SECRET)
+    pids = [sentra.process.pid]
+    steps = await at_rates(target, pids, tag="cmp", subscribers=3, publishers=2, window=0.5, rates=[300.0, 360.0])
+    assert [step["rate"] for step in steps] == [300.0, 360.0]
+    assert all(step["compared"] for step in steps)
+    for step in steps:
+        # Judged as on the ladder: a step is sustained exactly when nothing was lost or cut and the rate held.
+        assert step["sustained"] == (step["why"] == "")
+        assert step["lost"] == 0 and step["cut"] == 0
+        assert step["p99_ms"] is not None
+
+
+async def test_each_server_is_compared_at_the_rates_of_the_others_it_did_not_try() -> None:
+    import run
+
+    asked: dict[str, list[float]] = {}
+
+    async def compare(target: Target, server: Any, tag: str, size: Any, rates: list[float]) -> list[dict[str, Any]]:
+        asked[target.kind] = rates
+        return [{"rate": rate, "sustained": True, "why": "", "lost": 1, "cut": 0, "compared": True} for rate in rates]
+
+    def result(best: float, tried: list[float]) -> dict[str, Any]:
+        steps = [{"rate": rate, "sustained": rate <= best} for rate in tried]
+        return {"sustained_rate": best, "steps": steps, "lost_any_step": 0}
+
+    results = {
+        "sentra": result(5546.0, [4622.0, 5546.0, 6655.0]),
+        "nchan": result(1548.0, [1290.0, 1548.0, 1858.0]),
+        "peer": result(1290.0, [1075.0, 1290.0, 1548.0]),
+    }
+    # The comparer above never reaches a server: these only name one.
+    servers = {kind: run.Server(kind, 1, None, Path()) for kind in results}  # type: ignore[arg-type]
+    scenario = run.Scenario("s", "S", run.ALL, run._fanout_sustained, compare)
+    await run.compare_at_rates(scenario, servers, results, "t", run.QUICK)
+    # Only the rates a server did not try itself, lowest first: nchan tried the peer's 1,290, the peer nchan's 1,548.
+    assert asked == {"sentra": [1290.0, 1548.0], "nchan": [5546.0], "peer": [5546.0]}
+    assert [s["rate"] for s in results["peer"]["steps"]] == [1075.0, 1290.0, 1548.0, 5546.0]
+    # What the compared steps lost counts in the scenario's "nothing lost" figure.
+    assert results["sentra"]["lost_any_step"] == 2
