@@ -24,7 +24,10 @@ CREATE TABLE IF NOT EXISTS agents (
     last_seq INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS agents_by_owner ON agents (owner, pk);
-CREATE INDEX IF NOT EXISTS agents_by_status ON agents (status, updated_at);
+-- Retention looks finished agents up by age. Running agents stay out of the index, so the commit that moves a
+-- running agent's last_seq and updated_at writes no index page (databases of earlier versions drop theirs).
+DROP INDEX IF EXISTS agents_by_status;
+CREATE INDEX IF NOT EXISTS agents_finished ON agents (updated_at) WHERE status != 'running';
 CREATE TABLE IF NOT EXISTS lines (
     agent_pk INTEGER NOT NULL,
     seq INTEGER NOT NULL,

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import closing
+from pathlib import Path
 
 from conftest import RunningServer, ServerFactory, open_stream
 
@@ -70,3 +73,33 @@ async def test_retention_deletes_finished_agents_past_max_age_but_not_running_on
 
         await _wait_for(gone)
         assert (await client.get("/api/agents/live")).status_code == 200
+
+
+async def test_a_database_from_an_earlier_version_keeps_its_agents_and_retention_still_finds_finished_ones(
+    start_server: ServerFactory, tmp_path: Path
+) -> None:
+    db = tmp_path / "earlier.db"
+    first = await start_server(db=db)
+    async with first.client("alice") as client:
+        await client.post("/api/agents/done/logs", json={"message": "finished long ago"})
+        await client.patch("/api/agents/done", json={"status": "completed"})
+        await client.post("/api/agents/live/logs", json={"message": "still running"})
+    await first.shutdown()
+    # Earlier versions indexed every agent by status and updated_at, an index each commit rewrote.
+    with closing(sqlite3.connect(db)) as conn:
+        conn.execute("DROP INDEX agents_finished")
+        conn.execute("CREATE INDEX agents_by_status ON agents (status, updated_at)")
+        conn.commit()
+    server = await start_server(db=db, **{"retention.max_age": "1s", "retention.interval": "200ms"})
+    async with server.client("alice") as client:
+        live = (await client.get("/api/agents/live/logs")).json()
+        assert [line["message"] for line in live["lines"]] == ["still running"]
+
+        async def gone() -> bool:
+            return (await client.get("/api/agents/done")).status_code == 404
+
+        await _wait_for(gone)
+        assert (await client.get("/api/agents/live")).json()["status"] == "running"
+    with closing(sqlite3.connect(db)) as conn:
+        indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "agents_by_status" not in indexes and "agents_finished" in indexes
