@@ -16,6 +16,7 @@ import aiosqlite
 
 from sentra.agent_cache import AgentCache
 from sentra.appends import AppendJob
+from sentra.checkpointer import Checkpointer
 from sentra.errors import ApiError, ServiceUnavailable, StorageFull
 from sentra.lines import Line, NewLine
 from sentra.models import Agent, AppendResult, CommitListener
@@ -28,8 +29,11 @@ log = logging.getLogger("sentra.store")
 # A group commit of at most this many lines is made on the event loop: in WAL mode with synchronous=NORMAL a
 # commit does not wait for the disk, and a few rows cost less than the hop to the writer thread and back.
 INLINE_COMMIT_LINES = 64
-# About SQLite's own auto-checkpoint size (1000 pages): past this much committed, the writer thread checkpoints.
+# About SQLite's own auto-checkpoint size (1000 pages): past this much committed, a checkpoint pass begins
+# beside the commits.
 CHECKPOINT_BYTES = 4 * 1024 * 1024
+# Past this much WAL the writer copies what the passes left between two commits, and the WAL starts over.
+WAL_RESTART_BYTES = 16 * 1024 * 1024
 
 
 def _storage_error(exc: sqlite3.Error) -> ApiError:
@@ -57,6 +61,7 @@ class Store:
         # With synchronous=FULL every commit waits for the disk: those stay off the event loop.
         self._inline = synchronous.upper() == "NORMAL"
         self._wal_bytes = 0
+        self._checkpointer = Checkpointer(path, WAL_RESTART_BYTES)
 
     @property
     def description(self) -> str:
@@ -68,6 +73,7 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentra-writer")
         await self._in_writer(self._writer.open)
+        await self._checkpointer.open()
         self._reader = await aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
         await self._reader.execute("PRAGMA busy_timeout=5000")
         self._writes.start()
@@ -75,6 +81,7 @@ class Store:
     async def close(self) -> None:
         """Write everything queued, then close both connections."""
         await self._writes.close()
+        await self._checkpointer.close()
         if self._reader is not None:
             await self._reader.close()
             self._reader = None
@@ -329,8 +336,12 @@ class Store:
     # ---- the writer loop ---------------------------------------------------------------------
 
     async def _after_each(self) -> None:
-        if self._wal_bytes >= CHECKPOINT_BYTES:
+        if self._checkpointer.restart_due:
+            self._checkpointer.restart_due = False
             await self._checkpoint()
+        elif self._wal_bytes >= CHECKPOINT_BYTES:
+            self._wal_bytes = 0
+            self._checkpointer.start()
 
     async def _run_task(self, task: Task[Callable[[], Any]]) -> Any:
         try:
@@ -363,8 +374,8 @@ class Store:
         return outcome.results
 
     async def _checkpoint(self) -> None:
-        # In the writer thread with no commit in flight, so the event loop keeps serving and the
-        # checkpoint catches up with the whole WAL.
+        # In the writer thread with no commit in flight, so the checkpoint copies every frame the passes beside
+        # the commits left and the next commit starts the WAL over; the event loop keeps serving meanwhile.
         self._wal_bytes = 0
         try:
             await self._in_writer(self._writer.checkpoint)

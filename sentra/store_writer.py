@@ -59,7 +59,8 @@ class WriteConnection:
         """Copy the WAL into the database file, so the next commit starts the WAL over.
 
         SQLite's auto-checkpoint is off: it would run inside whichever commit crossed its limit, and small
-        commits are made on the event loop. The store calls this in the writer thread, between commits.
+        commits are made on the event loop. Passes beside the commits (sentra.checkpointer) copy the bulk; the
+        store calls this in the writer thread, between commits, once the WAL has outgrown its bound.
         """
         self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
