@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
+T = TypeVar("T")
 log = logging.getLogger("sentra.store")
 # Each WAL frame is a page and its 24-byte header.
 FRAME_HEADER = 24
@@ -52,11 +54,6 @@ class Checkpointer:
         if self._executor is not None and (self._pass is None or self._pass.done()):
             self._pass = asyncio.create_task(self._run())
 
-    @property
-    def running(self) -> bool:
-        """Whether a pass is copying now."""
-        return self._pass is not None and not self._pass.done()
-
     async def _run(self) -> None:
         try:
             _busy, frames, _copied = await self._in_thread(self._checkpoint)
@@ -67,7 +64,7 @@ class Checkpointer:
         if frames * self._frame_size >= self.restart_bytes:
             self.restart_due = True
 
-    async def _in_thread(self, work: Any) -> Any:
+    async def _in_thread(self, work: Callable[[], T]) -> T:
         assert self._executor is not None, "checkpointer is not open"
         return await asyncio.get_running_loop().run_in_executor(self._executor, work)
 

@@ -79,7 +79,7 @@ class Store:
         self._writes.start()
 
     async def close(self) -> None:
-        """Write everything queued, then close both connections."""
+        """Write everything queued, then close the connections and their threads."""
         await self._writes.close()
         await self._checkpointer.close()
         if self._reader is not None:
