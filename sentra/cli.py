@@ -60,7 +60,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         batch_access_log()
     tune_gc()
     with asyncio.Runner(loop_factory=loop_factory(config)) as runner:
-        runner.run(serve(config))
+        runner.run(serve(config, own_gc=True))
     return 0
 
 

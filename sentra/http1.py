@@ -336,6 +336,8 @@ class HTTP1Protocol(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         self.context = _Context(transport.get_extra_info("peername"), sock.family if sock is not None else 0)
         self.server.connections.add(self)
+        if self.server.on_open is not None:
+            self.server.on_open()
         self._arm(self.server.header_timeout)
 
     def data_received(self, data: bytes) -> None:
@@ -698,9 +700,11 @@ class HTTP1Server:
         max_body_size: int,
         header_timeout: float | None = None,
         body_timeout: float | None = None,
+        on_open: Callable[[], None] | None = None,
         on_close: Callable[[int], None] | None = None,
     ) -> None:
         self.delegate = delegate
+        self.on_open = on_open  # called for each accepted connection
         self.on_close = on_close  # called with the number still open after each connection closes
         self.max_body_size = max_body_size
         self.header_timeout = header_timeout

@@ -150,8 +150,10 @@ async def serve(
     out: TextIO = sys.stdout,
     stop: asyncio.Event | None = None,
     on_ready: Callable[[int], None] | None = None,
+    own_gc: bool = False,
 ) -> None:
-    """Run the server until SIGINT/SIGTERM (or `stop`), then shut down without losing a line."""
+    """Run the server until SIGINT/SIGTERM (or `stop`), then shut down without losing a line; `own_gc` when the
+    process's collector is the server's alone (tune_gc ran), so opened connections may be frozen in bulk."""
     host = config["server.host"]
     if not config.auth_enabled and not is_loopback(host):
         raise ConfigError(f"auth.mode = none is refused on {host}: bind to 127.0.0.1 or turn auth on")
@@ -173,13 +175,14 @@ async def serve(
         raise StartupError(f"cannot connect to the bus {config['bus.url']}: {exc.strerror or exc}") from None
     store.listener = bus
     app = make_app(config, store, registry, tokens, limiter=limiter)
-    memory = MemoryReturn(config["server.return_memory_after"])
+    memory = MemoryReturn(config["server.return_memory_after"], freeze=own_gc)
     # Bounded waits for headers and bodies: a client that trickles them in (slowloris) is cut, not kept forever.
     server = HTTP1Server(
         app,
         max_body_size=config["limits.max_body_size"],
         header_timeout=config["server.header_timeout"],
         body_timeout=config["server.body_timeout"],
+        on_open=memory.connection_opened,
         on_close=memory.connection_closed,
     )
     try:
@@ -211,7 +214,7 @@ async def serve(
     finally:
         log.info("shutting down: no new connections, ending streams, flushing writes")
         server.stop()
-        server.on_close = None
+        server.on_open = server.on_close = None
         memory.cancel()
         if bridge is not None:
             await bridge.close()
