@@ -56,7 +56,7 @@ class Checkpointer:
 
     async def _run(self) -> None:
         try:
-            _busy, frames, _copied = await self._in_thread(self._checkpoint)
+            frames = await self._in_thread(self._checkpoint)
         except sqlite3.Error as exc:
             # The next pass copies these pages too; a failing disk shows up in the commits themselves.
             log.warning("WAL checkpoint failed: %s", exc)
@@ -80,7 +80,8 @@ class Checkpointer:
             self._conn.close()
             self._conn = None
 
-    def _checkpoint(self) -> tuple[int, int, int]:
+    def _checkpoint(self) -> int:
+        """One PASSIVE pass; the number of frames in the WAL (SQLite answers busy, WAL frames, frames copied)."""
         assert self._conn is not None, "checkpointer is not open"
-        busy, frames, copied = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        return int(busy), int(frames), int(copied)
+        _busy, frames, _copied = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(frames)

@@ -80,8 +80,8 @@ ServerFactory = Callable[..., Awaitable[RunningServer]]
 
 
 @asynccontextmanager
-async def running_server(db: Path, **settings: Any) -> AsyncIterator[RunningServer]:
-    """Start serve() in this event loop on 127.0.0.1:0 with the given dotted settings."""
+async def running_server(db: Path, *, own_gc: bool = False, **settings: Any) -> AsyncIterator[RunningServer]:
+    """Start serve() in this event loop on 127.0.0.1:0 with the given dotted settings (`own_gc` as the CLI's)."""
     overrides: dict[str, Any] = {
         "server.port": 0,
         "storage.db": str(db),
@@ -93,7 +93,7 @@ async def running_server(db: Path, **settings: Any) -> AsyncIterator[RunningServ
     ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     stop = asyncio.Event()
     output = io.StringIO()
-    task = asyncio.create_task(serve(config, out=output, stop=stop, on_ready=ready.set_result))
+    task = asyncio.create_task(serve(config, out=output, stop=stop, on_ready=ready.set_result, own_gc=own_gc))
     done, _ = await asyncio.wait({ready, task}, return_when=asyncio.FIRST_COMPLETED)
     if task in done:
         task.result()

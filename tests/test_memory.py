@@ -8,6 +8,7 @@ import weakref
 from collections.abc import Iterator
 
 import pytest
+from conftest import ServerFactory
 
 from sentra import memory
 from sentra.memory import MemoryReturn
@@ -106,3 +107,15 @@ def test_without_freeze_the_collector_is_left_alone() -> None:
     for _ in range(memory.FREEZE_EVERY * 2):
         returner.connection_opened()
     assert gc.get_freeze_count() == frozen
+
+
+async def test_the_server_freezes_what_its_opened_connections_hold(unfrozen: None, start_server: ServerFactory) -> None:
+    server = await start_server(own_gc=True)
+    frozen = gc.get_freeze_count()
+    connections = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(memory.FREEZE_EVERY)]
+    async with server.client() as client:
+        assert (await client.get("/healthz")).status_code == 200
+    assert gc.get_freeze_count() > frozen, f"{memory.FREEZE_EVERY} accepted connections end in a freeze"
+    for _, writer in connections:
+        writer.close()
+        await writer.wait_closed()
