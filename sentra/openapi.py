@@ -461,7 +461,8 @@ def openapi_document() -> dict[str, Any]:
             "title": "Sentra",
             "version": __version__,
             "description": "Live logs for AI agents: ingest over HTTP, SQLite, Server-Sent Events. Every error is "
-            '{"error": {"code", "message"}}. Every path also answers OPTIONS (CORS pre-flight, 204).',
+            '{"error": {"code", "message"}}. Every path also answers OPTIONS (204 with Allow; the CORS grant for '
+            "server.cors_origins), HEAD wherever it answers GET, and 405 with Allow for any other method.",
         },
         "tags": [{"name": name} for name in ("agents", "logs", "streams", "session", "system")],
         "security": SECURITY,

@@ -76,7 +76,7 @@ async def test_stream_answers_and_refusals_carry_the_security_and_cors_headers(s
         posted = await alice.post("/api/streams", json={})
     assert preflight.status_code == 204 and preflight.headers["access-control-allow-origin"] == VIEWER
     assert posted.status_code == 405 and error_of(posted)["code"] == "method_not_allowed"
-    assert posted.headers["Allow"] == "GET, OPTIONS"
+    assert posted.headers["Allow"] == "GET, HEAD, OPTIONS"
 
 
 async def test_stream_arguments_are_read_as_every_handler_reads_them(start_server: ServerFactory) -> None:

@@ -36,18 +36,39 @@ JSON_BODY_LIMIT = 1024 * 1024
 DISCARD_ALLOWANCE = 64 * 1024 * 1024
 
 
+# What a page on an allowed origin may send, and read beyond the headers every CORS answer shows.
+CORS_REQUEST_HEADERS = "Authorization, Content-Type, Idempotency-Key, Last-Event-ID"
+CORS_EXPOSED_HEADERS = "Location, Retry-After, Idempotent-Replayed, WWW-Authenticate"
+# How long a browser may keep a pre-flight's grant: short, so a changed server.cors_origins reaches it soon.
+PREFLIGHT_MAX_AGE = 600
+
+
 def default_headers(config: Config, origin: str | None) -> list[tuple[str, str]]:
     """The headers every answer carries: no sniffing, no referrer, and CORS for an allowed origin."""
     headers = [("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer")]
-    if origin and origin in config["server.cors_origins"]:
-        headers += [
-            ("Access-Control-Allow-Origin", origin),
-            ("Access-Control-Allow-Credentials", "true"),
-            ("Access-Control-Allow-Headers", "Authorization, Content-Type, Idempotency-Key, Last-Event-ID"),
-            ("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE, OPTIONS"),
-            ("Vary", "Origin"),
-        ]
+    allowed = config["server.cors_origins"]
+    if allowed:
+        # The answer depends on the Origin, so a cache must not give one origin's answer to another.
+        headers.append(("Vary", "Origin"))
+        if origin and origin in allowed:
+            headers += [
+                ("Access-Control-Allow-Origin", origin),
+                ("Access-Control-Allow-Credentials", "true"),
+                ("Access-Control-Expose-Headers", CORS_EXPOSED_HEADERS),
+            ]
     return headers
+
+
+def preflight_headers(config: Config, origin: str | None, methods: str) -> list[tuple[str, str]]:
+    """What a CORS pre-flight from an allowed origin is granted (nothing for any other): `methods`, the request
+    headers Sentra reads, and how long to keep the grant."""
+    if not origin or origin not in config["server.cors_origins"]:
+        return []
+    return [
+        ("Access-Control-Allow-Methods", methods),
+        ("Access-Control-Allow-Headers", CORS_REQUEST_HEADERS),
+        ("Access-Control-Max-Age", str(PREFLIGHT_MAX_AGE)),
+    ]
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -234,9 +255,21 @@ class BaseHandler(RequestChecks, tornado.web.RequestHandler):
         for name, value in default_headers(self.config, self.header("Origin")):
             self.set_header(name, value)
 
-    def options(self, *args: str) -> None:
-        """CORS pre-flight: answered (with headers only for allowed origins)."""
+    def options(self, *args: str, **kwargs: str) -> None:
+        """204 with the path's methods in Allow; a CORS pre-flight from an allowed origin also gets its grant."""
+        methods = ", ".join(self.allowed_methods())
+        self.set_header("Allow", methods)
+        for name, value in preflight_headers(self.config, self.header("Origin"), methods):
+            self.set_header(name, value)
         self.set_status(204)
+
+    async def head(self, *args: str, **kwargs: str) -> None:
+        """What GET answers, headers only: RequestHandler.flush drops the body, Content-Length stays GET's."""
+        if not self._implements("get"):
+            raise tornado.web.HTTPError(405)
+        answered = self.get(*args, **kwargs)
+        if answered is not None:
+            await answered
 
     def check_xsrf_cookie(self) -> None:
         """Sentra takes no form posts; cookie-authenticated writes are guarded by SameSite=Strict."""
@@ -309,10 +342,18 @@ class BaseHandler(RequestChecks, tornado.web.RequestHandler):
         self.set_header("Content-Type", JSON_TYPE)
         self.finish(json.dumps(value, ensure_ascii=False))
 
+    def _implements(self, method: str) -> bool:
+        return getattr(type(self), method) is not getattr(tornado.web.RequestHandler, method)
+
     def allowed_methods(self) -> list[str]:
-        """The HTTP methods this handler implements (for a 405's Allow header)."""
-        base = tornado.web.RequestHandler
-        return [m for m in self.SUPPORTED_METHODS if getattr(type(self), m.lower()) is not getattr(base, m.lower())]
+        """The methods this path answers (Allow, pre-flights): this handler's own, those of the requests read before
+        routing (SentraApplication's direct routes), HEAD wherever GET is, and OPTIONS."""
+        methods = {m for m in ("GET", "POST", "PATCH", "PUT", "DELETE") if self._implements(m.lower())}
+        methods.update(self.settings["sentra_direct_methods"](self.request.path))
+        if "GET" in methods:
+            methods.add("HEAD")
+        methods.add("OPTIONS")
+        return [m for m in self.SUPPORTED_METHODS if m in methods]
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Render every error as {"error": {"code", "message"}}."""
@@ -322,10 +363,12 @@ class BaseHandler(RequestChecks, tornado.web.RequestHandler):
             for name, value in exc.headers.items():
                 self.set_header(name, value)
         elif isinstance(exc, tornado.web.HTTPError):
-            if status_code == 405:
-                self.set_header("Allow", ", ".join(self.allowed_methods()))
             code = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}.get(status_code, "http_error")
             message = exc.log_message % exc.args if exc.log_message else self._reason
+            if status_code == 405:
+                allowed = ", ".join(self.allowed_methods())
+                self.set_header("Allow", allowed)
+                message = f"{(self.request.method or '')[:20]} is not a method of this path; it answers {allowed}"
         else:
             code, message = "internal_error", INTERNAL_ERROR
         self.set_header("Content-Type", JSON_TYPE)
@@ -333,7 +376,20 @@ class BaseHandler(RequestChecks, tornado.web.RequestHandler):
 
 
 class NotFoundHandler(BaseHandler):
-    """Any path Sentra does not serve: a JSON 404."""
+    """Any path Sentra does not serve: a JSON 404, whatever the method."""
 
     async def prepare(self) -> None:
-        raise NotFound(f"no such path {self.request.path[:200]!r}", code="not_found")
+        raise self.not_found()
+
+    def not_found(self) -> NotFound:
+        """The error that answers every request here."""
+        return NotFound(f"no such path {self.request.path[:200]!r}", code="not_found")
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """A 404, also for the methods Tornado refuses with 405 before prepare (TRACE, made-up ones): a path that
+        does not exist has no methods to name."""
+        if status_code == 405:
+            self.set_status(404)
+            error = self.not_found()
+            kwargs["exc_info"] = (type(error), error, None)
+        super().write_error(self.get_status(), **kwargs)

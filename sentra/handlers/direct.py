@@ -82,7 +82,7 @@ def send_answer(
     the body's length: building HTTPHeaders and writing them out line by line cost a tenth of a one-line POST.
     """
     head = _rendered_head(status, (*default_headers(config, header_value(request_headers, "Origin")), *fields))
-    if head is None or not isinstance(conn, Exchange) or conn.start_line.method == "HEAD":
+    if head is None or not isinstance(conn, Exchange) or is_head(conn):
         headers = answer_headers(config, request_headers, now)
         for name, value in fields:
             headers[name] = value
@@ -118,9 +118,12 @@ def _rendered_head(status: int, fields: tuple[tuple[str, str], ...]) -> tuple[by
 
 
 def write_answer(conn: httputil.HTTPConnection, status: int, headers: httputil.HTTPHeaders, body: bytes) -> None:
-    """Send a whole answer and end the exchange; a client that has gone is no error."""
+    """Send a whole answer and end the exchange (the headers alone for HEAD, as HTTP says: Content-Length is the
+    body's GET would have); a client that has gone is no error."""
     if status not in (204, 304):
         headers["Content-Length"] = str(len(body))
+    if is_head(conn):
+        body = b""
     try:
         written = conn.write_headers(
             httputil.ResponseStartLine("HTTP/1.1", status, responses.get(status, "Unknown")), headers, body
@@ -129,6 +132,11 @@ def write_answer(conn: httputil.HTTPConnection, status: int, headers: httputil.H
         conn.finish()
     except tornado.iostream.StreamClosedError:
         pass
+
+
+def is_head(conn: httputil.HTTPConnection) -> bool:
+    """True if the exchange answers a HEAD request (headers only)."""
+    return isinstance(conn, Exchange) and conn.start_line.method == "HEAD"
 
 
 def path_argument(raw: str, name: str) -> str:
@@ -147,8 +155,9 @@ def _look_at(future: asyncio.Future[None]) -> None:
 
 
 class DirectHandler(RequestChecks, httputil.HTTPMessageDelegate):
-    """A GET answered without a RequestHandler: `get(*path_args)` runs once the request is read, raises ApiErrors
-    for the usual JSON error answer, and writes its body with `write` (the headers go with the first write)."""
+    """A GET (or HEAD) answered without a RequestHandler: `get(*path_args)` runs once the request is read, raises
+    ApiErrors for the usual JSON error answer, and writes its body with `write` (the headers go with the first
+    write). A HEAD runs the same `get`, and its answer ends with the headers of that first write."""
 
     start_line: httputil.RequestStartLine
     request_headers: httputil.HTTPHeaders
@@ -233,7 +242,15 @@ class DirectHandler(RequestChecks, httputil.HTTPMessageDelegate):
             return self.connection.write(data)
         self.headers_sent = True
         start = httputil.ResponseStartLine("HTTP/1.1", self.status, responses.get(self.status, "Unknown"))
-        return self.connection.write_headers(start, self._answer_headers(), data)
+        if not is_head(self.connection):
+            return self.connection.write_headers(start, self._answer_headers(), data)
+        # HEAD: the headers GET sends, and the answer ends; the handler stops as if its client had gone.
+        self.connection.write_headers(start, self._answer_headers()).add_done_callback(_look_at)
+        self.end()
+        gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        gone.set_exception(tornado.iostream.StreamClosedError())
+        gone.add_done_callback(_look_at)
+        return gone
 
     def end(self, body: bytes = b"") -> None:
         """End the answer (the whole of it, with `body`, if nothing was written yet) and log it."""
@@ -259,7 +276,7 @@ class DirectHandler(RequestChecks, httputil.HTTPMessageDelegate):
         except Exception as exc:
             if not isinstance(exc, ApiError):
                 path = self.start_line.path.partition("?")[0][:200]
-                app_log.error("Uncaught exception in GET %s", path, exc_info=exc)
+                app_log.error("Uncaught exception in %s %s", self.start_line.method, path, exc_info=exc)
             if self.headers_sent:
                 # Too late for an error answer: the client sees the stream break off without its last chunk.
                 self.finished = True
@@ -282,20 +299,26 @@ class DirectHandler(RequestChecks, httputil.HTTPMessageDelegate):
     def _log(self) -> None:
         if self.config["server.access_log"]:
             remote_ip = self.connection.context.remote_ip
-            log_access(self.status, "GET", self.start_line.path, remote_ip, time.time() - self.started)
+            log_access(self.status, self.start_line.method, self.start_line.path, remote_ip, time.time() - self.started)
 
 
 class SentraApplication(tornado.web.Application):
     """Tornado's Application, except that the requests of `direct` (method, path template, delegate) go straight
-    to their delegates instead of through the routing table."""
+    to their delegates instead of through the routing table; HEAD goes where GET does."""
 
     def __init__(self, direct: Sequence[tuple[str, str, DirectFactory]], handlers: list[Any], **settings: Any) -> None:
-        super().__init__(handlers, **settings)
+        # The routed handlers name these methods too when they answer OPTIONS or 405 on the same paths.
+        super().__init__(handlers, sentra_direct_methods=self.direct_methods, **settings)
         # What this application answers itself, as (method, path template): the OpenAPI document lists these too.
         self.direct_routes = frozenset((method, template) for method, template, _ in direct)
         self._direct: dict[str, list[tuple[re.Pattern[str], DirectFactory]]] = {}
         for method, template, factory in direct:
-            self._direct.setdefault(method.upper(), []).append((_template_regex(template), factory))
+            for verb in ("GET", "HEAD") if method.upper() == "GET" else (method.upper(),):
+                self._direct.setdefault(verb, []).append((_template_regex(template), factory))
+
+    def direct_methods(self, path: str) -> list[str]:
+        """The methods whose requests on `path` are answered before routing (HEAD included with GET)."""
+        return [method for method, routes in self._direct.items() if any(r.fullmatch(path) for r, _ in routes)]
 
     def start_request(self, server_conn: object, request_conn: httputil.HTTPConnection) -> httputil.HTTPMessageDelegate:
         """A delegate that picks a direct delegate or Tornado's routing once it has seen the request line."""

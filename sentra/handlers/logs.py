@@ -29,10 +29,6 @@ def query_from_arguments(handler: RequestChecks) -> LineQuery:
 class LogsHandler(BaseHandler):
     """An agent's history (GET); its ingest (POST) is answered by IngestRequest before routing."""
 
-    def allowed_methods(self) -> list[str]:
-        """GET, and the POST IngestRequest answers (for a 405's Allow header)."""
-        return [*super().allowed_methods(), "POST"]
-
     async def get(self, agent_id: str) -> None:
         """History: after/before cursors, limit, level, q; JSON, NDJSON or a text download."""
         agent = await self.agent_for(agent_id)
@@ -90,6 +86,11 @@ class LogsHandler(BaseHandler):
     async def _download(self, agent: Agent, after: int, query: LineQuery, fmt: str) -> None:
         """The whole log from `after`, written page by page so memory stays flat."""
         self._start_download(agent, fmt)
+        if self.request.method == "HEAD":
+            # The download's headers (flushed first, so no Content-Length is made up), without reading the log.
+            self.flush()
+            self.finish()
+            return
         upto = agent.last_seq
         while True:
             lines = await self.store.lines_after(agent, after, upto=upto, limit=HISTORY_MAX_LIMIT, query=query)

@@ -63,15 +63,7 @@ class StaticHandler(BaseHandler):
         self.root = root
 
     def get(self, path: str) -> None:
-        """The file, or 304 when the browser's copy is current."""
-        self.send_file(path, include_body=True)
-
-    def head(self, path: str) -> None:
-        """The headers GET would send."""
-        self.send_file(path, include_body=False)
-
-    def send_file(self, path: str, *, include_body: bool) -> None:
-        """Answer with the file at `path` under the viewer's root."""
+        """The file, or 304 when the browser's copy is current (HEAD: the same headers, see BaseHandler.head)."""
         node = find_file(self.root, path)
         data = node.read_bytes()
         self.set_header("Content-Type", content_type(node.name))
@@ -79,17 +71,15 @@ class StaticHandler(BaseHandler):
         self.set_header("Etag", f'"{hashlib.sha256(data).hexdigest()}"')
         if self.check_etag_header():
             self.set_status(304)
-        elif include_body:
-            self.write(data)
         else:
-            self.set_header("Content-Length", len(data))
+            self.write(data)
         self.finish()
 
     def set_default_headers(self) -> None:
+        # Every answer's headers (an allowed origin may import sentra.js), then those that guard the viewer's pages.
+        super().set_default_headers()
         self.set_header("Content-Security-Policy", CSP)
-        self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("X-Frame-Options", "DENY")
-        self.set_header("Referrer-Policy", "no-referrer")
 
     def set_extra_headers(self, path: str) -> None:
         # The viewer changes with releases; revalidate rather than cache for a day.

@@ -34,12 +34,8 @@ class _Gone(Exception):
 
 
 class StreamPathHandler(BaseHandler):
-    """What the routing table sees of a stream's path (its GET is read directly): the CORS pre-flight, and a 405
-    naming GET for any other method."""
-
-    def allowed_methods(self) -> list[str]:
-        """GET, which DirectHandler answers, and the pre-flight (for a 405's Allow header)."""
-        return ["GET", "OPTIONS"]
+    """What the routing table sees of a stream's path (its GET and HEAD are read directly): OPTIONS, and a 405
+    naming those methods for any other."""
 
 
 class StreamHandler(DirectHandler):

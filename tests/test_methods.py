@@ -1,0 +1,175 @@
+"""Every method on every route answers as documented: OPTIONS is 204 with Allow (and the CORS grant for a listed
+origin only), HEAD is GET without its body, any other method a path does not answer is a JSON 405 naming the ones
+it does, and a path Sentra does not serve is a 404 whatever the method."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import SECRET, RunningServer, ServerFactory
+from test_openapi import DOC
+
+from sentra.app import make_app
+from sentra.config import load_config
+from sentra.registry import TopicRegistry
+from sentra.store import Store
+
+LISTED = "https://app.example"
+UNLISTED = "https://elsewhere.example"
+CORS_REQUEST_HEADERS = {"Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"}
+# Methods a client may send that no route answers, beside every route's missing ones.
+STRANGERS = ("PUT", "TRACE", "BREW")
+METHODS = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
+
+# One request path for each rule of the routing table (the direct routes share their paths with these).
+SAMPLES = {
+    r"/healthz$": "/healthz",
+    r"/metrics$": "/metrics",
+    r"/api/openapi\.json$": "/api/openapi.json",
+    r"/api/agents$": "/api/agents",
+    r"/api/agents/(?P<agent_id>[^/]+)$": "/api/agents/m1",
+    r"/api/agents/(?P<agent_id>[^/]+)/logs$": "/api/agents/m1/logs",
+    r"/api/agents/(?P<agent_id>[^/]+)/logs/stream$": "/api/agents/m1/logs/stream",
+    r"/api/v1/stream-logs/request/(?P<agent_id>[^/]+)$": "/api/v1/stream-logs/request/m1",
+    r"/api/streams$": "/api/streams?agent=m1",
+    r"/api/stream-tickets$": "/api/stream-tickets",
+    r"/api/session$": "/api/session",
+    r"/api/agent-events$": "/api/agent-events",
+    r"/api/.*$": "/api/no-such-thing",
+    r"/(.*)$": "/sentra.js",
+}
+NOT_SERVED = "/api/no-such-thing"
+
+
+def routed_patterns(tmp_path: Path) -> set[str]:
+    """The path patterns of the app's routing table, as make_app declares them."""
+    config = load_config(None, {"storage.db": str(tmp_path / "x.db"), "auth.jwt_secret": SECRET})
+    app = make_app(config, Store(tmp_path / "x.db"), TopicRegistry(), None)
+    return {rule.matcher.regex.pattern for rule in app.wildcard_router.rules}
+
+
+def documented_methods(path: str) -> list[str]:
+    """What a path answers: the document's methods for it (GET, HEAD and OPTIONS for a viewer file), HEAD wherever
+    GET is, and OPTIONS; in the order of Allow."""
+    path = path.partition("?")[0]
+    if not path.startswith("/api/") and path not in ("/healthz", "/metrics"):
+        return ["GET", "HEAD", "OPTIONS"]
+    for template, item in DOC["paths"].items():
+        parts, wanted = template.split("/"), path.split("/")
+        if len(parts) == len(wanted) and all(p == w or p.startswith("{") for p, w in zip(parts, wanted, strict=True)):
+            methods = {method.upper() for method in item if method.upper() in METHODS}
+            methods |= {"HEAD", "OPTIONS"} if "GET" in methods else {"OPTIONS"}
+            return [method for method in METHODS if method in methods]
+    raise AssertionError(f"{path} is not documented")
+
+
+@pytest.fixture
+async def cors_server(start_server: ServerFactory) -> RunningServer:
+    """A server with one listed origin, where alice owns the finished agent m1."""
+    server = await start_server(**{"server.cors_origins": [LISTED]})
+    async with server.client("alice") as alice:
+        assert (await alice.post("/api/agents/m1/logs", json=["one", "two"])).status_code == 200
+        assert (await alice.patch("/api/agents/m1", json={"status": "completed"})).status_code == 200
+    return server
+
+
+def test_the_samples_cover_every_route_of_the_app(tmp_path: Path) -> None:
+    assert routed_patterns(tmp_path) == set(SAMPLES)
+
+
+async def test_options_answers_every_route_with_allow_and_grants_cors_only_to_a_listed_origin(
+    cors_server: RunningServer,
+) -> None:
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"}
+    async with httpx.AsyncClient(base_url=cors_server.url, timeout=10) as anonymous:
+        for path in SAMPLES.values():
+            if path == NOT_SERVED:
+                continue
+            allow = ", ".join(documented_methods(path))
+            listed = await anonymous.options(path, headers={"Origin": LISTED, **preflight})
+            assert listed.status_code == 204 and listed.content == b"", (path, listed.text)
+            assert listed.headers["allow"] == allow, path
+            assert listed.headers["access-control-allow-origin"] == LISTED, path
+            assert listed.headers["access-control-allow-methods"] == allow, path
+            granted = {name.strip() for name in listed.headers["access-control-allow-headers"].split(",")}
+            assert granted == CORS_REQUEST_HEADERS, path
+            assert int(listed.headers["access-control-max-age"]) > 0
+            assert "Origin" in listed.headers["vary"]
+            for headers in ({"Origin": UNLISTED, **preflight}, {}):
+                plain = await anonymous.options(path, headers=headers)
+                assert plain.status_code == 204 and plain.headers["allow"] == allow, (path, headers)
+                assert not [name for name in plain.headers if name.startswith("access-control-")], (path, headers)
+
+
+async def test_a_method_a_route_does_not_answer_is_a_json_405_naming_those_it_does(
+    cors_server: RunningServer,
+) -> None:
+    refused = 0
+    async with cors_server.client("alice") as alice:
+        for path in SAMPLES.values():
+            if path == NOT_SERVED:
+                continue
+            allow = documented_methods(path)
+            for method in dict.fromkeys([*METHODS, *STRANGERS]):
+                if method in allow:
+                    continue
+                answer = await alice.request(method, path, headers={"Origin": LISTED})
+                assert answer.status_code == 405, (method, path, answer.text)
+                assert answer.headers["allow"] == ", ".join(allow), (method, path)
+                assert answer.headers["access-control-allow-origin"] == LISTED
+                if method == "HEAD":
+                    assert answer.content == b"" and int(answer.headers["content-length"]) > 0
+                    continue
+                error = answer.json()["error"]
+                assert error["code"] == "method_not_allowed"
+                assert error["message"] == f"{method} is not a method of this path; it answers {', '.join(allow)}"
+                refused += 1
+    assert refused > 40
+
+
+async def test_a_path_sentra_does_not_serve_is_a_json_404_whatever_the_method(cors_server: RunningServer) -> None:
+    async with cors_server.client("alice") as alice:
+        for method in dict.fromkeys([*METHODS, *STRANGERS]):
+            answer = await alice.request(method, NOT_SERVED)
+            assert answer.status_code == 404, (method, answer.text)
+            assert "allow" not in answer.headers
+            if method != "HEAD":
+                assert answer.json()["error"] == {"code": "not_found", "message": f"no such path {NOT_SERVED!r}"}
+
+
+async def test_head_answers_the_status_and_headers_of_get_without_a_body(cors_server: RunningServer) -> None:
+    compared = ("content-type", "content-length", "cache-control", "content-disposition", "etag", "allow")
+    async with cors_server.client("alice") as alice:
+        for path in [*SAMPLES.values(), "/api/agents/m1/logs?format=text", "/api/agents/none", "/api/streams"]:
+            if path == NOT_SERVED or "GET" not in documented_methods(path):
+                continue
+            async with alice.stream("GET", path) as got:
+                # A stream's GET goes on: its status and headers are what HEAD is held to.
+                status, headers = got.status_code, got.headers
+            head = await alice.head(path)
+            assert head.status_code == status, (path, head.status_code, status)
+            assert head.content == b""
+            for name in compared:
+                if name == "content-length" and "content-length" not in headers:
+                    continue  # the streamed answers (event streams, downloads) have none, and HEAD makes none up
+                assert head.headers.get(name) == headers.get(name), (path, name)
+        # Every HEAD of a stream ended with its headers: nothing stays open (the GETs close as the server sees
+        # their connections go), and the connection serves on.
+        for _ in range(50):
+            health = await alice.get("/healthz")
+            if health.json()["open_streams"] == 0:
+                break
+            await asyncio.sleep(0.1)
+    assert health.json()["open_streams"] == 0
+
+
+async def test_head_of_an_error_answer_has_the_length_of_its_json_body(cors_server: RunningServer) -> None:
+    async with cors_server.client("bob") as bob:
+        for path in ("/api/agents/m1", "/api/agents/m1/logs/stream", "/api/agents/m1/logs"):
+            got = await bob.get(path)
+            head = await bob.head(path)
+            assert got.status_code == head.status_code == 403, path
+            assert head.content == b"" and head.headers["content-length"] == str(len(got.content)), path
