@@ -41,7 +41,10 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.lines_ingested = Counter("sentra_lines_ingested", "Lines committed", registry=self.registry)
         self.requests_rejected = Counter(
-            "sentra_ingest_rejected", "Ingest requests refused, by status", ["status"], registry=self.registry
+            "sentra_ingest_rejected",
+            "Ingest requests answered with an error (refused, or failed), by status",
+            ["status"],
+            registry=self.registry,
         )
         self.commit_lines = Histogram(
             "sentra_commit_batch_lines",

@@ -132,16 +132,12 @@ class IngestRequest(httputil.HTTPMessageDelegate):
             raise Forbidden(f"agent {self.agent_id!r} belongs to another user", code="not_owner")
         length = declared_length(self.headers)
         if length is not None and length > self.limit:
-            raise self._too_large(f"the body is {length} bytes, above the limit of {self.limit}")
-
-    def _too_large(self, message: str) -> PayloadTooLarge:
-        self.settings["sentra_metrics"].requests_rejected.labels("413").inc()
-        return PayloadTooLarge(message, code="body_too_large")
+            raise PayloadTooLarge(f"the body is {length} bytes, above the limit of {self.limit}", code="body_too_large")
 
     def _lines(self) -> list[NewLine]:
         """The body's lines (BadRequest or PayloadTooLarge if it has none to store)."""
         if self.too_large:
-            raise self._too_large(f"the body is above the limit of {self.limit} bytes")
+            raise PayloadTooLarge(f"the body is above the limit of {self.limit} bytes", code="body_too_large")
         config = self.config
         lines = parse_body(
             b"".join(self.chunks),
@@ -214,6 +210,8 @@ class IngestRequest(httputil.HTTPMessageDelegate):
             return
         self.answered = True
         self.chunks = []
+        if status >= 400:
+            self.settings["sentra_metrics"].requests_rejected.labels(str(status)).inc()
         now = time.time()
         send_answer(
             self.conn, self.config, self.headers, status, [("Content-Type", JSON_TYPE), *extra], body.encode(), now
