@@ -187,10 +187,10 @@ def event_schemas() -> dict[str, Schema]:
         "LogsEvent": obj(
             {
                 "logs": t("string", "The new lines' messages, each ending in \\n."),
-                "status": STATUS,
+                "status": {**STATUS, "type": ["string", "null"], "enum": [*STATUS["enum"], None]},
                 "lines": t("array", items=ref("Line")),
                 "final": t("boolean", "true: the last event; false: the stream ends for `reason`."),
-                "reason": t(["string", "null"], "deleted, token_expired, token_revoked, timeout…"),
+                "reason": t(["string", "null"], "deleted, token_expired, token_revoked, not_owner (status null)…"),
                 "skipped": t("integer", "Lines before first_seq that retention removed.", minimum=1),
                 "first_seq": SEQ,
                 "agent": {**AGENT_ID, "description": "On /api/streams: the agent a final event is about."},
@@ -328,6 +328,12 @@ Q = param("q", "query", t("string"), "Only lines whose message contains this tex
 TOKEN = param("token", "query", t("string"), "A token or stream ticket, for EventSource (it cannot set headers).")
 LAST_EVENT_ID = param("Last-Event-ID", "header", t("string"), "Resume after this event id; wins over ?after=.")
 LABEL = param("label", "query", t("array", items=t("string", pattern="^[^=]+=")), "key=value; repeatable.")
+WAIT = param(
+    "wait",
+    "query",
+    t("integer", enum=[0, 1], default=0),
+    "1: wait for an agent that does not exist yet (instead of a 404); another user's ends with not_owner.",
+)
 SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {"token": []}, {"cookie": []}]
 
 
@@ -394,7 +400,10 @@ def details() -> dict[str, Schema]:
                 param("format", "query", t("string", enum=["json", "ndjson", "text"]), "Without limit: everything."),
             ],
         },
-        "streamLogs": {"responses": {"200": stream_response("LogsEvent"), "204": NO_MORE}, "parameters": stream},
+        "streamLogs": {
+            "responses": {"200": stream_response("LogsEvent"), "204": NO_MORE},
+            "parameters": [*stream, WAIT],
+        },
         "streamLogsSeed001": {
             "description": "Waits for an agent that does not exist yet.",
             "responses": {"200": stream_response("Seed001Event"), "204": NO_MORE},
@@ -403,7 +412,7 @@ def details() -> dict[str, Schema]:
         "streamManyAgents": {
             "description": "Each event id is a cursor covering every agent of the stream.",
             "responses": {"200": stream_response("LogsEvent"), "204": NO_MORE},
-            "parameters": [agents, LABEL, cursor, LEVEL_PARAM, Q, TOKEN, LAST_EVENT_ID],
+            "parameters": [agents, LABEL, cursor, LEVEL_PARAM, Q, TOKEN, LAST_EVENT_ID, WAIT],
         },
         "createStreamTicket": {
             "description": "A short-lived read-only token for one agent, safe to put in an EventSource URL.",

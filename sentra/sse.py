@@ -71,9 +71,11 @@ def _parts(line: Line) -> tuple[bytes, bytes]:
     return wire["text"], cached
 
 
-def logs_event(lines: Iterable[Line], status: str, *, event_id: str, extra: dict[str, Any] | None = None) -> bytes:
+def logs_event(
+    lines: Iterable[Line], status: str | None, *, event_id: str, extra: dict[str, Any] | None = None
+) -> bytes:
     """Seed 000's event: {"logs": "...", "status": ..., "lines": [...]} plus extras (final, skipped…),
-    assembled from each line's cached bytes."""
+    assembled from each line's cached bytes; status None (null) on an agent the reader may not see."""
     texts: list[bytes] = []
     objects: list[bytes] = []
     for line in lines:

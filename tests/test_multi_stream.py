@@ -44,6 +44,19 @@ async def read_until_closed(stream: Any) -> list[Event]:
     return events
 
 
+async def read_until_final(stream: Any, *agent_ids: str) -> list[Event]:
+    """Events until each of `agent_ids` has had its final event (a label stream stays open after them)."""
+    events: list[Event] = []
+    ended: set[str] = set()
+    while ended != set(agent_ids):
+        event = await stream.next(10)
+        assert event is not None, f"the stream closed after {[e.data for e in events]}"
+        events.append(event)
+        if event.json().get("final"):
+            ended.add(event.json()["agent"])
+    return events
+
+
 async def test_lines_are_tagged_by_agent_with_a_final_event_per_agent(alice: httpx.AsyncClient) -> None:
     await post_lines(alice, "a", ["a1"])
     await post_lines(alice, "b", ["b1"])
@@ -140,7 +153,7 @@ async def test_label_stream_picks_up_agents_created_after_connecting(server: Run
             second = await stream.next()
             await set_status(alice, "early", "completed")
             await set_status(alice, "late", "completed")
-            rest = await read_until_closed(stream)
+            rest = await read_until_final(stream, "early", "late")
     events = [e for e in (first, second, *rest) if e is not None]
     assert tagged(events) == [("early", "early line"), ("late", "late line")]
     assert sorted(e.json()["agent"] for e in events if e.json().get("final")) == ["early", "late"]

@@ -223,4 +223,8 @@ async def test_merged_view_orders_agents_lines_by_time_and_tags_them(viewer: Vie
     await expect(page.locator(".log .row .agent").last).to_have_text("green-team")
     for agent in ("red-team", "blue-team", "green-team"):
         await viewer.api.patch(f"/api/agents/{agent}", json={"status": "completed"})
-    await expect(page.locator(".log-page .connection")).to_have_attribute("data-state", "finished", timeout=10_000)
+    # Every agent of the batch has finished, and the view still follows the batch: a later agent shows up.
+    await viewer.api.post("/api/agents", json={"id": "late-team", "labels": {"batch": "7"}})
+    await post_lines(viewer.api, "late-team", [{"message": "late-team after the others", "ts": time.time()}])
+    await expect(messages.last).to_have_text("late-team after the others")
+    await expect(page.locator(".log-page .connection")).to_have_attribute("data-state", "connected")

@@ -55,6 +55,15 @@ class StreamHandler(DirectHandler):
         # An empty header is what a client with no event yet may send; an empty ?after= is a mistake.
         return self.query_argument("after")
 
+    def wait_argument(self) -> bool:
+        """?wait=1: wait for agents that do not exist yet instead of answering 404; 0 (the default) does not."""
+        raw = self.query_argument("wait")
+        if raw not in (None, "0", "1"):
+            raise BadRequest(
+                f"query parameter 'wait' must be 1 (wait for an agent that does not exist yet) or 0, not {raw[:40]!r}"
+            )
+        return raw == "1"
+
     def open_subscription(self, agent_ids: set[str], matcher: Callable[[Agent], bool] | None = None) -> Subscription:
         """Register a subscription (429 past the per-user limit) before any history is read."""
         principal = self.principal
@@ -156,6 +165,7 @@ class StreamHandler(DirectHandler):
 class AgentStreamHandler(StreamHandler):
     """One agent's stream; subclasses choose the wire format."""
 
+    # True: the stream waits for an agent that does not exist yet, as ?wait=1 asks.
     agent_may_be_missing = False
     _agent: Agent | None = None
     _cursor = 0
@@ -169,13 +179,19 @@ class AgentStreamHandler(StreamHandler):
         """What is sent on an idle stream."""
         return sse.comment("heartbeat")
 
+    def refusal(self, cursor: int) -> bytes:
+        """The last event of a stream whose awaited agent was created by another user: nothing of it, only why
+        the stream ends (empty: the format has no such event, and the stream just closes)."""
+        return b""
+
     async def get(self, agent_id: str) -> None:
         """Open the stream: replay from the resume point out of SQLite, then follow live."""
         principal = self.principal
         principal.require("logs:read")
         check_agent_id(agent_id)
+        waits = self.agent_may_be_missing or self.wait_argument()
         agent = await self.store.get_agent(agent_id)
-        if agent is None and not self.agent_may_be_missing:
+        if agent is None and not waits:
             raise NotFound(f"no agent {agent_id!r}", code="agent_not_found")
         if agent is not None and not principal.may_access(agent.owner, agent.id):
             raise Forbidden(f"agent {agent_id!r} belongs to another user", code="not_owner")
@@ -197,7 +213,8 @@ class AgentStreamHandler(StreamHandler):
         assert self.sub is not None
         agent = await self.store.get_agent(agent_id)
         if agent is not None and not self.principal.may_access(agent.owner, agent.id):
-            # Created by another user since the request was checked: the reconnect gets its 403.
+            # Created by another user since the request was checked (or while it waited): the reconnect gets its 403.
+            await self._refuse()
             return
         # A resume point past the last line belongs to an agent deleted and created anew under the same id.
         cursor = resume if agent is not None and resume is not None and resume <= agent.last_seq else 0
@@ -234,7 +251,12 @@ class AgentStreamHandler(StreamHandler):
         self._cursor, self._agent, self._query = cursor, agent, query
         while True:
             connection = self.connection
-            if not self.sub.pending and isinstance(connection, Exchange) and connection.chunked:
+            if (
+                self._agent is not None
+                and not self.sub.pending
+                and isinstance(connection, Exchange)
+                and connection.chunked
+            ):
                 # Caught up: from here on lines are written as they are committed, without a wake-up
                 # (as HTTP chunks framed once for every subscriber: an HTTP/1.0 reader takes the slow path).
                 self.sub.direct = self._deliver
@@ -247,9 +269,10 @@ class AgentStreamHandler(StreamHandler):
                 return
             lines: list[Line] = []
             for item in items:
-                if isinstance(item, Resync) or (isinstance(item, Line) and item.seq > cursor + 1):
-                    # Commits were missed (the bus was down) or another process's lines overtook these:
-                    # storage has every committed line, so read the gap from there.
+                if agent is None or isinstance(item, Resync) or (isinstance(item, Line) and item.seq > cursor + 1):
+                    # The awaited agent may have appeared (its access is checked, and the lines its creating
+                    # request committed are read), commits were missed (the bus was down) or another process's
+                    # lines overtook these: storage has every committed line, so read from there.
                     if lines and agent is not None:
                         await self.send(self.encode(agent, lines, cursor, {}))
                         lines = []
@@ -257,8 +280,6 @@ class AgentStreamHandler(StreamHandler):
                         return
                     agent, cursor = self._agent, self._cursor
                 elif isinstance(item, AgentUpdate):
-                    if agent is None and not self.principal.may_access(item.agent.owner, item.agent.id):
-                        return
                     agent = self._agent = item.agent
                     if item.deleted or agent.finished:
                         extra = {"final": True, "reason": "deleted"} if item.deleted else {"final": True}
@@ -281,6 +302,7 @@ class AgentStreamHandler(StreamHandler):
                 return False
             return True
         if agent is None and not self.principal.may_access(fresh.owner, fresh.id):
+            await self._refuse()
             return False
         while cursor < fresh.last_seq:
             page = await self.store.lines_after(fresh, cursor, upto=fresh.last_seq, limit=CATCH_UP_PAGE, query=query)
@@ -292,6 +314,12 @@ class AgentStreamHandler(StreamHandler):
             await self.send(self.encode(fresh, [], cursor, {"final": True}))
             return False
         return True
+
+    async def _refuse(self) -> None:
+        """End a stream whose agent turned out to be another user's, saying so where the format can."""
+        data = self.refusal(self._cursor)
+        if data:
+            await self.send(data)
 
     def _deliver(self, lines: list[Line], shared: dict[Hashable, bytes]) -> None:
         """Write committed lines straight to the socket (called by the registry at publish time)."""
@@ -325,6 +353,10 @@ class LogStreamHandler(AgentStreamHandler):
             extra = {**extra, "reason": agent.reason}
         return sse.logs_event(lines, agent.status, event_id=str(cursor), extra=extra)
 
+    def refusal(self, cursor: int) -> bytes:
+        # The status is another user's to know: null.
+        return sse.logs_event([], None, event_id=str(cursor), extra={"final": False, "reason": "not_owner"})
+
 
 class Seed001StreamHandler(AgentStreamHandler):
     """GET /api/v1/stream-logs/request/{id}: seed 001's one event per line, heartbeats and an end event."""
@@ -342,21 +374,45 @@ class Seed001StreamHandler(AgentStreamHandler):
 
 
 class MultiStreamHandler(StreamHandler):
-    """GET /api/streams?agent=A&agent=B or ?label=k=v: many agents over one connection."""
+    """GET /api/streams?agent=A&agent=B or ?label=k=v: many agents over one connection.
+
+    An agent list ends once each of its agents has ended; a label stream stays open for agents that join later.
+    """
+
+    _named: frozenset[str] = frozenset()
+    _wanted: dict[str, str]
+    _owner: str | None = None
+    _query: LineQuery = LineQuery()
+    # The agents shown, those ended (finished, deleted or refused) and those named but not created yet.
+    _agents: dict[str, Agent]
+    _done: set[str]
+    _awaited: set[str]
+    _cursors: dict[str, int]
 
     async def get(self) -> None:
         """Replay each agent from its cursor, then follow all of them live."""
         principal = self.principal
         principal.require("logs:read")
-        ids = self.get_query_arguments("agent")
+        ids = list(dict.fromkeys(self.get_query_arguments("agent")))
         wanted = parse_label_arguments(self.get_query_arguments("label"))
         if not ids and not wanted:
             raise BadRequest("name the agents with ?agent=ID (repeatable) or ?label=key=value")
         if principal.agent is not None and (wanted or set(ids) != {principal.agent}):
             raise Forbidden("a stream ticket reads only its own agent", code="not_owner")
+        wait = self.wait_argument()
         agents: dict[str, Agent] = {}
+        refused: set[str] = set()
         for agent_id in ids:
-            agents[agent_id] = await self.agent_for(agent_id)
+            if not wait:
+                agents[agent_id] = await self.agent_for(agent_id)
+                continue
+            # With ?wait=1 a missing agent is waited for, and another user's gets a not_owner end of its own.
+            check_agent_id(agent_id)
+            agent = await self.store.get_agent(agent_id)
+            if agent is not None and principal.may_access(agent.owner, agent.id):
+                agents[agent_id] = agent
+            elif agent is not None:
+                refused.add(agent_id)
         query = query_from_arguments(self)
         raw = self.resume_argument()
         try:
@@ -368,139 +424,153 @@ class MultiStreamHandler(StreamHandler):
         if wanted:
             for agent in await self.store.list_agents(owner, labels=wanted, limit=10000):
                 agents.setdefault(agent.id, agent)
-        if raw and agents and all(a.finished and cursors.get(a.id, 0) == a.last_seq for a in agents.values()):
+        # Only an agent list can be over: a label stream waits for agents that join later.
+        if (
+            raw
+            and not wanted
+            and all(
+                agent_id in refused
+                or (
+                    agent_id in agents
+                    and agents[agent_id].finished
+                    and cursors.get(agent_id, 0) == agents[agent_id].last_seq
+                )
+                for agent_id in ids
+            )
+        ):
             self.set_status(204)
             return
 
         def matcher(agent: Agent) -> bool:
             return bool(wanted) and agent.matches_labels(wanted) and principal.may_access(agent.owner, agent.id)
 
-        self.open_subscription(set(agents), matcher if wanted else None)
-        await self.run(lambda: self._follow(list(agents), wanted, owner, cursors, query))
+        self._named, self._wanted, self._owner, self._query = frozenset(ids), wanted, owner, query
+        self.open_subscription(set(ids) | set(agents), matcher if wanted else None)
+        await self.run(lambda: self._follow(ids, cursors, wait))
 
-    async def _follow(
-        self,
-        ids: list[str],
-        wanted: dict[str, str],
-        owner: str | None,
-        cursors: dict[str, int],
-        query: LineQuery,
-    ) -> None:
-        agents: dict[str, Agent] = {}
+    async def _follow(self, ids: list[str], cursors: dict[str, int], wait: bool) -> None:
+        found: dict[str, Agent] = {}
         for agent_id in ids:
             agent = await self.store.get_agent(agent_id)
             if agent is not None:
-                agents[agent_id] = agent
-        if wanted:
-            for agent in await self.store.list_agents(owner, labels=wanted, limit=10000):
-                agents.setdefault(agent.id, agent)
-        # Cursors past an agent's last line belong to a deleted agent of the same id: start those over.
-        cursors = {
-            agent_id: seq
-            for agent_id, seq in cursors.items()
-            if agent_id in agents and seq <= agents[agent_id].last_seq
+                found[agent_id] = agent
+        if self._wanted:
+            for agent in await self.store.list_agents(self._owner, labels=self._wanted, limit=10000):
+                found.setdefault(agent.id, agent)
+        # Cursors past an agent's last line belong to a deleted agent of the same id, and those of an agent that
+        # does not exist (yet) to one deleted before: start those over.
+        self._cursors = {
+            agent_id: seq for agent_id, seq in cursors.items() if agent_id in found and seq <= found[agent_id].last_seq
         }
-        done: set[str] = set()
-        for agent in agents.values():
-            await self._catch_up(agent, cursors, query)
-            if agent.finished:
-                done.add(agent.id)
-                await self.send(self._final(agent, cursors))
-        while not agents or len(done) < len(agents):
+        self._agents, self._done = {}, set()
+        self._awaited = {agent_id for agent_id in ids if agent_id not in found} if wait else set()
+        for agent in found.values():
+            await self._join(agent)
+        while self._wanted or self._awaited or not self._done >= set(self._agents):
             items = await self.next_items(sse.comment("heartbeat"))
             if isinstance(items, str):
                 if items in _STOP_REASONS:
-                    await self.send(
-                        sse.logs_event(
-                            [],
-                            "running",
-                            event_id=sse.format_cursor(cursors),
-                            extra={"final": False, "reason": items},
-                        )
-                    )
+                    extra = {"final": False, "reason": items}
+                    await self.send(sse.logs_event([], "running", event_id=self._cursor_id(), extra=extra))
                 return
-            lines: list[Line] = []
-            for item in items:
-                gap = isinstance(item, Line) and item.agent in agents and item.seq > cursors.get(item.agent, 0) + 1
-                if isinstance(item, Resync) or gap:
-                    # Commits were missed (the bus was down) or arrived out of order: read them from storage.
-                    if lines:
-                        await self.send(self._event(lines, cursors))
-                        lines = []
-                    ids = [item.agent] if isinstance(item, Line) else list(agents)
-                    if isinstance(item, Resync) and wanted:
-                        ids += [a.id for a in await self.store.list_agents(owner, labels=wanted, limit=10000)]
-                    await self._reread(ids, agents, done, cursors, query)
-                    continue
-                if isinstance(item, Line):
-                    if item.seq > cursors.get(item.agent, 0):
-                        cursors[item.agent] = item.seq
-                        if query.matches(item):
-                            lines.append(item)
-                    continue
-                agent = item.agent
-                joined = agent.id not in agents
-                agents[agent.id] = agent
-                ends = agent.id not in done and (item.deleted or agent.finished)
-                if lines and (joined or ends):
-                    # The event id covers every cursor moved so far: send those lines before anything else.
-                    await self.send(self._event(lines, cursors))
-                    lines = []
-                if joined and not item.deleted:
-                    # An agent that matched the labels after the stream opened may have logged already.
-                    await self._catch_up(agent, cursors, query)
-                if ends:
-                    done.add(agent.id)
-                    await self.send(self._final(agent, cursors, deleted=item.deleted))
-            if lines:
-                await self.send(self._event(lines, cursors))
+            await self._apply(items)
 
-    async def _reread(
-        self,
-        ids: list[str],
-        agents: dict[str, Agent],
-        done: set[str],
-        cursors: dict[str, int],
-        query: LineQuery,
-    ) -> None:
+    async def _apply(self, items: list[Any]) -> None:
+        """Send what a batch of queued items says: lines, agents joining, ending or missed commits."""
+        cursors = self._cursors
+        lines: list[Line] = []
+        for item in items:
+            agent_id = "" if isinstance(item, Resync) else item.agent if isinstance(item, Line) else item.agent.id
+            known = agent_id in self._agents
+            if isinstance(item, Line) and known and item.seq <= cursors.get(agent_id, 0) + 1:
+                if item.seq > cursors.get(agent_id, 0):
+                    cursors[agent_id] = item.seq
+                    if self._query.matches(item):
+                        lines.append(item)
+                continue
+            if isinstance(item, Line) and not known and agent_id not in self._awaited:
+                continue  # an agent refused, or one this stream does not show
+            # Anything else may send events of its own: the lines so far go first (their cursors are in every id).
+            if lines:
+                await self.send(self._event(lines))
+                lines = []
+            if isinstance(item, Resync | Line):
+                # Commits were missed (the bus was down), arrived out of order, or an awaited agent logged before
+                # its creation reached this stream: read them from storage.
+                ids = [agent_id] if isinstance(item, Line) else [*self._agents, *self._awaited]
+                if isinstance(item, Resync) and self._wanted:
+                    ids += [a.id for a in await self.store.list_agents(self._owner, labels=self._wanted, limit=10000)]
+                await self._reread(ids)
+            elif not known:
+                if not item.deleted and agent_id not in self._done:
+                    # Created since the stream opened (an awaited id) or now matching its labels.
+                    await self._join(item.agent)
+            else:
+                agent = self._agents[agent_id] = item.agent
+                if agent_id not in self._done and (item.deleted or agent.finished):
+                    self._done.add(agent_id)
+                    await self.send(self._final(agent, deleted=item.deleted))
+        if lines:
+            await self.send(self._event(lines))
+
+    async def _join(self, agent: Agent) -> None:
+        """Start showing an agent: its stored lines after its cursor, and its end if it has ended. An agent the
+        caller may not read shows nothing; if the stream named it, it gets a final event saying not_owner."""
+        self._awaited.discard(agent.id)
+        if not self.principal.may_access(agent.owner, agent.id):
+            if agent.id in self._named and agent.id not in self._done:
+                self._done.add(agent.id)
+                extra = {"final": True, "agent": agent.id, "reason": "not_owner"}
+                await self.send(sse.logs_event([], None, event_id=self._cursor_id(), extra=extra))
+            return
+        self._agents[agent.id] = agent
+        await self._catch_up(agent)
+        if agent.finished:
+            self._done.add(agent.id)
+            await self.send(self._final(agent))
+
+    async def _reread(self, ids: list[str]) -> None:
         """Bring each agent up to date from storage: its missed lines, and its end if it finished or went."""
         for agent_id in dict.fromkeys(ids):
-            if agent_id in done:
+            if agent_id in self._done:
                 continue
-            known = agents.get(agent_id)
+            known = self._agents.get(agent_id)
             fresh = await self.store.get_agent(agent_id)
             if fresh is None or (known is not None and fresh.pk != known.pk):
                 if known is not None:
-                    done.add(agent_id)
-                    await self.send(self._final(known, cursors, deleted=True))
+                    self._done.add(agent_id)
+                    await self.send(self._final(known, deleted=True))
                 continue
-            if not self.principal.may_access(fresh.owner, fresh.id):
+            if known is None:
+                await self._join(fresh)
                 continue
-            agents[agent_id] = fresh
-            await self._catch_up(fresh, cursors, query)
+            self._agents[agent_id] = fresh
+            await self._catch_up(fresh)
             if fresh.finished:
-                done.add(agent_id)
-                await self.send(self._final(fresh, cursors))
+                self._done.add(agent_id)
+                await self.send(self._final(fresh))
 
-    async def _catch_up(self, agent: Agent, cursors: dict[str, int], query: LineQuery) -> None:
+    async def _catch_up(self, agent: Agent) -> None:
         """Replay the agent's stored lines after its cursor, up to its last seq, page by page."""
+        cursors = self._cursors
         cursor = cursors.get(agent.id, 0)
         upto = agent.last_seq
         while cursor < upto:
-            page = await self.store.lines_after(agent, cursor, upto=upto, limit=CATCH_UP_PAGE, query=query)
+            page = await self.store.lines_after(agent, cursor, upto=upto, limit=CATCH_UP_PAGE, query=self._query)
             cursor = page[-1].seq if len(page) == CATCH_UP_PAGE else upto
             cursors[agent.id] = cursor
             if page:
-                await self.send(self._event(page, cursors))
+                await self.send(self._event(page))
         cursors[agent.id] = max(cursor, upto)
 
-    @staticmethod
-    def _event(lines: list[Line], cursors: dict[str, int]) -> bytes:
-        return sse.logs_event(lines, "running", event_id=sse.format_cursor(cursors))
+    def _cursor_id(self) -> str:
+        return sse.format_cursor(self._cursors)
 
-    @staticmethod
-    def _final(agent: Agent, cursors: dict[str, int], *, deleted: bool = False) -> bytes:
+    def _event(self, lines: list[Line]) -> bytes:
+        return sse.logs_event(lines, "running", event_id=self._cursor_id())
+
+    def _final(self, agent: Agent, *, deleted: bool = False) -> bytes:
         extra: dict[str, Any] = {"final": True, "agent": agent.id}
         if deleted or agent.reason:
             extra["reason"] = "deleted" if deleted else agent.reason
-        return sse.logs_event([], agent.status, event_id=sse.format_cursor(cursors), extra=extra)
+        return sse.logs_event([], agent.status, event_id=self._cursor_id(), extra=extra)
