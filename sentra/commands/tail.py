@@ -33,7 +33,8 @@ def register(commands: Any) -> None:
         help="follow an agent's log live",
         description=(
             "Print an agent's lines as they arrive (time, level, source, message), reconnecting without gaps "
-            "when the connection drops. Exits 0 when the agent completes and 1 when it fails."
+            "when the connection drops. An agent that does not exist yet is waited for, so tail can start before "
+            "the run does. Exits 0 when the agent completes and 1 when it fails."
         ),
     )
     parser.add_argument("agent", metavar="AGENT", help="the agent id")
@@ -42,6 +43,12 @@ def register(commands: Any) -> None:
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--after", type=int, metavar="SEQ", help="start after line number SEQ")
     start.add_argument("--tail", type=int, metavar="N", help="start with the last N lines (default: all)")
+    parser.add_argument(
+        "--no-wait",
+        dest="wait",
+        action="store_false",
+        help="fail at once (exit 2) if the agent does not exist yet, instead of waiting for it",
+    )
     add_connection_options(parser)
     parser.set_defaults(func=guarded(cmd_tail))
 
@@ -57,6 +64,8 @@ def cmd_tail(args: argparse.Namespace) -> int:
             raise command_error(str(exc)) from None
     if args.q:
         query["q"] = args.q
+    if args.wait:
+        query["wait"] = 1
     if args.tail is not None:
         query["tail"] = args.tail
     elif args.after is not None:
@@ -198,6 +207,8 @@ class Follower:
                 self.printer.show(line)
         self.printer.flush()
         final = event.get("final")
+        if final is False and event.get("reason") == "not_owner":
+            raise command_error(f"agent {self.agent_id} was created by another user")
         if final is False and event.get("reason") in ("token_expired", "token_revoked"):
             raise command_error(f"the stream ended: {str(event['reason']).replace('_', ' ')}")
         if final is True:
