@@ -18,6 +18,7 @@ import pytest
 from conftest import Event, RunningServer, ServerFactory, SSEReader, make_token, open_stream
 from processes import ROOT, ServerProcess, start_process, write_config
 from test_multi_stream import create, cursor_of, read_until_final, tagged
+from test_openapi import assert_valid
 from test_streams import messages_of, post_lines, seqs_of, set_status, stream_path
 
 
@@ -69,6 +70,7 @@ async def test_waiting_for_an_agent_another_user_creates_ends_with_not_owner_and
             {"logs": "", "status": None, "final": False, "reason": "not_owner", "lines": []}
         ]
         assert not any("private" in e.data or "another" in e.data for e in events)
+        assert_valid(events[0].json(), "/components/schemas/LogsEvent")
         # The reconnect is refused as any stream of another user's agent is, waiting or not.
         assert (await bob.get(stream_path("contested"), params={"wait": "1"})).status_code == 403
         assert (await bob.get(stream_path("contested"))).status_code == 403
@@ -132,6 +134,7 @@ async def test_multi_stream_waits_for_named_agents_and_ends_another_users_with_n
         "reason": "not_owner",
         "lines": [],
     }
+    assert_valid(refused.json(), "/components/schemas/LogsEvent")
     assert tagged(joined) == [("later", "later 1"), ("later", "later 2")]
     every = [refused, *joined, *rest]
     assert not any("secret" in e.data for e in every)
