@@ -24,6 +24,15 @@ Delivery
     so lines arrive in the order they were logged. flush() and close() block until everything logged before
     the call is acknowledged, or their timeout expires (they then return False).
 
+Long messages
+    Sentra refuses a line above its `limits.max_line_size` (message and fields together, in UTF-8 bytes;
+    256 KiB unless the server is configured otherwise: pass `Client(max_line_size=...)` then). A message too
+    long for one line is sent as consecutive lines in one request (in several only if they are more than
+    `limits.max_body_size`), each with the same level, time, source and fields: their messages, joined in
+    order, are the message. The cut never falls inside a character
+    (split_message() is the rule; `sentra run` cuts over-long output lines with it too). Fields too large
+    to leave half a line for the message are not split around: such a line is refused, and reported.
+
 Retries
     Every batch carries an Idempotency-Key, a fresh UUID reused on each retry of that batch, so a batch the
     server stored but could not acknowledge is never stored twice. Connection errors, timeouts, 408, 429 and
@@ -41,8 +50,22 @@ Buffer policy
     how many were lost.
 
 Shutting down
-    Agents still open when the interpreter exits are flushed for up to 5 s (their status stays "running");
-    SentraHandler.close(), which logging calls at exit, flushes too.
+    Agents still open when the interpreter exits are flushed for up to 5 s in all; an Agent's status stays
+    "running", a SentraHandler's run is finished (below). Then every agent with lines that did not reach the
+    server (still waiting, dropped, or refused) gets one line on stderr: "sentra: 12 lines for agent X could
+    not be delivered to http://…: Connection refused". A line split into pieces counts once.
+
+Finishing the run of a SentraHandler (unless `finish_run=False`)
+    At exit the run is marked completed, or failed with a reason when the process ends with
+    - an uncaught exception in the main thread (seen through sys.excepthook): its traceback is sent as an
+      ERROR line from source "traceback", and "ValueError: boom" is the reason;
+    - sys.exit(N) called in the main thread with N not 0 or None: "exit code N" (a string S: "exit code 1: S").
+      atexit cannot see an exit code, so sys.exit is wrapped to note it; `raise SystemExit(N)`, exit() and
+      quit() bypass sys.exit and end the run completed, and a sys.exit(N) whose SystemExit is caught still
+      fails it. A process killed by a signal or ended with os._exit() runs no exit code: the run stays running.
+    An uncaught exception in another thread (threading.excepthook) is sent as an ERROR line at once; the
+    process goes on, and its end decides the status. Closing the handler yourself before exit stops sending
+    and leaves the status as it is. The hooks call the ones they replace.
 """
 
 from __future__ import annotations
@@ -54,6 +77,7 @@ import logging
 import os
 import random
 import re
+import sys
 import threading
 import time
 import traceback
@@ -63,13 +87,14 @@ from collections import deque
 from collections.abc import Mapping
 from email.message import Message
 from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlencode, urlsplit
 
-__all__ = ["Agent", "Client", "SentraError", "SentraHandler", "level_name"]
+__all__ = ["Agent", "Client", "SentraError", "SentraHandler", "level_name", "split_message"]
 
 DEFAULT_URL = "http://127.0.0.1:8765"
 EXIT_FLUSH_TIMEOUT = 5.0
+MAX_LINE_SIZE = 256 * 1024  # the server's default limits.max_line_size: message and fields, in UTF-8 bytes
 LEVELS: dict[str, int] = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
 _LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL", "TRACE": "DEBUG", "ERR": "ERROR"}
 _AGENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -147,6 +172,64 @@ def encode_line(ts: float, level: str, message: str, source: str, fields: Mappin
     return text.encode("utf-8", "replace")
 
 
+def utf8_cut(data: bytes | memoryview, limit: int) -> int:
+    """How many of the first `limit` bytes of UTF-8 `data` to keep so that no character is cut in two."""
+    if len(data) <= limit:
+        return len(data)
+    cut = limit
+    # A byte 0b10xxxxxx continues a character: back off to its first byte (at most 3 back in valid UTF-8).
+    for _ in range(3):
+        if cut > 1 and data[cut] & 0xC0 == 0x80:
+            cut -= 1
+    return cut if data[cut] & 0xC0 != 0x80 else limit  # not UTF-8 there: any cut will do
+
+
+def split_message(message: str, max_bytes: int) -> list[str]:
+    """`message` as consecutive pieces of at most `max_bytes` UTF-8 bytes (at least 4), cut between characters.
+
+    Joined in order, the pieces are `message`: the rule by which a long message becomes several lines.
+    """
+    limit = max(4, max_bytes)
+    if len(message) * 4 <= limit:  # four bytes at most per character: short enough without encoding
+        return [message]
+    # surrogatepass sizes a lone surrogate as 3 bytes (the line carries it as "?", 1 byte) and gives it back.
+    data = memoryview(message.encode("utf-8", "surrogatepass"))
+    if len(data) <= limit:
+        return [message]
+    pieces: list[str] = []
+    start = 0
+    while start < len(data):
+        end = start + utf8_cut(data[start:], limit)
+        pieces.append(bytes(data[start:end]).decode("utf-8", "surrogatepass"))
+        start = end
+    return pieces
+
+
+def encode_pieces(
+    ts: float, level: str, message: str, source: str, fields: Mapping[str, Any], max_line_size: int
+) -> bytes:
+    """The line as NDJSON: one line, or consecutive lines whose messages join to `message` when Sentra would
+    find it above `max_line_size` (as the server measures: the message and the fields as JSON, in UTF-8)."""
+    line = encode_line(ts, level, message, source, fields)
+    # The server's size is at most twice the line's (its fields JSON has a space after each ':' and ','),
+    # so a line up to half the limit needs no measuring.
+    if len(line) <= max_line_size // 2:
+        return line
+    budget = max_line_size - _fields_size(line)
+    if budget < max_line_size // 2:
+        return line  # the fields alone fill the line: pieces would repeat them, and each could be refused
+    pieces = split_message(message, budget)
+    if len(pieces) == 1:
+        return line
+    return b"\n".join(encode_line(ts, level, piece, source, fields) for piece in pieces)
+
+
+def _fields_size(line: bytes) -> int:
+    """The size Sentra gives an encoded line's fields: its own JSON of them, in UTF-8 bytes."""
+    fields = json.loads(line).get("fields")
+    return len(json.dumps(fields, ensure_ascii=False).encode("utf-8")) if fields else 0
+
+
 def _safe_repr(value: Any) -> str:
     try:
         return repr(value)
@@ -169,6 +252,7 @@ class Client:
         max_buffer: int = 100_000,
         max_buffer_bytes: int = 64 << 20,
         retry_cap: float = 2.0,
+        max_line_size: int = MAX_LINE_SIZE,
     ) -> None:
         raw = (url or os.environ.get("SENTRA_URL") or DEFAULT_URL).strip()
         parts = urlsplit(raw)
@@ -178,7 +262,8 @@ class Client:
             port = -1
         if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
             raise ValueError(f"not an http:// or https:// URL: {raw!r}")
-        self.url = raw.rstrip("/")
+        # Without user:password@, ?query or #fragment: the URL appears in messages, and a token must not.
+        self.url = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}".rstrip("/")
         self.token = token if token is not None else os.environ.get("SENTRA_TOKEN") or None
         self.timeout = timeout
         self.batch_lines = max(1, batch_lines)
@@ -187,6 +272,7 @@ class Client:
         self.max_buffer = max(1, max_buffer)
         self.max_buffer_bytes = max(1, max_buffer_bytes)
         self.retry_cap = retry_cap
+        self.max_line_size = max(4, max_line_size)  # the server's limits.max_line_size, to split messages by
         self._https = parts.scheme == "https"
         self._host = parts.hostname
         self._port = port
@@ -292,6 +378,11 @@ class Agent:
         return self._shipper.pending
 
     @property
+    def closed(self) -> bool:
+        """True once close(), complete() or fail() was called: lines logged after it are not sent."""
+        return self._shipper.closing
+
+    @property
     def reachable(self) -> bool | None:
         """Whether the last request reached the server (None before the first one)."""
         return self._shipper.reachable
@@ -301,8 +392,10 @@ class Agent:
         self.emit(level_name(level), message if isinstance(message, str) else str(message), source, fields)
 
     def emit(self, level: str, message: str, source: str, fields: Mapping[str, Any], ts: float | None = None) -> None:
-        """Queue an already-normalised line (upper-case level) stamped `ts` (default: now)."""
-        line = encode_line(time.time() if ts is None else ts, level, message, source, fields)
+        """Queue an already-normalised line (upper-case level) stamped `ts` (default: now); a message too long
+        for one line goes as consecutive lines (see split_message)."""
+        stamp = time.time() if ts is None else ts
+        line = encode_pieces(stamp, level, message, source, fields, self.client.max_line_size)
         if not self._shipper.add(line) and not self._closed_warned:
             self._closed_warned = True
             log.warning("agent %s is closed; lines logged after close() are not sent", self.id)
@@ -344,19 +437,40 @@ class Agent:
         final = {"status": "failed", "reason": reason[:_MAX_REASON]} if reason else {"status": "failed"}
         return self._shipper.close(timeout, final=final)
 
+    def undelivered_report(self) -> str | None:
+        """One line saying how many lines did not reach the server and why, or None if all did; once this
+        was asked for, the report at exit leaves this agent out."""
+        return self._shipper.undelivered_report()
+
     def __enter__(self) -> Agent:
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if exc_type is None or exc is None:
-            self.complete()
-            return
-        text = "".join(traceback.format_exception(exc_type, exc, tb)).rstrip()
-        self.emit("ERROR", text, "traceback", {})
-        summary = f"{exc_type.__name__}: {exc}" if str(exc) else exc_type.__name__
-        self.fail(summary)
+        self.end(exc)
+
+    def end(self, exc: BaseException | None = None, reason: str = "", timeout: float | None = 30.0) -> bool:
+        """Complete the run, or fail it: with `exc`, its traceback is logged as an ERROR line and
+        "ValueError: boom" is the reason; else with `reason` if one is given. What `with agent:` does."""
+        if exc is not None:
+            self.emit("ERROR", traceback_text(exc), "traceback", {})
+            reason = exception_summary(exc)
+        return self.fail(reason, timeout) if reason else self.complete(timeout)
+
+
+def traceback_text(exc: BaseException) -> str:
+    """The traceback Python would print for `exc`, without the final newline."""
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip()
+
+
+def exception_summary(exc: BaseException) -> str:
+    """The last line of the traceback: "ValueError: boom", or just "KeyboardInterrupt"."""
+    try:
+        text = str(exc)
+    except Exception:
+        text = ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class _Shipper:
@@ -382,9 +496,11 @@ class _Shipper:
         self._final: dict[str, str] | None = None
         self._conn: http.client.HTTPConnection | None = None
         self._reported: set[str] = set()
+        self._told_undelivered = False
         self.dropped_total = 0
         self.rejected_total = 0
         self.error: str | None = None
+        self.problem: str | None = None  # why the last line or request did not get through
         self.reachable: bool | None = None
         self._thread = threading.Thread(target=self._run, name=f"sentra-client-{agent_id}", daemon=True)
         _live.add(self)
@@ -396,6 +512,12 @@ class _Shipper:
     def is_alive(self) -> bool:
         """True while the background thread runs."""
         return self._thread.is_alive()
+
+    @property
+    def closing(self) -> bool:
+        """True once close() was called, or the thread stopped."""
+        with self._cond:
+            return self._closing or self._stopped
 
     # ---- the calling side ----------------------------------------------------------------------
 
@@ -458,6 +580,23 @@ class _Shipper:
 
     def _settled_upto(self) -> int:
         return self._head - self._inflight
+
+    def undelivered_report(self) -> str | None:
+        """The one-line account of lines that never reached the server (and of a status never set), once."""
+        with self._cond:
+            if self._told_undelivered:
+                return None
+            count = self._added - self._head + self._inflight + self.dropped_total + self.rejected_total
+            unfinished = self._final["status"] if self._final is not None else None
+            self._told_undelivered = count > 0 or unfinished is not None
+        why = self.problem or "no answer in time"
+        if count:
+            text = f"{count} line{'s' * (count != 1)} for agent {self.agent_id} could not be delivered"
+            text += f" to {self.client.url}: {why}"
+            return text + (f"; the run was not marked {unfinished}" if unfinished else "")
+        if unfinished:
+            return f"agent {self.agent_id} could not be marked {unfinished} at {self.client.url}: {why}"
+        return None
 
     # ---- the background thread -----------------------------------------------------------------
 
@@ -532,8 +671,7 @@ class _Shipper:
             part = parts.pop(0)
             outcome = self._post_lines(part)
             if outcome == "split":
-                middle = len(part) // 2
-                parts[0:0] = [part[:middle], part[middle:]]
+                parts[0:0] = _halves(part)
                 continue
             with self._cond:
                 self._inflight -= sum(real for _line, real in part)
@@ -553,7 +691,10 @@ class _Shipper:
         error = SentraError.from_response(status, data, what)
         if len(part) > 1 and (status == 413 or error.code == "invalid_line"):
             return "split"
+        if status == 413 and b"\n" in part[0][0]:
+            return "split"  # the pieces of one long message, too many for one request
         self.rejected_total += count
+        self.problem = str(SentraError.from_response(status, data, "refused"))
         self._report(error)
         return "rejected"
 
@@ -576,6 +717,7 @@ class _Shipper:
                 return
             status, data = answer
         if status >= 300 and status != 409:
+            self.problem = str(SentraError.from_response(status, data, "refused"))
             self._report(SentraError.from_response(status, data, f"cannot create agent {self.agent_id}"))
 
     def _finish_agent(self, final: dict[str, str]) -> None:
@@ -587,6 +729,7 @@ class _Shipper:
         status, data = answer
         if status >= 300:
             what = f"cannot mark agent {self.agent_id} {final['status']}"
+            self.problem = str(SentraError.from_response(status, data, "refused"))
             self._report(SentraError.from_response(status, data, what))
             return
         with self._cond:
@@ -638,6 +781,7 @@ class _Shipper:
             self._conn = None
 
     def _note_unreachable(self, exc: BaseException) -> None:
+        self.problem = reason_text(exc)
         if self.reachable is not False:
             log.warning(
                 "cannot reach Sentra at %s (%s); retrying in the background, keeping up to %d lines",
@@ -653,10 +797,23 @@ class _Shipper:
         self.reachable = True
 
     def _note_busy(self, status: int, data: bytes) -> None:
+        self.problem = str(SentraError.from_response(status, data, "busy"))
         if self.reachable is not False:
             error = SentraError.from_response(status, data, f"Sentra at {self.client.url} is busy")
             log.warning("%s; retrying", error)
         self.reachable = False
+
+
+def _halves(part: list[tuple[bytes, int]]) -> list[list[tuple[bytes, int]]]:
+    """A refused batch in two, to find the line at fault; one entry holding a long message's pieces is cut
+    between pieces, the first half counting as the line."""
+    if len(part) > 1:
+        middle = len(part) // 2
+        return [part[:middle], part[middle:]]
+    ((entry, real),) = part
+    pieces = entry.split(b"\n")
+    middle = len(pieces) // 2
+    return [[(b"\n".join(pieces[:middle]), real)], [(b"\n".join(pieces[middle:]), 0)]]
 
 
 def _retry_after(headers: Message) -> float | None:
@@ -668,12 +825,86 @@ _live: weakref.WeakSet[_Shipper] = weakref.WeakSet()
 _thread_state = threading.local()
 
 
+class _ProcessEnd:
+    """How the process is ending, as its hooks saw it, and the runs to finish by it at exit."""
+
+    def __init__(self) -> None:
+        self.agents: list[Agent] = []
+        self.exception: BaseException | None = None  # uncaught in the main thread
+        self.exit_reason = ""  # of a sys.exit(N) in the main thread with N not 0
+        self._lock = threading.Lock()
+        self._hooked = False
+
+    def finish_at_exit(self, agent: Agent) -> None:
+        """Finish `agent`'s run at exit by how the process ends; hooks the process the first time."""
+        with self._lock:
+            self.agents.append(agent)
+            if not self._hooked:
+                self._hooked = True
+                self._hook()
+
+    def _hook(self) -> None:
+        previous_excepthook = sys.excepthook
+        previous_thread_hook = threading.excepthook
+        real_exit = sys.exit
+
+        def excepthook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+            self.exception = exc
+            previous_excepthook(exc_type, exc, tb)
+
+        def thread_excepthook(args: threading.ExceptHookArgs) -> None:
+            # The process goes on: say what happened now, and let the process's end decide the status.
+            if args.exc_value is not None and not issubclass(args.exc_type, SystemExit):
+                name = args.thread.name if args.thread is not None else "?"
+                text = f"Exception in thread {name}:\n{traceback_text(args.exc_value)}"
+                for agent in list(self.agents):
+                    agent.emit("ERROR", text, "traceback", {})
+            previous_thread_hook(args)
+
+        def noting_exit(status: str | int | None = None) -> NoReturn:
+            # Only the main thread's sys.exit ends the process; in another thread it ends that thread.
+            if threading.current_thread() is threading.main_thread():
+                self.exit_reason = _exit_reason(status)
+            real_exit(status)
+
+        sys.excepthook = excepthook
+        threading.excepthook = thread_excepthook
+        sys.exit = noting_exit
+
+    def finish_runs(self, deadline: float) -> None:
+        """Complete each run, or fail it with the uncaught exception or the exit code."""
+        for agent in self.agents:
+            if not agent.closed:
+                agent.end(self.exception, self.exit_reason, max(0.0, deadline - time.monotonic()))
+
+
+def _exit_reason(status: object) -> str:
+    """The failure reason of sys.exit(status), "" for a success, as Python turns status into an exit code."""
+    if status is None or (isinstance(status, int) and status == 0):
+        return ""
+    if isinstance(status, int):
+        return f"exit code {int(status)}"
+    return f"exit code 1: {status}"
+
+
+_process_end = _ProcessEnd()
+
+
 @atexit.register
-def _flush_at_exit() -> None:
+def _at_exit() -> None:
+    """Finish the handlers' runs and flush every open agent, 5 s in all, then say what could not be sent."""
     deadline = time.monotonic() + EXIT_FLUSH_TIMEOUT
+    _process_end.finish_runs(deadline)
     for shipper in list(_live):
         if shipper.is_alive():
             shipper.close(max(0.0, deadline - time.monotonic()))
+    for shipper in list(_live):
+        report = shipper.undelivered_report()
+        if report is not None and sys.stderr is not None:
+            try:
+                print(f"sentra: {report}", file=sys.stderr, flush=True)
+            except (OSError, ValueError):
+                pass  # stderr is closed: nowhere left to say it
 
 
 _RECORD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
@@ -689,6 +920,9 @@ class SentraHandler(logging.Handler):
     Each line carries the record's level, its message (with the exception text appended), the logger's
     name as its source and the `extra=` attributes as fields. Records of the `sentra.client` logger and
     records logged by the client's own thread are skipped, so the client never logs into itself.
+
+    At exit the run is marked completed, or failed with the uncaught exception or the sys.exit code as its
+    reason (see "Finishing the run" above); `finish_run=False` leaves its status alone.
     """
 
     def __init__(
@@ -702,12 +936,15 @@ class SentraHandler(logging.Handler):
         level: int = logging.NOTSET,
         client: Client | None = None,
         flush_timeout: float = 10.0,
+        finish_run: bool = True,
     ) -> None:
         super().__init__(level)
         self.client = client or Client(url, token)
         self.agent = self.client.agent(agent_id, name=agent_name, labels=labels)
         self.flush_timeout = flush_timeout
         self._formatter = logging.Formatter()
+        if finish_run:
+            _process_end.finish_at_exit(self.agent)
 
     def emit(self, record: logging.LogRecord) -> None:
         """Queue the record as one line; never blocks on the network."""

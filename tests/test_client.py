@@ -305,7 +305,7 @@ def test_a_line_the_server_refuses_is_dropped_alone(sentra: SentraProcess, caplo
     agent = Client(sentra.url, sentra.token()).agent("refused")
     with caplog.at_level(logging.ERROR, logger="sentra.client"):
         agent.info("before")
-        agent.info("x" * 300_000)  # above the server's default limits.max_line_size of 256 KiB
+        agent.info("big", blob="x" * 300_000)  # fields above the server's default limits.max_line_size of 256 KiB
         agent.info("after")
         assert agent.flush(30)
     agent.close()

@@ -14,10 +14,9 @@ import time
 from types import FrameType
 from typing import Any, BinaryIO
 
-from sentra.client import Agent
+from sentra.client import Agent, utf8_cut
 from sentra.commands import add_connection_options, client_from_args, command_error, guarded, parse_labels
 
-MAX_PARTIAL_LINE = 64 * 1024  # a line longer than this without a newline is sent in pieces
 DRAIN_TIMEOUT = 3.0  # after the command exits, how long its pipes may stay open (a background child)
 FLUSH_TIMEOUT = 30.0
 FLUSH_TIMEOUT_UNREACHABLE = 2.0
@@ -64,10 +63,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         code, reason = _run_child(command, agent)
         timeout = FLUSH_TIMEOUT if agent.reachable else FLUSH_TIMEOUT_UNREACHABLE
-        finished = agent.complete(timeout) if code == 0 else agent.fail(reason, timeout)
-        if not finished and agent.pending:
-            count = agent.pending
-            print(f"sentra: {count} line{'s' * (count != 1)} not delivered to {client.url}", file=sys.stderr)
+        # What could not be delivered is said in one line at exit, by the client.
+        agent.end(reason=reason if code else "", timeout=timeout)
     finally:
         logging.getLogger("sentra.client").removeHandler(reporter)
     return code
@@ -126,6 +123,8 @@ def _pump(pipe: BinaryIO, out: BinaryIO, source: str, agent: Agent) -> None:
     fd = pipe.fileno()
     passing_through = True
     partial = b""
+    # A line longer than Sentra takes, without its newline yet, goes in pieces cut as the client cuts messages.
+    limit = agent.client.max_line_size
     while True:
         try:
             chunk = os.read(fd, 65536)
@@ -144,9 +143,10 @@ def _pump(pipe: BinaryIO, out: BinaryIO, source: str, agent: Agent) -> None:
         *lines, partial = partial.split(b"\n")
         for raw in lines:
             agent.log(_text(raw), source=source)
-        while len(partial) > MAX_PARTIAL_LINE:
-            agent.log(_text(partial[:MAX_PARTIAL_LINE]), source=source)
-            partial = partial[MAX_PARTIAL_LINE:]
+        while len(partial) > limit:
+            cut = utf8_cut(partial, limit)
+            agent.log(_text(partial[:cut]), source=source)
+            partial = partial[cut:]
     if partial:
         agent.log(_text(partial), source=source)
 

@@ -52,10 +52,8 @@ def cmd_send(args: argparse.Namespace) -> int:
             agent.log(raw.rstrip(b"\n").removesuffix(b"\r").decode("utf-8", "replace"), level, source=args.source)
     else:
         agent.log(" ".join(args.message), level, source=args.source)
-    delivered = agent.close(DELIVERY_TIMEOUT)
-    if agent.last_error:
-        raise command_error(agent.last_error)
-    if not delivered:
-        count = agent.pending
-        raise command_error(f"{count} line{'s' * (count != 1)} not delivered: cannot reach Sentra at {client.url}")
+    agent.close(DELIVERY_TIMEOUT)
+    report = agent.undelivered_report()  # said here as the error, so not again at exit
+    if report:
+        raise command_error(report)
     return 0
