@@ -18,9 +18,10 @@ from sentra.handlers.base import NotFoundHandler
 from sentra.handlers.direct import DirectFactory, SentraApplication
 from sentra.handlers.ingest import IngestRequest
 from sentra.handlers.logs import LogsHandler
+from sentra.handlers.multi_stream import MultiStreamHandler
 from sentra.handlers.session import SessionHandler
 from sentra.handlers.static import StaticHandler
-from sentra.handlers.streams import LogStreamHandler, MultiStreamHandler, Seed001StreamHandler, StreamPathHandler
+from sentra.handlers.streams import LogStreamHandler, Seed001StreamHandler, StreamPathHandler
 from sentra.handlers.system import HealthHandler, MetricsHandler, OpenAPIHandler
 from sentra.handlers.tickets import StreamTicketsHandler
 from sentra.metrics import Metrics

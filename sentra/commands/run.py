@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -14,13 +15,14 @@ import time
 from types import FrameType
 from typing import Any, BinaryIO
 
-from sentra.client import Agent, utf8_cut
+from sentra.client import Agent, level_name, utf8_cut
 from sentra.commands import add_connection_options, client_from_args, command_error, guarded, parse_labels
 
 DRAIN_TIMEOUT = 3.0  # after the command exits, how long its pipes may stay open (a background child)
 FLUSH_TIMEOUT = 30.0
 FLUSH_TIMEOUT_UNREACHABLE = 2.0
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+PREFIX_WINDOW = 200  # characters at the start of a line where its level is looked for
 
 
 def register(commands: Any) -> None:
@@ -30,8 +32,10 @@ def register(commands: Any) -> None:
         help="run a command and stream its output to Sentra",
         description=(
             "Run CMD, pass its stdout and stderr through unchanged, and stream every line to a Sentra agent "
-            "(source stdout or stderr). The agent is marked completed when CMD exits 0 and failed otherwise; "
-            "sentra exits with CMD's exit code. If the server cannot be reached, CMD still runs."
+            "(source stdout or stderr). A line's level is read from its prefix (ERROR, WARNING:, [error], "
+            "a logging format, a Python traceback), else it is INFO. The agent is marked completed when CMD "
+            "exits 0 and failed otherwise; sentra exits with CMD's exit code. If the server cannot be reached, "
+            "CMD still runs."
         ),
         usage="sentra run [--agent ID] [--name NAME] [--label KEY=VALUE] [--url URL] [--token TOKEN] -- CMD [ARGS ...]",
     )
@@ -119,10 +123,12 @@ def _forward_signals(child: subprocess.Popen[bytes]) -> dict[int, Any]:
 
 
 def _pump(pipe: BinaryIO, out: BinaryIO, source: str, agent: Agent) -> None:
-    """Copy the command's bytes to our own stream as they come, and log each complete line."""
+    """Copy the command's bytes to our own stream as they come, and log each complete line at its level."""
     fd = pipe.fileno()
     passing_through = True
     partial = b""
+    levels = LineLevels()
+    piece_level = ""  # the level of a line sent in pieces so far, for its next pieces
     # A line longer than Sentra takes, without its newline yet, goes in pieces cut as the client cuts messages.
     limit = agent.client.max_line_size
     while True:
@@ -142,13 +148,69 @@ def _pump(pipe: BinaryIO, out: BinaryIO, source: str, agent: Agent) -> None:
         partial += chunk
         *lines, partial = partial.split(b"\n")
         for raw in lines:
-            agent.log(_text(raw), source=source)
+            text = _text(raw)
+            agent.log(text, piece_level or levels.level(text), source=source)
+            piece_level = ""
         while len(partial) > limit:
             cut = utf8_cut(partial, limit)
-            agent.log(_text(partial[:cut]), source=source)
+            text = _text(partial[:cut])
+            piece_level = piece_level or levels.level(text)
+            agent.log(text, piece_level, source=source)
             partial = partial[cut:]
     if partial:
-        agent.log(_text(partial), source=source)
+        text = _text(partial)
+        agent.log(text, piece_level or levels.level(text), source=source)
+
+
+_LEVEL_WORDS = "WARNING|WARN|ERROR|ERR|CRITICAL|FATAL|DEBUG|TRACE|INFO"  # longest first: WARNING before WARN
+_STAMP = r"\[?(?:\d{4}-\d\d-\d\d[T ])?\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?\]?"
+# An optional time (and, after one, a logger name as in "%(asctime)s - %(name)s - %(levelname)s"), then the
+# level: in capitals before a space, ':', '-', '|', ']' or the end ("ERROR", "ERROR:root:msg", "WARN x"),
+# in any case in brackets ("[error]") or before a colon ("error: x", "Warning: x").
+_LEVEL_PREFIX = re.compile(
+    rf"\s*(?:{_STAMP}[\s\-|:]*(?:\w[\w.\-]*\s+[-|]\s+)?)?"
+    rf"(?:\[(?P<bracketed>(?i:{_LEVEL_WORDS}))\]"
+    rf"|(?P<word>{_LEVEL_WORDS})(?=[\s:\-|\]]|$)"
+    rf"|(?P<colon>(?i:{_LEVEL_WORDS})):)"
+)
+_TRACEBACK_START = re.compile(r"\s*(?:\+ )?(?:Exception Group )?Traceback \(most recent call last\):\s*$")
+_TRACEBACK_CHAINING = frozenset(
+    (
+        "During handling of the above exception, another exception occurred:",
+        "The above exception was the direct cause of the following exception:",
+    )
+)
+
+
+class LineLevels:
+    """The level of each line of one output stream, from the line's prefix or the Python traceback it is in.
+
+    A line starting with a level (see _LEVEL_PREFIX) has that level (WARN is WARNING, FATAL is CRITICAL).
+    A Python traceback is ERROR from "Traceback (most recent call last):" through its indented lines to the
+    exception line ("ValueError: boom"), and so are the sentences that chain two tracebacks. Anything else
+    is INFO, on stdout and on stderr alike.
+    """
+
+    def __init__(self) -> None:
+        self._traceback = ""  # "plain" or "group" (indented throughout) while inside one
+
+    def level(self, text: str) -> str:
+        """The level of the next line of the stream."""
+        if self._traceback:
+            if text[:1] in (" ", "\t"):
+                return "ERROR"
+            ending, self._traceback = self._traceback, ""
+            if ending == "plain":
+                return "ERROR"  # the exception line closes the traceback
+        if _TRACEBACK_START.match(text):
+            self._traceback = "group" if text[:1] in (" ", "\t") else "plain"
+            return "ERROR"
+        if text in _TRACEBACK_CHAINING:
+            return "ERROR"
+        match = _LEVEL_PREFIX.match(text[:PREFIX_WINDOW])
+        if match is None:
+            return "INFO"
+        return level_name(match.group("bracketed") or match.group("word") or match.group("colon"))
 
 
 def _text(raw: bytes) -> str:
