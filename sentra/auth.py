@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import secrets
 import time
@@ -224,6 +225,12 @@ def _scopes_of(scope: Any) -> frozenset[str]:
 
 
 LOCAL_PRINCIPAL = Principal(subject=LOCAL_USER, scopes=frozenset({SCOPE_READ, SCOPE_WRITE, SCOPE_ADMIN}))
+
+
+def local_user(config: Config) -> str:
+    """Who a local install acts for: the user of the token Sentra prints at start-up (whoever runs it), or
+    'local' with auth off."""
+    return getpass.getuser() if config.auth_enabled else LOCAL_USER
 
 
 def parse_ttl(text: str | None) -> float | None:

@@ -164,7 +164,12 @@ SETTINGS: tuple[Setting, ...] = (
         "browser_use_logs:*",
         "Channel pattern; each message is a line of the agent named by the part after the last ':'.",
     ),
-    Setting("bridge.owner", "str", "bridge", "User who owns the agents the bridge creates."),
+    Setting(
+        "bridge.owner",
+        "str",
+        "",
+        "User who owns the agents the bridge creates; empty: the user of the token Sentra prints at start-up.",
+    ),
     Setting(
         "auth.mode",
         "str",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import getpass
 import ipaddress
 import logging
 import signal
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, TextIO
 import tornado.netutil
 
 from sentra.app import make_app
-from sentra.auth import TokenService
+from sentra.auth import TokenService, local_user
 from sentra.bus import bus_from_config
 from sentra.config import Config, ConfigError, missing_extra
 from sentra.http1 import HTTP1Server
@@ -125,7 +124,7 @@ def _banner(config: Config, port: int, tokens: TokenService | None, store: Stora
         print("Auth is off (auth.mode = none): every agent is owned by 'local'.", file=out, flush=True)
     elif tokens.can_sign and is_loopback(host):
         # Like Jupyter's login URL: a local user gets going without a separate step.
-        token = tokens.create(getpass.getuser(), ttl=30 * 86400)
+        token = tokens.create(local_user(config), ttl=30 * 86400)
         print(f"Open {url}?token={token}", file=out, flush=True)
         print(f"or export SENTRA_URL={url.rstrip('/')} SENTRA_TOKEN={token}", file=out, flush=True)
 
