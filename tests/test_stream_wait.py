@@ -229,13 +229,14 @@ def test_the_readme_walkthrough_runs_as_written(sentra_child: ServerProcess, tmp
         ["bash", "-e", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    # The background curl printed the stream until its final event, interleaved with the other answers.
-    events = [json.loads(line.removeprefix("data: ")) for line in done.stdout.splitlines() if line.startswith("data: ")]
-    assert "retry: 2000" in done.stdout
-    shown = [line["message"] for event in events for line in event["lines"]]
+    # The background curl printed the stream until its final event, interleaved with the other commands' answers
+    # (which end without a newline): each event is its id line and its data line, written together.
+    events = re.findall(r"id: (\d+)\ndata: (.*)\n", done.stdout)
+    assert "retry: 2000\n" in done.stdout
+    shown = [line["message"] for _, data in events for line in json.loads(data)["lines"]]
     assert shown == ["step 1: open the page", "plain line", "another one"]
-    assert events[-1]["final"] is True and events[-1]["status"] == "completed"
-    assert [line for line in done.stdout.splitlines() if line.startswith("id: ")][-1] == "id: 3"
+    last_id, last = events[-1]
+    assert (last_id, json.loads(last)["final"], json.loads(last)["status"]) == ("3", True, "completed")
 
 
 # ---- PostgreSQL and Redis: two processes ------------------------------------------------------------------
