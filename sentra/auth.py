@@ -230,7 +230,13 @@ LOCAL_PRINCIPAL = Principal(subject=LOCAL_USER, scopes=frozenset({SCOPE_READ, SC
 def local_user(config: Config) -> str:
     """Who a local install acts for: the user of the token Sentra prints at start-up (whoever runs it), or
     'local' with auth off."""
-    return getpass.getuser() if config.auth_enabled else LOCAL_USER
+    if not config.auth_enabled:
+        return LOCAL_USER
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        # A container's user id may have no name (no $USER, no passwd entry): fall back rather than fail to start.
+        return LOCAL_USER
 
 
 def parse_ttl(text: str | None) -> float | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import pwd
 import time
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from conftest import RunningServer, ServerFactory, make_token
 from processes import start_process, write_config
 
 from sentra.access_log import LOG_FORMAT, BatchedLogHandler
+from sentra.auth import local_user
+from sentra.config import load_config
 
 
 async def test_healthz_needs_no_token_and_checks_the_database(server: RunningServer) -> None:
@@ -132,3 +135,15 @@ async def test_server_started_as_the_readme_says_prints_a_token_that_works(tmp_p
         assert index.status_code == 200 and "Sentra" in index.text
     finally:
         assert proc.terminate() == 0
+
+
+def test_a_user_id_without_a_name_gets_a_token_for_local_instead_of_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As in a container started with --user 54321: no $USER and no passwd entry for the id.
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.delenv(name, raising=False)
+
+    def no_entry(uid: int) -> pwd.struct_passwd:
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    assert local_user(load_config()) == "local"
