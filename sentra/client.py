@@ -556,7 +556,9 @@ class _Shipper:
             self._flush_waiters += 1
             self._cond.notify_all()
             try:
-                self._cond.wait_for(lambda: self._settled_upto() >= target or self._stopped, timeout)
+                # Abandoned (a close() timed out): nothing more will be sent, however long the thread stays
+                # blocked on the network, so do not wait for it.
+                self._cond.wait_for(lambda: self._settled_upto() >= target or self._stopped or self._abandoned, timeout)
             finally:
                 self._flush_waiters -= 1
             return self._settled_upto() >= target
@@ -568,7 +570,8 @@ class _Shipper:
                 self._final = final
             self._closing = True
             self._cond.notify_all()
-        if threading.current_thread() is self._thread:
+            abandoned = self._abandoned
+        if abandoned or threading.current_thread() is self._thread:
             return False
         self._thread.join(timeout)
         if self._thread.is_alive():
