@@ -4,13 +4,14 @@ against a real server child."""
 
 from __future__ import annotations
 
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from test_cli import cli
-from test_client import SentraProcess, free_port, messages
+from test_client import SentraProcess, messages
 
 from sentra.client import MAX_LINE_SIZE
 from sentra.commands.run import LineLevels
@@ -152,10 +153,11 @@ def test_run_cuts_an_over_long_line_between_characters_and_it_reads_back_whole(
 
 
 def test_run_with_a_dead_server_says_in_one_line_how_many_lines_were_not_delivered(sentra: SentraProcess) -> None:
-    url = f"http://127.0.0.1:{free_port()}"
-    result = cli(
-        sentra, "run", "--agent", "run-dead", "--", "sh", "-c", "echo one; echo two", env=sentra.env(SENTRA_URL=url)
-    )
+    with socket.socket() as dead:  # bound, not listening: refuses, and no other process can take the port
+        dead.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{dead.getsockname()[1]}"
+        env = sentra.env(SENTRA_URL=url)
+        result = cli(sentra, "run", "--agent", "run-dead", "--", "sh", "-c", "echo one; echo two", env=env)
     assert result.returncode == 0
     report = [line for line in result.stderr.decode().splitlines() if "could not be delivered" in line]
     assert report == [
