@@ -3,7 +3,8 @@
  *
  * Plain ES module, no dependencies. Serve it from Sentra itself (`import { connect } from "/sentra.js"`) or copy it
  * into your app. `connect()` is the framework-free equivalent of a `useAgentLogs` hook; `openEventStream()` is the
- * lower-level piece it is built on (the viewer uses it for merged multi-agent streams too).
+ * lower-level piece it is built on (the viewer's shared worker, live-worker.js, uses it for the one stream every
+ * viewer tab shares). It runs in a page or in a worker.
  *
  * Authentication: on Sentra's own origin the viewer's cookie is sent automatically. From another origin, either
  * list that origin in `server.cors_origins` (the cookie then travels with `withCredentials`), or pass `token`:
@@ -41,6 +42,11 @@ export const LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
  */
 
 /**
+ * An error passed to `onError`: `fatal` when the stream gave up, `status` the HTTP status that made it give up.
+ * @typedef {Error & {fatal: boolean, status?: number}} StreamError
+ */
+
+/**
  * Keep a Sentra SSE stream open: resume after drops from the last event id (EventSource's Last-Event-ID, or
  * `?after=` when it has to start over), back off between failed attempts, and stop when the stream is over.
  *
@@ -50,13 +56,15 @@ export const LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
  * @param {string} [options.token]     A token to buy stream tickets with (needs `ticketAgent`).
  * @param {string} [options.ticketAgent] The agent the tickets are for.
  * @param {string|number} [options.after] Start after this event id (a seq, or a multi-agent cursor).
+ * @param {boolean} [options.wait] Wait for an agent that does not exist yet (`?wait=1`) instead of failing
+ *        with 404: the stream stays open, and the agent's lines flow from its first one once it is created.
  * @param {(data: object) => boolean} [options.isFinal] True for the event after which nothing follows;
  *        default: `data.final === true` without `data.agent` (a single agent's last event).
  * @param {() => void} [options.onOpen]            Connected (again).
  * @param {(data: object, id: string) => void} [options.onEvent] Each event's parsed data.
  * @param {() => void} [options.onReconnecting]    The connection dropped; a reconnect is under way.
  * @param {(data: object|null) => void} [options.onEnd] The stream is over (the final event, or none).
- * @param {(error: Error) => void} [options.onError] A connection error; `error.fatal` when it gives up.
+ * @param {(error: StreamError) => void} [options.onError] A connection error; `error.fatal` when it gives up.
  * @returns {EventStream}
  */
 export function openEventStream(path, options = {}) {
@@ -88,7 +96,8 @@ export function openEventStream(path, options = {}) {
   };
 
   function url(ticket) {
-    const full = new URL(path, baseUrl || document.baseURI);
+    const full = new URL(path, baseUrl || pageBase());
+    if (options.wait) full.searchParams.set("wait", "1");
     if (cursor !== null) full.searchParams.set("after", cursor);
     if (ticket) full.searchParams.set("token", ticket);
     return full.href;
@@ -102,9 +111,10 @@ export function openEventStream(path, options = {}) {
     source = null;
   }
 
-  function fail(message, fatal) {
+  function fail(message, fatal, status) {
     const error = new Error(message);
     error.fatal = fatal;
+    if (status) error.status = status;
     if (fatal) done("failed");
     if (onError) onError(error);
   }
@@ -123,7 +133,7 @@ export function openEventStream(path, options = {}) {
       try {
         ticket = await buyTicket();
       } catch (error) {
-        if (error.fatal) return fail(error.message, true);
+        if (error.fatal) return fail(error.message, true, error.status);
         fail(`cannot reach Sentra: ${error.message}`, false);
         return retryLater();
       }
@@ -173,7 +183,7 @@ export function openEventStream(path, options = {}) {
   }
 
   async function buyTicket() {
-    const response = await fetch(new URL("/api/stream-tickets", baseUrl || document.baseURI), {
+    const response = await fetch(new URL("/api/stream-tickets", baseUrl || pageBase()), {
       method: "POST",
       headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
       body: JSON.stringify({ agent: ticketAgent }),
@@ -182,6 +192,7 @@ export function openEventStream(path, options = {}) {
     if (!response.ok) {
       const error = new Error(body.error ? body.error.message : `HTTP ${response.status}`);
       error.fatal = response.status >= 400 && response.status < 500 && response.status !== 429;
+      error.status = response.status;
       throw error;
     }
     return body.ticket;
@@ -215,7 +226,7 @@ export function openEventStream(path, options = {}) {
       retryLater();
     } else if ([400, 401, 403, 404].includes(response.status)) {
       const body = await response.json().catch(() => ({}));
-      fail(body.error ? body.error.message : `HTTP ${response.status}`, true);
+      fail(body.error ? body.error.message : `HTTP ${response.status}`, true, response.status);
     } else {
       retryLater();
     }
@@ -227,6 +238,11 @@ export function openEventStream(path, options = {}) {
 
   start();
   return stream;
+}
+
+/** The address relative paths resolve against: the page's, or the worker script's in a worker. */
+function pageBase() {
+  return globalThis.document ? document.baseURI : globalThis.location.href;
 }
 
 /**
@@ -262,6 +278,7 @@ export function openEventStream(path, options = {}) {
  * @param {number} [options.tail]     Start with only the last N lines instead of the whole history.
  * @param {string} [options.level]    Minimum level, filtered by the server.
  * @param {string} [options.q]        Only lines containing this text, filtered by the server.
+ * @param {boolean} [options.wait]    Start watching before the agent exists: wait for it instead of failing.
  * @returns {AgentLogs}
  */
 export function connect(agentId, options = {}) {
@@ -313,6 +330,7 @@ export function connect(agentId, options = {}) {
       token: options.token,
       ticketAgent: agentId,
       after: lastSeq || null,
+      wait: options.wait,
       onOpen() {
         Object.assign(state, { isConnected: true, isConnecting: false, error: null });
         changed();

@@ -515,6 +515,25 @@ async def test_sentra_js_connect_follows_an_agent_from_any_page(viewer: Viewer) 
         await close_viewer(other)
 
 
+async def test_sentra_js_connect_with_wait_follows_an_agent_created_later(viewer: Viewer) -> None:
+    page = viewer.page
+    await viewer.sign_in()
+    await page.evaluate(
+        """async () => {
+            const { connect } = await import('/sentra.js');
+            window.early = connect('made-later', { wait: true });
+            window.eager = connect('made-later-too', { onError: (error) => { window.failure = error; } });
+        }"""
+    )
+    # With wait the stream opens and waits; without it the 404 ends it at once, saying so.
+    await page.wait_for_function("() => window.early.isConnected && window.failure")
+    failure = await page.evaluate("({fatal: failure.fatal, status: failure.status, message: failure.message})")
+    assert failure == {"fatal": True, "status": 404, "message": "no agent 'made-later-too'"}
+    await post_lines(viewer.api, "made-later", ["here at last"])
+    await page.wait_for_function("() => window.early.lines.length === 1")
+    assert await page.evaluate("[window.early.logs, window.early.status]") == ["here at last\n", "running"]
+
+
 async def test_strict_csp_blocks_inline_script_and_the_viewer_needs_none(viewer: Viewer) -> None:
     page = viewer.page
     await viewer.sign_in()
