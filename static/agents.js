@@ -1,14 +1,12 @@
 /**
- * The agents page: the caller's agents, live from /api/agent-events, with a filter box and multi-select.
+ * The agents page: the caller's agents, live from the agents feed the browser's viewer tabs share (live.js),
+ * with a filter box and multi-select.
  *
  * @module agents
  */
 
 import { query } from "./api.js";
-import { openEventStream } from "./sentra.js";
 
-/** The live feed of the caller's agents. */
-const FEED = "/api/agent-events";
 /** How often "last activity" times are refreshed. */
 const CLOCK_MS = 1000;
 
@@ -34,7 +32,8 @@ function haystack(agent) {
 }
 
 class AgentsPage {
-  constructor(root) {
+  constructor(root, live) {
+    this.live = live;
     this.agents = new Map();
     this.rows = new Map();
     this.selected = new Set();
@@ -76,14 +75,12 @@ class AgentsPage {
 
   connect() {
     this.setConnection("connecting");
-    this.stream = openEventStream(FEED, {
-      isFinal: (data) => data.type === "end",
-      onOpen: () => this.setConnection("live"),
-      onReconnecting: () => this.setConnection("reconnecting"),
+    this.feed = this.live.followAgents({
       onEvent: (data) => this.onEvent(data),
-      onEnd: (data) => this.setConnection("ended", data && data.reason),
-      onError: (error) => {
-        if (error.fatal) this.setConnection("ended", error.message);
+      onState: (state, detail) => {
+        if (state === "open") this.setConnection("live");
+        else if (state === "reconnecting") this.setConnection("reconnecting");
+        else if (state === "ended" || state === "failed") this.setConnection("ended", detail);
       },
     });
   }
@@ -217,8 +214,9 @@ class AgentsPage {
 /**
  * Show the agents page in `root`.
  * @param {HTMLElement} root
+ * @param {{followAgents: Function}} live  The tab's connection to the shared live data (live.js).
  * @returns {AgentsPage}
  */
-export function showAgentsPage(root) {
-  return new AgentsPage(root);
+export function showAgentsPage(root, live) {
+  return new AgentsPage(root, live);
 }

@@ -8,6 +8,7 @@
 
 import { showAgentsPage } from "./agents.js";
 import { api, ApiError } from "./api.js";
+import { openLive } from "./live.js";
 import { showLogView } from "./logview.js";
 
 /** The session endpoint: GET who is signed in, POST a token to sign in, DELETE to sign out. */
@@ -104,13 +105,15 @@ async function main() {
     showSignIn(root, problem);
     return;
   }
+  // Live data comes through the hub every viewer tab of this user shares (one connection for all of them).
+  const live = openLive(session.subject || "");
   const params = new URLSearchParams(location.search);
   if (params.has("agent") || params.has("label")) {
     document.body.classList.add("on-log");
-    showLogView(root, params, setTitle);
+    showLogView(root, params, setTitle, live);
   } else {
     setTitle("Agents");
-    showAgentsPage(root);
+    showAgentsPage(root, live);
   }
 }
 

@@ -1,16 +1,18 @@
 /**
  * The log page: one agent's stream, or several agents merged in time order (picked by id or by a label).
  *
- * History comes from GET /api/agents/{id}/logs in pages (newest first, so the end shows at once), then the
- * live stream resumes right after it. Lines are deduplicated by seq per agent, so a reconnect never repeats or
- * skips one. Level and text filters narrow what is loaded at once, in the browser; when the loaded lines
- * cannot answer (an older part is not loaded, or the filter got wider) the view asks the server again with
- * `level` and `q`. The filter state lives in the URL.
+ * History comes from GET /api/agents/{id}/logs in pages (newest first, so the end shows at once), then live
+ * lines follow right after it, through the stream every viewer tab shares (live.js): each agent's lines come
+ * after the last seq the view holds, never twice, never with a gap. An agent that does not exist yet is waited
+ * for. Level and text filters narrow what is loaded at once, in the browser; when the loaded lines cannot answer
+ * (an older part is not loaded, or the filter got wider) the view asks the server again with `level` and `q`,
+ * and keeps only the live lines the server's filter would keep. The filter state lives in the URL.
  *
  * @module logview
  */
 
 import { agentPath, api, ApiError, copyText, query, toast } from "./api.js";
+import { fillDownloads } from "./downloads.js";
 import {
   LEVELS,
   compareLines,
@@ -20,9 +22,10 @@ import {
   passes,
   renderFields,
   renderRow,
+  serverKeeps,
   tagClass,
 } from "./rows.js";
-import { openEventStream } from "./sentra.js";
+import { FINISHED, connectionState, countsText, labelObject, lowerBound, mergeSorted, readRoute } from "./logstate.js";
 import { VirtualList } from "./virtual.js";
 
 /** Lines per history request (the server's maximum). */
@@ -41,58 +44,24 @@ const CONNECTION_TEXT = {
   connecting: "connecting…",
   connected: "connected",
   reconnecting: "reconnecting…",
+  waiting: "waiting…",
   finished: "finished",
   ended: "stream ended",
   error: "error",
 };
 
-/**
- * The view's route and filters, read from the address bar.
- * @param {URLSearchParams} params
- * @returns {{agents: string[], labels: string[], level: number, q: string, source: string}}
- */
-export function readRoute(params) {
-  const level = LEVELS.indexOf((params.get("level") || "").toUpperCase());
-  return {
-    agents: params.getAll("agent"),
-    labels: params.getAll("label"),
-    level: Math.max(0, level),
-    q: params.get("q") || "",
-    source: params.get("source") || "",
-  };
-}
-
-/** Merge two arrays sorted by compareLines. */
-function mergeSorted(a, b) {
-  if (!a.length) return b;
-  if (!b.length) return a;
-  const out = new Array(a.length + b.length);
-  let i = 0;
-  let j = 0;
-  let k = 0;
-  while (i < a.length && j < b.length) out[k++] = compareLines(a[i], b[j]) <= 0 ? a[i++] : b[j++];
-  while (i < a.length) out[k++] = a[i++];
-  while (j < b.length) out[k++] = b[j++];
-  return out;
-}
-
-/** Index of the first line not before `line` in a sorted array. */
-function lowerBound(lines, line) {
-  let lo = 0;
-  let hi = lines.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (compareLines(lines[mid], line) < 0) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
 class LogView {
-  constructor(root, route, setTitle) {
+  constructor(root, route, setTitle, live) {
     this.root = root;
     this.route = route;
     this.setTitle = setTitle;
+    this.live = live;
+    // Agents followed live and not ended yet; those of them that do not exist yet.
+    this.pending = new Set();
+    this.waiting = new Set();
+    this.linesState = { state: "connecting" };
+    this.feedState = { state: "open" };
+    this.problem = null;
     this.multi = route.agents.length !== 1 || route.labels.length > 0;
     this.filters = { level: route.level, q: route.q, source: route.source };
     this.loadedWith = { level: route.level, q: route.q };
@@ -200,6 +169,11 @@ class LogView {
     this.lines = [];
     this.lastSeq.clear();
     this.older.clear();
+    this.waiting.clear();
+    this.pending.clear();
+    this.problem = null;
+    this.started = false;
+    this.linesState = { state: "connecting" };
     this.newLines = 0;
     this.loading = true;
     this.showLines();
@@ -231,6 +205,7 @@ class LogView {
       if (generation === this.generation) {
         this.loading = false;
         this.showInfo();
+        this.showCounts();
       }
     }
   }
@@ -243,7 +218,11 @@ class LogView {
     const found = await Promise.all(
       this.route.agents.map((id) =>
         api(agentPath(id)).catch((error) => {
-          if (error instanceof ApiError && error.status === 404 && this.multi) return null;
+          // Not created yet: its lines are waited for, and show when they come.
+          if (error instanceof ApiError && error.status === 404) {
+            this.waiting.add(id);
+            return null;
+          }
           throw error;
         }),
       ),
@@ -302,78 +281,93 @@ class LogView {
     }
   }
 
-  streamPath() {
-    const level = this.loadedWith.level ? LEVELS[this.loadedWith.level] : null;
-    const q = this.loadedWith.q || null;
-    if (!this.multi) return agentPath(this.route.agents[0], "/logs/stream") + query({ level, q });
-    if (this.route.labels.length) return `/api/streams${query({ label: this.route.labels, level, q })}`;
-    return `/api/streams${query({ agent: [...this.agents.keys()], level, q })}`;
-  }
-
+  /** Follow the agents live from `cursors` (the last seq of each the view holds), and those not created yet. */
   startStream(cursors) {
-    if (!this.multi && this.agents.size === 0) return;
-    if (this.multi && this.agents.size === 0 && !this.route.labels.length) {
-      this.setConnection("finished");
-      return;
+    const follow = [];
+    for (const [id, agent] of this.agents) {
+      if (agent && !FINISHED.includes(agent.status)) follow.push([id, cursors.get(id)]);
     }
-    const after = this.multi
-      ? [...cursors].map(([id, seq]) => `${id}=${seq}`).join(",")
-      : String(cursors.get(this.route.agents[0]));
+    for (const id of this.waiting) follow.push([id, 0]);
+    this.pending = new Set(follow.map(([id]) => id));
+    this.started = true;
+    const labels = this.route.labels.length ? labelObject(this.route.labels) : null;
     const generation = this.generation;
     const live = () => generation === this.generation;
-    this.stream = openEventStream(this.streamPath(), {
-      after: after || null,
-      // A merged stream ends when the server says there is nothing more (a 204 on reconnect).
-      isFinal: this.multi ? () => false : undefined,
-      onOpen: () => live() && this.setConnection("connected"),
-      onReconnecting: () => live() && this.setConnection("reconnecting"),
-      onEvent: (data) => live() && this.onEvent(data),
-      onEnd: (data) => live() && this.onEnd(data),
-      onError: (error) => {
-        if (live() && error.fatal) this.showError(error);
-      },
-    });
+    if (follow.length || labels) {
+      this.stream = this.live.followLines(
+        { agents: follow, known: [...this.agents.keys()], labels },
+        {
+          onLines: (lines) => live() && this.receive(lines),
+          onFinal: (end) => live() && this.onFinal(end),
+          onJoined: (agent) => live() && this.onJoined(agent),
+          onState: (state, detail, stream) => {
+            if (!live()) return;
+            this[stream === "feed" ? "feedState" : "linesState"] = { state, detail };
+            this.showConnection();
+          },
+        },
+      );
+    }
+    this.showConnection();
   }
 
-  onEvent(data) {
-    if (data.lines && data.lines.length) this.receive(data.lines);
-    const id = this.multi ? data.agent : this.route.agents[0];
-    const agent = id && this.agents.get(id);
-    if (agent && data.status && (!this.multi || data.final)) {
-      if (agent.status !== data.status || (data.reason && agent.reason !== data.reason)) {
-        agent.status = data.status;
-        if (data.reason) agent.reason = data.reason;
-        this.showTitle();
-      }
+  /** An agent ended (or turned out to be another user's): its status, and the view's state. */
+  onFinal({ agent: id, status, reason }) {
+    this.pending.delete(id);
+    this.waiting.delete(id);
+    if (reason === "not_owner") {
+      this.refuse(`agent '${id}' belongs to another user`); // as the API's 403 says it
+      return;
     }
-    if (data.final === false && data.reason) {
-      this.setConnection("ended", data.reason === "token_expired" ? "signed out: the token expired" : data.reason);
+    const agent = this.agents.get(id);
+    if (agent && status) {
+      agent.status = status;
+      if (reason) agent.reason = reason;
+      this.showTitle();
+    } else {
+      // Ended without saying how (the server's 204): the agent itself tells (or its 403 says whose it is).
+      this.learnAgent(id);
     }
+    this.showConnection();
   }
 
-  onEnd(data) {
-    if (data && data.final === false) return;
-    this.setConnection("finished");
+  /** An agent of the view is another user's: nothing of it is shown, and the state says why. */
+  refuse(message) {
+    this.problem = message;
+    this.setConnection("error", message);
+  }
+
+  /** An agent that came to carry the view's labels: its lines follow from its first. */
+  onJoined(agent) {
+    this.agents.set(agent.id, agent);
+    this.lastSeq.set(agent.id, 0);
+    if (!FINISHED.includes(agent.status)) this.pending.add(agent.id);
     this.showTitle();
+    this.showConnection();
   }
 
-  /** Live lines: drop any already held (by seq), keep time order, follow or count them. */
+  /** Live lines: drop any already held (by seq) or that the loaded filters leave out, keep time order, follow
+   * or count them. */
   receive(raw) {
     const fresh = [];
     for (const item of raw) {
       const last = this.lastSeq.get(item.agent);
       if (last !== undefined && item.seq <= last) continue;
       this.lastSeq.set(item.agent, item.seq);
-      fresh.push(makeLine(item));
-      this.addSource(item.source);
       const agent = this.agents.get(item.agent);
       if (agent) {
         agent.last_seq = Math.max(agent.last_seq, item.seq);
         agent.line_count = agent.last_seq - agent.first_seq + 1;
-      } else if (this.multi && !this.agents.has(item.agent)) {
+      } else if (!this.agents.has(item.agent)) {
+        // An agent waited for has been created: learn its name and status.
+        if (this.waiting.delete(item.agent)) this.showConnection();
         this.learnAgent(item.agent);
       }
+      if (!serverKeeps(makeLine(item), this.loadedWith)) continue;
+      fresh.push(item);
+      this.addSource(item.source);
     }
+    this.showCounts();
     if (!fresh.length) return;
     const filter = this.filter();
     if (this.multi) fresh.sort(compareLines);
@@ -409,13 +403,20 @@ class LogView {
   }
 
   learnAgent(id) {
-    this.agents.set(id, null);
+    if (!this.agents.get(id)) this.agents.set(id, null);
     api(agentPath(id))
       .then((agent) => {
+        const known = this.agents.get(id);
+        // Lines may have come in meanwhile: keep the higher count.
+        if (known && known.last_seq > agent.last_seq) Object.assign(agent, { last_seq: known.last_seq, line_count: known.line_count });
         this.agents.set(id, agent);
         this.showTitle();
+        this.showCounts();
+        this.showConnection();
       })
-      .catch(() => {});
+      .catch((error) => {
+        if (error instanceof ApiError && error.status === 403) this.refuse(error.message);
+      });
   }
 
   // ---- filters -------------------------------------------------------------------------------------
@@ -479,14 +480,28 @@ class LogView {
     this.showCounts();
   }
 
+  /** Lines in the run (every agent of the view), loaded or not; null while an agent is not known yet. */
+  runLines() {
+    let total = 0;
+    for (const agent of this.agents.values()) {
+      if (!agent) return null;
+      total += agent.line_count;
+    }
+    return total;
+  }
+
   showCounts() {
     const shown = this.visible.length;
     const loaded = this.lines.length;
-    const narrowed = this.filters.level || this.filters.q || this.filters.source;
     this.el.matches.textContent = this.filters.q ? `${shown.toLocaleString()} match${shown === 1 ? "" : "es"}` : "";
-    this.el.counts.textContent = narrowed
-      ? `${shown.toLocaleString()} of ${loaded.toLocaleString()} loaded lines shown`
-      : `${loaded.toLocaleString()} lines`;
+    this.el.counts.textContent = countsText({
+      shown,
+      loaded,
+      narrowed: Boolean(this.filters.level || this.filters.q || this.filters.source),
+      server: Boolean(this.loadedWith.level || this.loadedWith.q),
+      total: this.runLines(),
+      multi: this.multi,
+    });
     this.page.classList.toggle("empty", shown === 0 && !this.loading);
   }
 
@@ -513,7 +528,7 @@ class LogView {
       const agent = this.agents.get(id);
       const badge = document.createElement("span");
       badge.className = `badge status-${agent ? agent.status : "unknown"}`;
-      badge.textContent = agent ? agent.status : "";
+      badge.textContent = agent ? agent.status : this.waiting.has(id) ? "not created yet" : "";
       const name = document.createElement("span");
       name.className = "name";
       name.textContent = (agent && agent.name) || id;
@@ -559,55 +574,33 @@ class LogView {
   }
 
   showDownloads() {
-    const box = this.el.downloads;
-    box.textContent = "";
-    if (!this.multi) {
-      const id = this.route.agents[0];
-      for (const [format, label] of [
-        ["text", "Text (.log)"],
-        ["ndjson", "NDJSON"],
-      ]) {
-        const link = document.createElement("a");
-        link.href = agentPath(id, "/logs") + query({ format });
-        link.textContent = label;
-        link.setAttribute("download", "");
-        box.appendChild(link);
-      }
-      return;
-    }
-    for (const [format, label] of [
-      ["text", "Shown lines (.log)"],
-      ["ndjson", "Shown lines (NDJSON)"],
-    ]) {
-      const link = document.createElement("button");
-      link.type = "button";
-      link.textContent = label;
-      link.addEventListener("click", () => this.downloadShown(format));
-      box.appendChild(link);
-    }
+    fillDownloads(this.el.downloads, {
+      multi: this.multi,
+      agentId: this.route.agents[0],
+      filters: this.filters,
+      shown: () => this.visible,
+    });
   }
 
-  downloadShown(format) {
-    const lines = this.visible;
-    const text =
-      format === "ndjson"
-        ? lines.map((line) => JSON.stringify(pick(line))).join("\n") + "\n"
-        : lines.map((line) => `${line.agent} ${lineText(line)}`).join("\n") + "\n";
-    const blob = new Blob([text], { type: format === "ndjson" ? "application/x-ndjson" : "text/plain" });
-    const link = document.createElement("a");
-    link.href = URL.createObjectURL(blob);
-    link.download = `sentra-merged.${format === "ndjson" ? "ndjson" : "log"}`;
-    document.body.appendChild(link);
-    link.click();
-    link.remove();
-    setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+  /** The connection state from what the live data said last: its stream's state and the agents still to end. */
+  showConnection() {
+    if (this.problem || !this.started) return;
+    const { state, detail, text } = connectionState({
+      lines: this.linesState,
+      feed: this.feedState,
+      pending: this.pending,
+      waiting: this.waiting,
+      labels: this.route.labels.join(", "),
+      agents: this.agents.size,
+    });
+    this.setConnection(state, detail, text);
   }
 
-  setConnection(state, detail) {
+  setConnection(state, detail, wording) {
     this.connection = state;
     const box = this.el.connection;
     box.dataset.state = state;
-    let text = CONNECTION_TEXT[state];
+    let text = wording || CONNECTION_TEXT[state];
     if (state === "finished" && !this.multi) {
       const agent = this.agents.get(this.route.agents[0]);
       if (agent) text = `finished: ${agent.status}`;
@@ -618,6 +611,7 @@ class LogView {
 
   showError(error) {
     const message = error instanceof ApiError ? error.message : String(error.message || error);
+    this.problem = message;
     this.setConnection("error", message);
     if (!this.agents.size) this.showTitle();
     if (error instanceof ApiError && error.status === 401) {
@@ -724,20 +718,16 @@ class LogView {
   }
 }
 
-function pick(line) {
-  const { agent, seq, ts, level, message, source, fields } = line;
-  return { agent, seq, ts, level, message, source, fields };
-}
-
 /**
  * Show the log page in `root` for the route in the address bar.
  * @param {HTMLElement} root
  * @param {URLSearchParams} params
  * @param {(title: string) => void} setTitle
+ * @param {{followLines: Function}} live  The tab's connection to the shared live data (live.js).
  * @returns {LogView}
  */
-export function showLogView(root, params, setTitle) {
-  const view = new LogView(root, readRoute(params), setTitle);
+export function showLogView(root, params, setTitle, live) {
+  const view = new LogView(root, readRoute(params), setTitle, live);
   view.load();
   return view;
 }

@@ -66,6 +66,23 @@ export function passes(line, filter) {
   );
 }
 
+/** Lower-case A-Z only, as the server does for `q` (SQLite's lower()). */
+function asciiLower(text) {
+  return text.replace(/[A-Z]+/g, (letters) => letters.toLowerCase());
+}
+
+/**
+ * Would the server's `level` and `q` filters keep the line? Its rule exactly (LineQuery.matches): the level at
+ * least `level`, and `q` inside the raw message, A-Z case-insensitively. Live lines come unfiltered (every tab
+ * shares one stream), so a view loaded with those filters applies them to its live lines itself.
+ * @param {object} line
+ * @param {{level: number, q: string}} loaded  level as an index into LEVELS.
+ * @returns {boolean}
+ */
+export function serverKeeps(line, { level, q }) {
+  return line.lv >= level && (!q || asciiLower(line.message).includes(asciiLower(q)));
+}
+
 /**
  * Local time with milliseconds: 14:03:07.250.
  * @param {number} ts  Epoch seconds.

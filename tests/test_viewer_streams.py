@@ -101,8 +101,9 @@ async def test_hundred_thousand_lines_load_and_scroll_without_freezing(viewer: V
     for start in range(20, 100_020, 10_000):
         await post_lines(viewer.api, "huge", [f"line {seq} of the big run" for seq in range(start + 1, start + 10_001)])
     await viewer.sign_in("/?agent=huge")
-    # The newest 100,000 lines load; the 20 before them wait for "Load earlier lines".
-    await expect(page.locator(".counts")).to_have_text("100,000 lines", timeout=30_000)
+    # The newest 100,000 lines load; the 20 before them wait for "Load earlier lines". The footer says how many
+    # lines the run has, not only how many are loaded.
+    await expect(page.locator(".counts")).to_have_text("100,000 of 100,020 lines loaded", timeout=30_000)
     await expect(page.locator(".info-bar")).to_contain_text("Earlier lines are not loaded")
     await expect(page.locator(".row[data-key='huge:100020']")).to_be_in_viewport()
 
@@ -223,8 +224,16 @@ async def test_merged_view_orders_agents_lines_by_time_and_tags_them(viewer: Vie
     await expect(page.locator(".log .row .agent").last).to_have_text("green-team")
     for agent in ("red-team", "blue-team", "green-team"):
         await viewer.api.patch(f"/api/agents/{agent}", json={"status": "completed"})
+    connection = page.locator(".log-page .connection")
+    await expect(connection).to_have_text("all finished · watching for more with batch=7")
+    await viewer.screenshot("label-view-watching")
+    await page.wait_for_timeout(600)  # past a reconnect (300 ms here): nothing may have closed for good
     # Every agent of the batch has finished, and the view still follows the batch: a later agent shows up.
     await viewer.api.post("/api/agents", json={"id": "late-team", "labels": {"batch": "7"}})
     await post_lines(viewer.api, "late-team", [{"message": "late-team after the others", "ts": time.time()}])
     await expect(messages.last).to_have_text("late-team after the others")
     await expect(page.locator(".log-page .connection")).to_have_attribute("data-state", "connected")
+    await expect(page.locator(".chips .chip")).to_have_count(4)
+    await viewer.api.patch("/api/agents/late-team", json={"status": "failed"})
+    await expect(connection).to_have_attribute("data-state", "finished")
+    assert len(await viewer.row_keys()) == 10
