@@ -130,18 +130,32 @@ def request_schemas() -> dict[str, Schema]:
         "IngestLine": obj(
             {
                 "message": t("string"),
-                "msg": t("string", "Alias of message (seed 001's publisher)."),
+                "msg": {"description": "Alias of message (seed 001's publisher)."},
                 "ts": t(number_or_text, "Epoch s, ms, µs or ns, or ISO 8601; default: when received."),
-                "timestamp": t(number_or_text, "Alias of ts."),
+                "timestamp": {"description": "Alias of ts."},
                 "level": t(["string", "integer"], "A name in any case or a number; default INFO."),
-                "levelname": t(["string", "integer"], "Alias of level."),
+                "levelname": {"description": "Alias of level."},
                 "source": t("string", maxLength=256),
-                "log_source": t("string", "Alias of source.", maxLength=256),
+                "log_source": {"description": "Alias of source."},
                 "fields": t("object"),
             },
             closed=False,
-            anyOf=[{"required": ["message"]}, {"required": ["msg"]}],
-            description="One line; keys not listed here are kept in `fields`.",
+            # An alias alone is read as its key, and must be what the key must be; beside its key it is one more
+            # key, kept in fields as sent.
+            allOf=[
+                {"anyOf": [{"required": ["message"]}, {"required": ["msg"]}]},
+                *(
+                    {"anyOf": [{"required": [key]}, {"properties": {alias: schema}}]}
+                    for key, alias, schema in (
+                        ("message", "msg", t("string")),
+                        ("ts", "timestamp", t(number_or_text)),
+                        ("level", "levelname", t(["string", "integer"])),
+                        ("source", "log_source", t("string", maxLength=256)),
+                    )
+                ),
+            ],
+            description="One line; keys not listed here are kept in `fields`. An alias (msg, timestamp, "
+            "levelname, log_source) is read when its key is absent; beside its key it is kept in `fields`.",
         ),
         "IngestBody": {
             "anyOf": [
@@ -335,6 +349,7 @@ WAIT = param(
     "1: wait for an agent that does not exist yet (instead of a 404); another user's ends with not_owner.",
 )
 SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {"token": []}, {"cookie": []}]
+NEW_ID = "$response.body#/id"  # an OpenAPI link's runtime expression: the id of the agent just created
 
 
 def details() -> dict[str, Schema]:
@@ -375,7 +390,17 @@ def details() -> dict[str, Schema]:
             ],
         },
         "createAgent": {
-            "responses": {"201": json_response("Created.", ref("Agent"), {"Location": header("/api/agents/{id}")})},
+            "responses": {
+                "201": {
+                    **json_response("Created.", ref("Agent"), {"Location": header("/api/agents/{id}")}),
+                    # What a client does next with the new agent's id (the agent's own paths are found by
+                    # their {agent_id}; these two take it in a body and a query).
+                    "links": {
+                        "StreamTicket": {"operationId": "createStreamTicket", "requestBody": {"agent": NEW_ID}},
+                        "StreamManyAgents": {"operationId": "streamManyAgents", "parameters": {"agent": NEW_ID}},
+                    },
+                }
+            },
             "requestBody": body(ref("AgentCreate"), required=False),
         },
         "getAgent": {"responses": agent},
@@ -416,7 +441,17 @@ def details() -> dict[str, Schema]:
         },
         "createStreamTicket": {
             "description": "A short-lived read-only token for one agent, safe to put in an EventSource URL.",
-            "responses": {"201": json_response("The ticket.", ref("StreamTicket"))},
+            "responses": {
+                "201": {
+                    **json_response("The ticket.", ref("StreamTicket")),
+                    "links": {
+                        "StreamWithTicket": {
+                            "operationId": "streamLogs",
+                            "parameters": {"agent_id": "$response.body#/agent", "token": "$response.body#/token"},
+                        }
+                    },
+                }
+            },
             "requestBody": body(ref("StreamTicketRequest")),
         },
         "getSession": {"responses": {"200": json_response("The signed-in caller.", ref("Session"))}},

@@ -119,6 +119,8 @@ class AgentHandler(BaseHandler):
         """Set status (running → completed/failed, final), name or labels."""
         current = await self.agent_for(agent_id, SCOPE_WRITE)
         self.require_write()
+        if not self.body:
+            raise BadRequest("PATCH needs a JSON object body: status, reason, name and/or labels")
         body = self.json_body()
         refuse_nulls(body)
         unknown = sorted(set(body) - {"status", "name", "labels", "reason"})
