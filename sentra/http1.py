@@ -29,6 +29,7 @@ app_log = logging.getLogger("tornado.application")
 MAX_HEADER_SIZE = 65536  # Tornado's default
 READ_PAUSE_BYTES = 256 * 1024  # unread input kept while a request is being answered; past it, stop reading
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
+_ABSOLUTE_FORM = re.compile(r"https?://", re.IGNORECASE)
 _CR_OR_LF = re.compile(r"\r|\n")
 # A header line as Tornado's HTTPHeaders.parse reads it without complaint: a token, a colon, and a value of visible
 # ASCII with spaces and tabs only inside it (the whitespace around it is dropped).
@@ -260,6 +261,25 @@ def parse_headers(text: str) -> httputil.HTTPHeaders:
     return headers
 
 
+def parse_request_line(line: str) -> httputil.RequestStartLine:
+    """The request line as Tornado's parse_request_start_line reads it, less what it lets through and llhttp refuses
+    (found by tests/test_http1_differential.py): versions other than HTTP/1.0 and HTTP/1.1, and targets that are no
+    path, no "*" and no absolute http(s) URL, or not ASCII."""
+    start_line = httputil.parse_request_start_line(line)
+    version, target = start_line.version, start_line.path
+    if version != "HTTP/1.1" and version != "HTTP/1.0":
+        # Tornado would read HTTP/1.2 to HTTP/1.9 by HTTP/1.0's rules of keep-alive, RFC 9110 2.5 by HTTP/1.1's.
+        raise InputError(f"Unsupported HTTP version {version}: send HTTP/1.1 or HTTP/1.0")
+    if not (target[0] in "/*" or _ABSOLUTE_FORM.match(target)) or not target.isascii():
+        # RFC 9112 3.2: a server SHOULD answer 400 to a target in none of the forms, which are all ASCII. Tornado
+        # reads any visible bytes, obs-text too.
+        raise InputError(
+            f"Invalid request target {target[:100]!r}: send a path, an absolute http(s) URL or *, in ASCII"
+            " (percent-encode other bytes)"
+        )
+    return start_line
+
+
 def header_value(headers: httputil.HTTPHeaders, name: str) -> str | None:
     """headers.get(name) (repeated fields joined by commas), without the KeyError HTTPHeaders raises and catches
     inside for a name the request did not send: a cost that showed in profiles of opening streams."""
@@ -276,9 +296,17 @@ def _can_keep_alive(start_line: httputil.RequestStartLine, headers: httputil.HTT
     connection = header_value(headers, "Connection")
     if connection is not None:
         connection = connection.lower()
+        # RFC 9112 9.6: a "close" option anywhere in the list closes (Tornado closes only for the value "close";
+        # llhttp reads the list, and a front server reading it so would see a connection Sentra keeps reading).
+        if "close" in connection and "close" in {option.strip(" \t") for option in connection.split(",")}:
+            return False
     if start_line.version == "HTTP/1.1":
-        return connection != "close"
-    if headers.get_list("Content-Length") or _chunked(headers) or start_line.method in ("HEAD", "GET"):
+        return True
+    if headers.get_list("Transfer-Encoding"):
+        # RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding is read, but its framing is suspect (an HTTP/1.0
+        # hop may have kept part of it), so the connection closes after it. Tornado and llhttp keep it open.
+        return False
+    if headers.get_list("Content-Length") or start_line.method in ("HEAD", "GET"):
         return connection == "keep-alive"
     return False
 
@@ -463,9 +491,10 @@ class HTTP1Protocol(asyncio.Protocol):
                 self._body_done()
             return True
         if state == _CHUNK_SIZE:
-            end = buffer.find(b"\r\n", 0, 66)
+            # The size line with its CRLF fits in 64 bytes, as Tornado reads it (llhttp reads any number of zeros).
+            end = buffer.find(b"\r\n", 0, 64)
             if end < 0:
-                if len(buffer) >= 66:
+                if len(buffer) >= 64:
                     raise InputError("invalid chunk size")
                 return False
             try:
@@ -526,9 +555,11 @@ class HTTP1Protocol(asyncio.Protocol):
         text = buffer[:end].decode("latin1").lstrip("\r\n")
         del buffer[:end]
         if not text:
-            return True  # empty lines between requests are allowed (RFC 7230 3.5)
+            # The head's end was found in empty lines before any request line. Tornado refuses these too; one empty
+            # line before a request (RFC 9112 2.2: "at least one") is skipped by lstrip above, as Tornado does.
+            raise InputError("Malformed HTTP request line: more than one empty line before it")
         eol = text.find("\n")
-        start_line = httputil.parse_request_start_line(text[:eol].rstrip("\r"))
+        start_line = parse_request_line(text[:eol].removesuffix("\r"))
         headers = parse_headers(text[eol:])
         self._disarm()
         exchange = self.exchange = Exchange(self, start_line, headers)
@@ -550,7 +581,9 @@ class HTTP1Protocol(asyncio.Protocol):
             if headers.get_list("Transfer-Encoding"):
                 raise InputError("Message with both Transfer-Encoding and Content-Length")
             if "," in length_header:
-                pieces = re.split(r",\s*", length_header)
+                # Only spaces and tabs may follow a comma, as Tornado splits it: "\s" would also take "\xa0" or
+                # "\x85" (obs-text), and read "5,\xa05" as 5 where Tornado and llhttp refuse it.
+                pieces = re.split(r",[ \t]*", length_header)
                 if any(piece != pieces[0] for piece in pieces):
                     raise InputError(f"Multiple unequal Content-Lengths: {length_header!r}")
                 length_header = headers["Content-Length"] = pieces[0]

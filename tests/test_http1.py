@@ -351,11 +351,16 @@ async def test_content_length_with_transfer_encoding_is_400_and_stores_nothing(
 
 async def test_unequal_content_lengths_are_400_and_equal_ones_are_read(server: RunningServer, connect: Connect) -> None:
     line = ndjson("once")
-    for lengths in ([str(len(line)), str(len(line) + 1)], [f"{len(line)}, {len(line) - 1}"]):
+    # A list is split at commas and the spaces or tabs after them only: a no-break space (obs-text) is no space.
+    for lengths in (
+        [str(len(line)), str(len(line) + 1)],
+        [f"{len(line)}, {len(line) - 1}"],
+        [f"{len(line)},\xa0{len(line)}"],
+    ):
         conn = await connect(server.port)
         head = request("POST", "/api/agents/lengths/logs", server, headers={"Content-Type": NDJSON})[:-2]
         fields = "".join(f"Content-Length: {length}\r\n" for length in lengths)
-        await conn.send(head + fields.encode() + b"\r\n" + line + b"\n")
+        await conn.send(head + fields.encode("latin1") + b"\r\n" + line + b"\n")
         await refused_in_words(conn, 400, "unequal Content-Lengths")
     assert await stored(server, "lengths") is None
     conn = await connect(server.port)
@@ -381,6 +386,11 @@ async def test_malformed_request_line_is_400_in_words(server: RunningServer, con
         (b"GARBAGE\r\n\r\n", "Malformed HTTP request line"),
         (b"GET /healthz HTTP/2.0\r\n\r\n", "HTTP version"),
         (b"GET /healthz\r\nHost: x\r\n\r\n", "Malformed HTTP request line"),
+        (b"GET /healthz HTTP/1.2\r\n\r\n", "Unsupported HTTP version HTTP/1.2"),
+        (b"GET /caf\xe9 HTTP/1.1\r\n\r\n", "Invalid request target"),
+        (b"GET healthz HTTP/1.1\r\n\r\n", "Invalid request target"),
+        (b"GET /healthz HTTP/1.1\r\r\n\r\n", "Malformed HTTP request line"),
+        (b"\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n", "more than one empty line"),
     ):
         conn = await connect(server.port)
         await conn.send(line)
@@ -589,6 +599,41 @@ async def test_connection_close_is_echoed_and_the_socket_closes(server: RunningS
     answer = await conn.answer()
     assert answer.status == 200 and answer.headers["connection"] == "close"
     assert await conn.closed()
+
+
+async def test_close_among_the_connection_options_closes_after_the_answer(
+    server: RunningServer, connect: Connect
+) -> None:
+    conn = await connect(server.port)
+    await conn.send(
+        request("GET", "/healthz", headers={"Connection": "keep-alive, close"})
+        + post(server, "after-close", ndjson("never read"))
+    )
+    answer = await conn.answer()
+    assert answer.status == 200 and answer.headers["connection"] == "close"
+    assert await conn.closed()
+    assert await stored(server, "after-close") is None
+
+
+async def test_http_1_0_chunked_request_is_stored_then_the_connection_closes(
+    server: RunningServer, connect: Connect
+) -> None:
+    # RFC 9112 6.1: an HTTP/1.0 hop may have kept part of a message with Transfer-Encoding; nothing after it is read.
+    conn = await connect(server.port)
+    chunked_post = request(
+        "POST",
+        "/api/agents/old-chunked/logs",
+        server,
+        body=chunked(ndjson("chunked in 1.0")),
+        headers={"Content-Type": NDJSON, "Transfer-Encoding": "chunked", "Connection": "keep-alive"},
+        version="HTTP/1.0",
+    )
+    await conn.send(chunked_post + post(server, "old-chunked", ndjson("never read")))
+    answer = await conn.answer()
+    assert answer.json() == {"accepted": 1, "first_seq": 1, "last_seq": 1}
+    assert "connection" not in answer.headers
+    assert await conn.closed()
+    assert await stored(server, "old-chunked") == ["chunked in 1.0"]
 
 
 async def test_head_gets_headers_and_no_body_and_the_connection_goes_on(
