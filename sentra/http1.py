@@ -559,7 +559,12 @@ class HTTP1Protocol(asyncio.Protocol):
             # line before a request (RFC 9112 2.2: "at least one") is skipped by lstrip above, as Tornado does.
             raise InputError("Malformed HTTP request line: more than one empty line before it")
         eol = text.find("\n")
-        start_line = parse_request_line(text[:eol].removesuffix("\r"))
+        if text[eol - 1] != "\r":
+            # Bare LFs end header lines (RFC 9112 2.2 allows it, Tornado does it) but not the request line: llhttp
+            # never reads one there, and in its lenient mode reads "GET / HTTP/1.1\n\n" as a request line and no end
+            # of head, so a front server running it would frame what follows otherwise than Sentra.
+            raise InputError("Malformed HTTP request line: end it with CRLF")
+        start_line = parse_request_line(text[: eol - 1])
         headers = parse_headers(text[eol:])
         self._disarm()
         exchange = self.exchange = Exchange(self, start_line, headers)

@@ -390,6 +390,7 @@ async def test_malformed_request_line_is_400_in_words(server: RunningServer, con
         (b"GET /caf\xe9 HTTP/1.1\r\n\r\n", "Invalid request target"),
         (b"GET healthz HTTP/1.1\r\n\r\n", "Invalid request target"),
         (b"GET /healthz HTTP/1.1\r\r\n\r\n", "Malformed HTTP request line"),
+        (b"GET /healthz HTTP/1.1\nHost: x\r\n\r\n", "end it with CRLF"),
         (b"\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n", "more than one empty line"),
     ):
         conn = await connect(server.port)
@@ -416,8 +417,9 @@ async def test_malformed_header_lines_are_400_in_words(server: RunningServer, co
 async def test_headers_in_any_case_spacing_and_line_ending_are_read(server: RunningServer, connect: Connect) -> None:
     conn = await connect(server.port)
     body = ndjson("spaced")
+    # Header lines may end in a bare LF (RFC 9112 2.2); the request line may not (see test_http1_differential.py).
     head = (
-        f"POST /api/agents/spaced/logs HTTP/1.1\nhost:x\r\nauthorization:\t Bearer {server.token('alice')} \t\n"
+        f"POST /api/agents/spaced/logs HTTP/1.1\r\nhost:x\r\nauthorization:\t Bearer {server.token('alice')} \t\n"
         f"CONTENT-type:   {NDJSON}   \r\ncontent-length:{len(body)}\nX-Empty:\r\nX-Latin: caf\xe9\n\n"
     )
     await conn.send(head.encode("latin1") + body)
