@@ -29,7 +29,9 @@ app_log = logging.getLogger("tornado.application")
 MAX_HEADER_SIZE = 65536  # Tornado's default
 READ_PAUSE_BYTES = 256 * 1024  # unread input kept while a request is being answered; past it, stop reading
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
-_ABSOLUTE_FORM = re.compile(r"https?://", re.IGNORECASE)
+# The start of an absolute-form target as llhttp reads one: a scheme of letters, "://", and an authority of RFC 3986's
+# characters up to the path, the query or the end.
+_ABSOLUTE_FORM = re.compile(r"[A-Za-z]+://[A-Za-z0-9._~!$&'()*+,;=:@%\[\]-]*(?:[/?]|\Z)")
 _CR_OR_LF = re.compile(r"\r|\n")
 # A header line as Tornado's HTTPHeaders.parse reads it without complaint: a token, a colon, and a value of visible
 # ASCII with spaces and tabs only inside it (the whitespace around it is dropped).
@@ -264,7 +266,7 @@ def parse_headers(text: str) -> httputil.HTTPHeaders:
 def parse_request_line(line: str) -> httputil.RequestStartLine:
     """The request line as Tornado's parse_request_start_line reads it, less what it lets through and llhttp refuses
     (found by tests/test_http1_differential.py): versions other than HTTP/1.0 and HTTP/1.1, and targets that are no
-    path, no "*" and no absolute http(s) URL, or not ASCII."""
+    path, no "*" and no absolute URL, or not ASCII."""
     start_line = httputil.parse_request_start_line(line)
     version, target = start_line.version, start_line.path
     if version != "HTTP/1.1" and version != "HTTP/1.0":
@@ -274,7 +276,7 @@ def parse_request_line(line: str) -> httputil.RequestStartLine:
         # RFC 9112 3.2: a server SHOULD answer 400 to a target in none of the forms, which are all ASCII. Tornado
         # reads any visible bytes, obs-text too.
         raise InputError(
-            f"Invalid request target {target[:100]!r}: send a path, an absolute http(s) URL or *, in ASCII"
+            f"Invalid request target {target[:100]!r}: send a path, an absolute URL or *, in ASCII"
             " (percent-encode other bytes)"
         )
     return start_line

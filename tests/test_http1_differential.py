@@ -429,8 +429,21 @@ STRICTNESSES = (
 
 
 def _reads(outcome: Outcome, index: int) -> bool:
-    """Whether a reader went on with request `index` (read it whole, or is still reading it) instead of stopping."""
-    return len(outcome.complete) > index or (outcome.end == "open" and len(outcome.complete) == index)
+    """Whether a reader went on with request `index` (read it whole, or read its head and waits for its body)."""
+    waiting = outcome.end == "open" and len(outcome.complete) == index and outcome.partial is not None
+    return len(outcome.complete) > index or waiting
+
+
+def _both_read_alike(one: Outcome, another: Outcome, *, index: int) -> bool:
+    """Whether both references read request `index` (whole, or its head) and alike; where they differ, refusing it
+    is the one safe reading."""
+    if not (_reads(one, index) and _reads(another, index)):
+        return False
+    mine, its = (o.complete[index] if index < len(o.complete) else o.partial for o in (one, another))
+    assert mine is not None and its is not None
+    if index < min(len(one.complete), len(another.complete)):
+        return _same(mine, its)
+    return replace(mine, body=b"", keep_alive=None) == replace(its, body=b"", keep_alive=None)
 
 
 def _same(one: Request, another: Request) -> bool:
@@ -484,8 +497,8 @@ def disagreements(sentra: Outcome, references: dict[str, Outcome]) -> list[str]:
     if sentra.unanswered:
         problems.append(f"Sentra handed on {sentra.unanswered} request(s) it never answered (read after closing)")
     stop = len(sentra.complete)
-    if sentra.end == "refused" and all(_reads(reference, stop) for reference in references.values()):
-        problems.append(f"Sentra refuses request {stop} ({sentra.reason}), which both references read")
+    if sentra.end == "refused" and _both_read_alike(*references.values(), index=stop):
+        problems.append(f"Sentra refuses request {stop} ({sentra.reason}), which both references read alike")
     closes_early = sentra.end == "closed" and all(_reads(reference, stop) for reference in references.values())
     if closes_early and not any(strictness.applies(sentra.complete[-1]) for strictness in STRICTNESSES):
         problems.append(f"Sentra closes after request {stop - 1}, where both references read on")
@@ -497,9 +510,10 @@ async def compare(data: bytes, cuts: list[int]) -> tuple[list[str], dict[str, Ou
     bounds = [0, *sorted(set(cuts)), len(data)]
     pieces = [data[start:end] for start, end in itertools.pairwise(bounds) if end > start]
     llhttp = read_with_llhttp(pieces)
-    if llhttp.end == "refused":
+    if llhttp.end == "refused" and llhttp.partial is None:
         # RFC 9112 2.2: a recipient MAY recognize a single LF as a line terminator. Tornado and Sentra do at the end
-        # of a header line; llhttp does when told to, and its reading is then the one to compare with.
+        # of a header line; llhttp does when told to, and its reading of a head it refused is then the one to compare
+        # with. (Told to, it reads bare LFs in chunked framing too, which Tornado and Sentra refuse.)
         lenient = read_with_llhttp(pieces, lenient_lf=True)
         if len(lenient.complete) >= len(llhttp.complete) and lenient != llhttp:
             llhttp = lenient
@@ -758,6 +772,10 @@ REGRESSIONS = [
         id="target-in-no-form",
     ),
     pytest.param(
+        b"GET http://a{b/x HTTP/1.1\r\n\r\n", [], (0, "refused", "Invalid request target"), id="brace-in-authority"
+    ),
+    pytest.param(b"GET zttps://example.com/x HTTP/1.1\r\n\r\n", [], (1, "open", ""), id="any-scheme-of-letters"),
+    pytest.param(
         POST_CHUNKED + b"0" * 62 + b"3\r\nabc\r\n0\r\n\r\n",
         [len(POST_CHUNKED) + 30],
         (0, "refused", "invalid chunk size"),
@@ -794,6 +812,14 @@ REGRESSIONS = [
     pytest.param(
         b"GET / HTTP/1.1\nHost: x\r\n\r\n", [], (0, "refused", "end it with CRLF"), id="bare-lf-after-request-line"
     ),
+    pytest.param(b"GET / HTTP/1.1\n\n", [2, 7], (0, "refused", "end it with CRLF"), id="request-line-and-bare-lfs"),
+    pytest.param(
+        b"GET //x HTTP/1.0\n\nContent-Length: 3\r\nHost: x\r\n\r\nabc",
+        [],
+        (0, "refused", "end it with CRLF"),
+        id="references-frame-apart",  # Tornado: a GET without headers; llhttp (lenient about LF): one with a body
+    ),
+    pytest.param(POST_CHUNKED + b"1\r\na\r\n0\r\n\n", [], (0, "open", ""), id="last-chunk-ending-in-a-bare-lf"),
     pytest.param(
         b"GET / HTTP/1.1\r\n\r\nPOST * HTTP/1.1\n\nOrigin: \r\nTransfer-Encoding: chunked\r\n\r\n"
         b"1b\r\nGET /smuggled HTTP/1.1\r\nHos\r\nc\r\nt: x\r\n\r\n\r\n0\r\n\r\n",
