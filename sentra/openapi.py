@@ -119,7 +119,22 @@ def resource_schemas() -> dict[str, Schema]:
             },
             "*",
         ),
-        "Health": obj({"status": {"const": "ok"}, "open_streams": t("integer", minimum=0)}, "*"),
+        "Health": obj(
+            {
+                "status": {"const": "ok"},
+                "open_streams": t("integer", minimum=0),
+                "limits": obj(
+                    {
+                        "max_line_size": t("integer", "Largest line, message and fields, in UTF-8 bytes.", minimum=1),
+                        "max_body_size": t("integer", "Largest ingest request body, in bytes.", minimum=1),
+                        "max_lines_per_request": t("integer", "Most lines in one ingest request.", minimum=1),
+                    },
+                    "*",
+                    description="The ingest limits (limits.* settings) a client splits and batches its lines by.",
+                ),
+            },
+            "*",
+        ),
     }
 
 

@@ -22,6 +22,17 @@ async def test_healthz_needs_no_token_and_checks_the_database(server: RunningSer
     async with server.client(None) as anonymous:
         answer = await anonymous.get("/healthz")
     assert answer.status_code == 200 and answer.json()["status"] == "ok"
+    limits = {"max_line_size": 256 * 1024, "max_body_size": 8 * 1024 * 1024, "max_lines_per_request": 10_000}
+    assert answer.json()["limits"] == limits  # the defaults
+
+
+async def test_healthz_answers_the_configured_ingest_limits(start_server: ServerFactory) -> None:
+    settings = {"limits.max_line_size": "8KiB", "limits.max_body_size": "64KiB", "limits.max_lines_per_request": 50}
+    server = await start_server(**settings)
+    async with server.client(None) as anonymous:
+        answer = await anonymous.get("/healthz")
+    assert answer.status_code == 200
+    assert answer.json()["limits"] == {"max_line_size": 8192, "max_body_size": 65536, "max_lines_per_request": 50}
 
 
 async def test_metrics_count_ingest_commits_and_streams(server: RunningServer) -> None:

@@ -10,17 +10,21 @@ from sentra.errors import Forbidden, ServiceUnavailable, Unauthorized
 from sentra.handlers.base import JSON_TYPE, BaseHandler
 from sentra.openapi import openapi_document
 
+# What an agent needs to know to send lines Sentra takes: the Python client reads max_line_size from /healthz.
+INGEST_LIMITS = ("max_line_size", "max_body_size", "max_lines_per_request")
+
 
 class HealthHandler(BaseHandler):
-    """Liveness and database check, no auth."""
+    """Liveness and database check, and the ingest limits an agent splits and batches its lines by; no auth."""
 
     async def get(self) -> None:
-        """200 {"status": "ok"} if the database answers, else 503."""
+        """200 {"status": "ok", "open_streams", "limits"} if the database answers, else 503."""
         try:
             await self.store.check()
         except Exception as exc:
             raise ServiceUnavailable(f"the database does not answer: {exc}", code="database_unavailable") from None
-        self.write_json({"status": "ok", "open_streams": self.registry.open_streams})
+        limits = {name: self.config[f"limits.{name}"] for name in INGEST_LIMITS}
+        self.write_json({"status": "ok", "open_streams": self.registry.open_streams, "limits": limits})
 
 
 class MetricsHandler(BaseHandler):
