@@ -25,13 +25,21 @@ Delivery
     the call is acknowledged, or their timeout expires (they then return False).
 
 Long messages
-    Sentra refuses a line above its `limits.max_line_size` (message and fields together, in UTF-8 bytes;
-    256 KiB unless the server is configured otherwise: pass `Client(max_line_size=...)` then). A message too
-    long for one line is sent as consecutive lines in one request (in several only if they are more than
-    `limits.max_body_size`), each with the same level, time, source and fields: their messages, joined in
-    order, are the message. The cut never falls inside a character
-    (split_message() is the rule; `sentra run` cuts over-long output lines with it too). Fields too large
-    to leave half a line for the message are not split around: such a line is refused, and reported.
+    Sentra refuses a line above its `limits.max_line_size` (message and fields together, in UTF-8 bytes). A
+    message too long for one line is sent as consecutive lines in one request (in several only if they are
+    more than `limits.max_body_size`), each with the same level, time, source and fields: their messages,
+    joined in order, are the message. The cut never falls inside a character (split_message() is the rule;
+    `sentra run` cuts over-long output lines with it too). Fields too large to leave half a line for the
+    message are not split around: such a line is refused, and reported.
+
+Server limits
+    Before its first request, the background thread reads the server's limits from GET /healthz, once per
+    Client (a 2 s timeout; retried while the server cannot be reached at all, as a POST would be). Messages are
+    split by the `max_line_size` it advertises, and batches kept within its `max_lines_per_request` and
+    `max_body_size`. `Client(max_line_size=...)` overrides the advertised size; a server that does not answer
+    in time or advertises no limits (an older Sentra) leaves 256 KiB. log() never waits for this: lines logged
+    before the limits were known were split by the default, and are split again when they are sent if the
+    server's size is smaller.
 
 Retries
     Every batch carries an Idempotency-Key, a fresh UUID reused on each retry of that batch, so a batch the
@@ -94,6 +102,7 @@ __all__ = ["Agent", "Client", "SentraError", "SentraHandler", "level_name", "spl
 
 DEFAULT_URL = "http://127.0.0.1:8765"
 EXIT_FLUSH_TIMEOUT = 5.0
+LIMITS_TIMEOUT = 2.0  # for GET /healthz: a server that takes longer leaves the default limits
 MAX_LINE_SIZE = 256 * 1024  # the server's default limits.max_line_size: message and fields, in UTF-8 bytes
 LEVELS: dict[str, int] = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
 _LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL", "TRACE": "DEBUG", "ERR": "ERROR"}
@@ -224,10 +233,49 @@ def encode_pieces(
     return b"\n".join(encode_line(ts, level, piece, source, fields) for piece in pieces)
 
 
+def refit_pieces(entry: bytes, max_line_size: int) -> bytes:
+    """`entry` (what encode_pieces made of one message, by a larger limit) made again by `max_line_size`, when
+    one of its lines is above it: the message is joined and split by the same rule."""
+    if len(entry) <= max_line_size // 2:
+        return entry
+    pieces = [json.loads(piece) for piece in entry.split(b"\n")]
+    if all(_line_size(piece) <= max_line_size for piece in pieces):
+        return entry
+    first = pieces[0]
+    message = "".join(piece["message"] for piece in pieces)
+    source, fields = first.get("source", ""), first.get("fields") or {}
+    return encode_pieces(first["ts"], first["level"], message, source, fields, max_line_size)
+
+
 def _fields_size(line: bytes) -> int:
     """The size Sentra gives an encoded line's fields: its own JSON of them, in UTF-8 bytes."""
-    fields = json.loads(line).get("fields")
+    return _json_size(json.loads(line).get("fields"))
+
+
+def _line_size(line: Mapping[str, Any]) -> int:
+    """The size Sentra gives a decoded line: its message and its fields' JSON, in UTF-8 bytes."""
+    return len(line["message"].encode("utf-8")) + _json_size(line.get("fields"))
+
+
+def _json_size(fields: Any) -> int:
     return len(json.dumps(fields, ensure_ascii=False).encode("utf-8")) if fields else 0
+
+
+def advertised_limits(status: int, body: bytes) -> dict[str, int]:
+    """The ingest limits in a /healthz answer: the positive integers among `limits`, {} from a server without."""
+    if status != 200:
+        return {}
+    try:
+        limits = json.loads(body)["limits"]
+    except (ValueError, KeyError, TypeError):
+        return {}
+    if not isinstance(limits, dict):
+        return {}
+    return {
+        name: value
+        for name in ("max_line_size", "max_body_size", "max_lines_per_request")
+        if type(value := limits.get(name)) is int and value > 0
+    }
 
 
 def _safe_repr(value: Any) -> str:
@@ -252,7 +300,7 @@ class Client:
         max_buffer: int = 100_000,
         max_buffer_bytes: int = 64 << 20,
         retry_cap: float = 2.0,
-        max_line_size: int = MAX_LINE_SIZE,
+        max_line_size: int | None = None,
     ) -> None:
         raw = (url or os.environ.get("SENTRA_URL") or DEFAULT_URL).strip()
         parts = urlsplit(raw)
@@ -272,11 +320,44 @@ class Client:
         self.max_buffer = max(1, max_buffer)
         self.max_buffer_bytes = max(1, max_buffer_bytes)
         self.retry_cap = retry_cap
-        self.max_line_size = max(4, max_line_size)  # the server's limits.max_line_size, to split messages by
+        # The size messages are split by: the one given, else the server's once read, else the default.
+        self.max_line_size = MAX_LINE_SIZE if max_line_size is None else max(4, max_line_size)
+        self._line_size_given = max_line_size is not None
+        # The server's limits, from /healthz: None until read, {} if it advertises none.
+        self.server_limits: dict[str, int] | None = None
+        self._limits_lock = threading.Lock()
         self._https = parts.scheme == "https"
         self._host = parts.hostname
         self._port = port
         self._base = parts.path.rstrip("/")
+
+    @property
+    def batch_caps(self) -> tuple[int, int]:
+        """Most lines and bytes in one request: `batch_lines` and `batch_bytes`, within the server's limits."""
+        limits = self.server_limits or {}
+        lines = min(self.batch_lines, limits.get("max_lines_per_request", self.batch_lines))
+        return lines, min(self.batch_bytes, limits.get("max_body_size", self.batch_bytes))
+
+    def read_limits(self) -> None:
+        """Read the server's limits from GET /healthz unless they were read; raises OSError if the server cannot
+        be reached. An answer without limits, or none within LIMITS_TIMEOUT, leaves the defaults for good."""
+        with self._limits_lock:  # the client's agents start together: one of them asks, the others wait
+            if self.server_limits is not None:
+                return
+            conn = self.connect(min(self.timeout, LIMITS_TIMEOUT))
+            try:
+                conn.request("GET", self.path("/healthz"), headers=self.headers())
+                response = conn.getresponse()
+                limits = advertised_limits(response.status, response.read())
+                if "max_line_size" in limits and not self._line_size_given:
+                    self.max_line_size = limits["max_line_size"]
+                self.server_limits = limits
+            except http.client.RemoteDisconnected:
+                raise  # closed without an answer, as a server that is stopping does: an OSError, tried again
+            except (TimeoutError, http.client.HTTPException):
+                self.server_limits = {}  # it took the connection and did not answer, or not in HTTP
+            finally:
+                conn.close()
 
     def connect(self, timeout: float | None = None) -> http.client.HTTPConnection:
         """A new (not yet opened) connection to the server."""
@@ -335,10 +416,14 @@ class Client:
         With `create`, the background thread first creates the agent with `name` and `labels`
         (or sets them on an agent that already exists).
         """
+        return self._agent(id, name=name, labels=labels, create=create, hold=False)
+
+    def _agent(self, id: str | None, *, name: str, labels: Mapping[str, str] | None, create: bool, hold: bool) -> Agent:
+        """agent(); with `hold`, nothing is sent before the first line, flush() or close()."""
         agent_id = id or os.environ.get("SENTRA_AGENT") or _new_agent_id()
         if not _AGENT_ID.fullmatch(agent_id):
             raise ValueError(f"invalid agent id {agent_id!r}: use 1-128 characters of A-Z a-z 0-9 . _ : -")
-        shipper = _Shipper(self, agent_id, name=name, labels=dict(labels or {}), create=create)
+        shipper = _Shipper(self, agent_id, name=name, labels=dict(labels or {}), create=create, hold=hold)
         shipper.start()
         return Agent(self, agent_id, shipper)
 
@@ -395,8 +480,9 @@ class Agent:
         """Queue an already-normalised line (upper-case level) stamped `ts` (default: now); a message too long
         for one line goes as consecutive lines (see split_message)."""
         stamp = time.time() if ts is None else ts
-        line = encode_pieces(stamp, level, message, source, fields, self.client.max_line_size)
-        if not self._shipper.add(line) and not self._closed_warned:
+        limit = self.client.max_line_size
+        line = encode_pieces(stamp, level, message, source, fields, limit)
+        if not self._shipper.add(line, limit) and not self._closed_warned:
             self._closed_warned = True
             log.warning("agent %s is closed; lines logged after close() are not sent", self.id)
 
@@ -476,18 +562,24 @@ def exception_summary(exc: BaseException) -> str:
 class _Shipper:
     """The background sender of one agent: buffer, batching, retries, and the final status."""
 
-    def __init__(self, client: Client, agent_id: str, *, name: str, labels: dict[str, str], create: bool) -> None:
+    def __init__(
+        self, client: Client, agent_id: str, *, name: str, labels: dict[str, str], create: bool, hold: bool
+    ) -> None:
         self.client = client
         self.agent_id = agent_id
         self._agent_name = name
         self._labels = labels
         self._create = create
+        self._hold = hold  # send nothing before the first line, flush() or close()
         self._cond = threading.Condition()
         self._queue: deque[bytes] = deque()
         self._queued_bytes = 0
         self._added = 0  # lines ever added
         self._head = 0  # index of the first line still in the queue
         self._inflight = 0  # real lines of the batch being sent, not yet settled
+        self._refit_below = 0  # lines with a lower index may be split by more than the server's max_line_size
+        self._split_by = client.max_line_size  # as the sender last saw it, for add() to compare
+        self._lines_cap = client.batch_lines  # lines that make a batch due, as the sender last saw it
         self._dropped = 0  # drops not yet reported to the server
         self._flush_waiters = 0
         self._closing = False
@@ -527,14 +619,17 @@ class _Shipper:
         with self._cond:
             return self._added - self._head + self._inflight
 
-    def add(self, line: bytes) -> bool:
-        """Queue a line, dropping the oldest if the buffer is full; False once closed."""
+    def add(self, line: bytes, split_by: int) -> bool:
+        """Queue a line whose message was split by `split_by`, dropping the oldest if the buffer is full; False
+        once closed."""
         with self._cond:
             if self._closing or self._stopped:
                 return False
             self._queue.append(line)
             self._queued_bytes += len(line)
             self._added += 1
+            if split_by > self._split_by:  # the limit was learned while the line was being encoded
+                self._refit_below = self._added
             dropped = False
             while len(self._queue) > self.client.max_buffer or (
                 self._queued_bytes > self.client.max_buffer_bytes and len(self._queue) > 1
@@ -545,7 +640,7 @@ class _Shipper:
                 self.dropped_total += 1
                 dropped = True
             size = len(self._queue)
-            if size == 1 or size == self.client.batch_lines or (dropped and self._flush_waiters):
+            if size == 1 or size == self._lines_cap or (dropped and self._flush_waiters):
                 self._cond.notify_all()
         return True
 
@@ -606,12 +701,22 @@ class _Shipper:
     def _run(self) -> None:
         _thread_state.sender = True
         try:
+            if self._hold:
+                # A SentraHandler starts before it is added to a logger: a warning of the client now ("cannot
+                # reach Sentra") would find no handler and reach stderr through logging's last resort, or not,
+                # by a race. Its first record shows it was added.
+                with self._cond:
+                    self._cond.wait_for(lambda: self._added or self._closing or self._flush_waiters or self._abandoned)
+            self._learn_limits()
             if self._create:
                 self._create_agent()
             while True:
-                batch = self._take_batch()
-                if batch is None:
+                taken = self._take_batch()
+                if taken is None:
                     break
+                batch, stale = taken
+                limit = self.client.max_line_size
+                batch[:stale] = [(refit_pieces(line, limit), real) for line, real in batch[:stale]]
                 self._send_batch(batch)
             if self._final is not None and not self._abandoned:
                 self._finish_agent(self._final)
@@ -623,9 +728,28 @@ class _Shipper:
                 self._stopped = True
                 self._cond.notify_all()
 
-    def _take_batch(self) -> list[tuple[bytes, int]] | None:
-        """Wait for a batch to be due; each entry is (line, 1) or (drop notice, 0). None: stop."""
+    def _learn_limits(self) -> None:
+        """Read the server's limits before the first request, waiting as long as the server cannot be reached
+        (nothing could be sent meanwhile anyway); the lines queued so far are checked against them when sent."""
+        delay = 0.05
+        while not self._abandoned:
+            try:
+                self.client.read_limits()
+                break
+            except OSError as exc:
+                self._note_unreachable(exc)
+            self._pause(delay)
+            delay = min(delay * 2, self.client.retry_cap)
         with self._cond:
+            self._refit_below = self._added
+            self._split_by = self.client.max_line_size
+
+    def _take_batch(self) -> tuple[list[tuple[bytes, int]], int] | None:
+        """Wait for a batch to be due; each entry is (line, 1) or (drop notice, 0), and the first so many
+        entries may need splitting again (see refit_pieces). None: stop."""
+        lines_cap, bytes_cap = self.client.batch_caps
+        with self._cond:
+            self._lines_cap = lines_cap
             deadline: float | None = None
             while True:
                 if self._abandoned:
@@ -634,7 +758,7 @@ class _Shipper:
                     now = time.monotonic()
                     if deadline is None:
                         deadline = now + self.client.flush_interval
-                    due = len(self._queue) >= self.client.batch_lines or now >= deadline
+                    due = len(self._queue) >= lines_cap or now >= deadline
                     if due or self._closing or self._flush_waiters:
                         break
                     self._cond.wait(deadline - now)
@@ -646,20 +770,26 @@ class _Shipper:
             if self._dropped:
                 batch.append((self._drop_notice(self._dropped), 0))
                 self._dropped = 0
-            size = 0
+            # The body's bytes and lines as the server counts them (a long message's pieces are lines of their
+            # own), and the lines logged; the first line logged goes even alone above the caps, split on a 413.
+            size = sum(len(line) + 1 for line, _real in batch)
+            count = len(batch)
             real = 0
-            while self._queue and real < self.client.batch_lines:
+            while self._queue:
                 line = self._queue[0]
-                if real and size + len(line) > self.client.batch_bytes:
+                pieces = line.count(b"\n") + 1
+                if real and (size + len(line) + 1 > bytes_cap or count + pieces > lines_cap):
                     break
                 self._queue.popleft()
                 self._queued_bytes -= len(line)
                 batch.append((line, 1))
-                size += len(line)
+                size += len(line) + 1
+                count += pieces
                 real += 1
+            stale = len(batch) - real + max(0, min(real, self._refit_below - self._head))
             self._head += real
             self._inflight = real
-            return batch
+            return batch, stale
 
     def _drop_notice(self, count: int) -> bytes:
         message = (
@@ -763,10 +893,14 @@ class _Shipper:
                     return status, data
                 pause = _retry_after(answer_headers) or delay
                 self._note_busy(status, data)
-            with self._cond:
-                self._cond.wait_for(lambda: self._abandoned, pause * random.uniform(0.8, 1.0))
+            self._pause(pause)
             delay = min(delay * 2, self.client.retry_cap)
         return None
+
+    def _pause(self, seconds: float) -> None:
+        """Wait about `seconds` before a retry (jittered, so many agents do not retry in step), or until abandoned."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._abandoned, seconds * random.uniform(0.8, 1.0))
 
     def _roundtrip(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, Message, bytes]:
         if self._conn is None:
@@ -922,7 +1056,8 @@ class SentraHandler(logging.Handler):
 
     Each line carries the record's level, its message (with the exception text appended), the logger's
     name as its source and the `extra=` attributes as fields. Records of the `sentra.client` logger and
-    records logged by the client's own thread are skipped, so the client never logs into itself.
+    records logged by the client's own thread are skipped, so the client never logs into itself. The agent is
+    created with the first record (or at exit), since the handler exists before it is added to a logger.
 
     At exit the run is marked completed, or failed with the uncaught exception or the sys.exit code as its
     reason (see "Finishing the run" above); `finish_run=False` leaves its status alone.
@@ -943,7 +1078,7 @@ class SentraHandler(logging.Handler):
     ) -> None:
         super().__init__(level)
         self.client = client or Client(url, token)
-        self.agent = self.client.agent(agent_id, name=agent_name, labels=labels)
+        self.agent = self.client._agent(agent_id, name=agent_name, labels=labels, create=True, hold=True)
         self.flush_timeout = flush_timeout
         self._formatter = logging.Formatter()
         if finish_run:
