@@ -9,6 +9,8 @@ python3 -m venv "$work/venv"
 "$work/venv/bin/python" -m pip install --quiet -e '.[test]' -c "$work/lowest.txt"
 "$work/venv/bin/python" -m pip list --format=freeze | grep -i -E '^(tornado|aiosqlite|pyjwt|prometheus.client|uvloop|asyncpg|redis)=='
 status=0
-"$work/venv/bin/python" -m pytest "$@" || status=$?
+# ruff and mypy are pinned tools checking Sentra's code, not its dependencies: their verdict on old releases'
+# type stubs says nothing about whether Sentra runs on them.
+"$work/venv/bin/python" -m pytest --deselect tests/test_code_quality.py "$@" || status=$?
 rm -rf "$work"
 exit "$status"

@@ -440,8 +440,6 @@ def test_header_blocks_are_read_as_tornados_parser_reads_them() -> None:
         "\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n",
         "\nX-A: caf\xe9\r\n\r\n",
         "\nX-A: \xa0b\xa0\r\n\r\n",
-        "\nX-A: 1\r\n folded\r\n\r\n",
-        "\n X-A: 1\r\n\r\n",
         "\nX-A 1\r\n\r\n",
         "\nX A: 1\r\n\r\n",
         "\nX-A : 1\r\n\r\n",
@@ -456,6 +454,9 @@ def test_header_blocks_are_read_as_tornados_parser_reads_them() -> None:
     ]
     for block in blocks:
         assert _read(parse_headers, block) == _read(HTTPHeaders.parse, block), repr(block)
+    # Folded lines are refused whatever the Tornado release (before 6.6 its parser unfolds them).
+    for block in ("\nX-A: 1\r\n folded\r\n\r\n", "\n X-A: 1\r\n\r\n", "\nX-A: 1\r\n\tfolded\r\n\r\n"):
+        assert _read(parse_headers, block) == "header line cannot start with whitespace, folding not supported"
 
 
 def _read(parse: Callable[[str], HTTPHeaders], block: str) -> Any:
