@@ -681,10 +681,15 @@ def cases(draw: st.DrawFn) -> Case:
 # ---- the tests ------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def event_loop_of_module() -> Iterator[asyncio.AbstractEventLoop]:
-    """One event loop for every generated case (a loop per case would cost more than the case)."""
-    loop = asyncio.new_event_loop()
+@pytest.fixture(scope="module", params=["uvloop", "asyncio"])
+def event_loop_of_module(request: pytest.FixtureRequest) -> Iterator[asyncio.AbstractEventLoop]:
+    """One event loop for many cases (a loop per case would cost more than the case): uvloop's, which Sentra runs
+    on by default, or asyncio's own, which it runs on without uvloop (their transports differ)."""
+    if request.param == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
     yield loop
     loop.close()
 
@@ -694,6 +699,7 @@ def _report(case: Case, problems: list[str], outcomes: dict[str, Outcome]) -> st
     return f"{case.data!r} cut at {sorted(set(case.cuts))}\n" + "\n".join(problems) + "\n" + readings
 
 
+@pytest.mark.parametrize("event_loop_of_module", ["uvloop"], indirect=True)
 def test_sentra_reads_generated_streams_as_tornado_and_llhttp_do(
     event_loop_of_module: asyncio.AbstractEventLoop,
 ) -> None:
