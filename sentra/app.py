@@ -27,7 +27,7 @@ from sentra.handlers.tickets import StreamTicketsHandler
 from sentra.metrics import Metrics
 from sentra.ratelimit import RateLimiter, rate_limiter_from_config
 from sentra.registry import TopicRegistry
-from sentra.storage import Storage
+from sentra.storage.base import Storage
 
 AGENT = r"(?P<agent_id>[^/]+)"
 # The hot paths, read without Tornado's routing and RequestHandler (see sentra.handlers.direct).

@@ -56,8 +56,8 @@ COMPILED_ONLY = frozenset({"uvloop"})
 # Modules that import the optional `scale` extra (asyncpg, redis-py), loaded only when a setting asks for them.
 SCALE_MODULES = frozenset(
     {
-        "sentra.store_pg",
-        "sentra.store_pg_writer",
+        "sentra.storage.postgres",
+        "sentra.storage.postgres_writer",
         "sentra.redis_link",
         "sentra.bus_redis",
         "sentra.ratelimit_redis",

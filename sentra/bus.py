@@ -8,7 +8,7 @@ from sentra.config import Config, missing_extra
 from sentra.lines import Line
 from sentra.models import Agent, CommitListener
 from sentra.registry import TopicRegistry
-from sentra.storage import Storage
+from sentra.storage.base import Storage
 
 
 class Bus(CommitListener, Protocol):

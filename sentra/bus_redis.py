@@ -30,7 +30,7 @@ from sentra.lines import Line
 from sentra.models import Agent
 from sentra.redis_link import CONNECT_TIMEOUT, MAX_BACKOFF, MIN_BACKOFF, LiveLink, close_pubsub, connect, redacted
 from sentra.registry import TopicRegistry
-from sentra.storage import Storage
+from sentra.storage.base import Storage
 
 log = logging.getLogger("sentra.bus")
 

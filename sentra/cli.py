@@ -17,7 +17,7 @@ from sentra.auth import ALL_SCOPES, TokenService, parse_ttl
 from sentra.commands import register_all
 from sentra.config import SETTINGS, Config, ConfigError, load_config
 from sentra.serve import StartupError, loop_factory, serve, tune_gc
-from sentra.storage import revoke_token
+from sentra.storage.open import revoke_token
 
 
 class CliError(Exception):

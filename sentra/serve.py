@@ -23,7 +23,8 @@ from sentra.http1 import HTTP1Server
 from sentra.memory import MemoryReturn
 from sentra.ratelimit import rate_limiter_from_config
 from sentra.registry import TopicRegistry
-from sentra.storage import Storage, storage_from_config
+from sentra.storage.base import Storage
+from sentra.storage.open import storage_from_config
 
 if TYPE_CHECKING:
     from sentra.bridge import RedisBridge

@@ -13,7 +13,7 @@ from conftest import RunningServer, ServerFactory, make_token, open_stream
 
 from sentra.config import load_config
 from sentra.serve import StartupError
-from sentra.storage import revoke_token
+from sentra.storage.open import revoke_token
 
 TIMES = ("created_at", "updated_at", "last_line_at", "ts")
 

@@ -529,7 +529,7 @@ async def test_revoked_token_is_refused_within_seconds(
 
 
 async def test_revocation_ends_an_open_stream_and_its_tickets(server: RunningServer, alices_agent: str) -> None:
-    from sentra.store import revoke_token_offline
+    from sentra.storage.sqlite import revoke_token_offline
 
     jti = uuid.uuid4().hex
     token = make_token("alice", jti=jti)

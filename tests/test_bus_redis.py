@@ -16,7 +16,7 @@ from sentra import bus_redis
 from sentra.bus_redis import RedisBus
 from sentra.lines import Line, NewLine
 from sentra.registry import AgentUpdate, Item, Resync, Subscription, TopicRegistry
-from sentra.store import Store
+from sentra.storage.sqlite import Store
 
 
 @dataclass

@@ -14,7 +14,7 @@ import pytest
 from conftest import RunningServer, ServerFactory
 
 from sentra.models import AppendResult
-from sentra.store import WAL_RESTART_BYTES
+from sentra.storage.sqlite import WAL_RESTART_BYTES
 
 
 async def lines_of(client: httpx.AsyncClient, agent: str, **params: Any) -> list[dict[str, Any]]:

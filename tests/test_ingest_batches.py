@@ -14,7 +14,7 @@ from conftest import RunningServer
 
 from sentra.errors import BadRequest
 from sentra.lines import NewLine, line_from_object, parse_body
-from sentra.store import Store
+from sentra.storage.sqlite import Store
 
 NOW = 1_700_000_000.25
 

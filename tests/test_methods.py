@@ -15,7 +15,7 @@ from test_openapi import DOC
 from sentra.app import make_app
 from sentra.config import load_config
 from sentra.registry import TopicRegistry
-from sentra.store import Store
+from sentra.storage.sqlite import Store
 
 LISTED = "https://app.example"
 UNLISTED = "https://elsewhere.example"

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 from conftest import Event, RunningServer, make_token, open_stream
 
-from sentra.store import revoke_token_offline
+from sentra.storage.sqlite import revoke_token_offline
 
 
 async def post_lines(client: httpx.AsyncClient, agent_id: str, messages: list[str]) -> None:

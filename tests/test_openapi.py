@@ -22,7 +22,7 @@ from sentra.handlers.base import NotFoundHandler
 from sentra.handlers.static import StaticHandler
 from sentra.openapi import openapi_document
 from sentra.registry import TopicRegistry
-from sentra.store import Store
+from sentra.storage.sqlite import Store
 
 DOC = openapi_document()
 DOC_URI = "urn:sentra:openapi"

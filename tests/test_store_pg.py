@@ -17,9 +17,9 @@ import pytest
 from sentra.errors import Conflict, Forbidden, NotFound, ServiceUnavailable
 from sentra.lines import Line, NewLine
 from sentra.models import Agent
-from sentra.storage import LineQuery
-from sentra.store import Store
-from sentra.store_pg import PostgresStore, mask_password, revoke_token_pg
+from sentra.storage.base import LineQuery
+from sentra.storage.postgres import PostgresStore, mask_password, revoke_token_pg
+from sentra.storage.sqlite import Store
 
 StoreFactory = Callable[..., Awaitable[PostgresStore]]
 

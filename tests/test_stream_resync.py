@@ -21,7 +21,7 @@ from sentra.http1 import HTTP1Server
 from sentra.lines import Line
 from sentra.models import Agent
 from sentra.registry import TopicRegistry
-from sentra.store import Store
+from sentra.storage.sqlite import Store
 
 
 @dataclass

@@ -15,7 +15,7 @@ import jwt
 import pytest
 from conftest import Event, RunningServer, ServerFactory, make_token, open_stream
 
-from sentra.store import revoke_token_offline
+from sentra.storage.sqlite import revoke_token_offline
 
 
 async def post_lines(client: httpx.AsyncClient, agent_id: str, messages: list[str], **extra: Any) -> dict[str, Any]:

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from sentra.lines import NewLine
-from sentra.storage import Storage
-from sentra.store import Store
-from sentra.store_pg import PostgresStore
+from sentra.storage.base import Storage
+from sentra.storage.postgres import PostgresStore
+from sentra.storage.sqlite import Store
 
 
 def new_lines(count: int) -> list[NewLine]:

@@ -19,7 +19,7 @@ from sentra.lines import check_agent_id
 from sentra.metrics import Metrics
 from sentra.models import Agent
 from sentra.registry import TopicRegistry
-from sentra.storage import Storage
+from sentra.storage.base import Storage
 
 JSON_TYPE = "application/json; charset=utf-8"
 MAX_INT_ARGUMENT = 2**63 - 1  # SQLite's largest integer

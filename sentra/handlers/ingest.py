@@ -19,7 +19,6 @@ import tornado.web
 from tornado import httputil
 
 from sentra.access_log import log_access
-from sentra.appends import AppendJob
 from sentra.auth import Principal
 from sentra.errors import ApiError, BadRequest, Forbidden, PayloadTooLarge, TooManyRequests
 from sentra.handlers.agents import MAX_NAME_LENGTH
@@ -38,6 +37,7 @@ from sentra.http1 import header_value
 from sentra.lines import NewLine, check_agent_id, parse_body
 from sentra.models import Agent, AppendResult
 from sentra.ratelimit import RateLimiter
+from sentra.storage.appends import AppendJob
 
 app_log = logging.getLogger("tornado.application")
 

@@ -10,7 +10,7 @@ from sentra.errors import BadRequest
 from sentra.handlers.base import BaseHandler, RequestChecks
 from sentra.lines import LEVELS, Line, parse_level
 from sentra.models import Agent
-from sentra.storage import LineQuery
+from sentra.storage.base import LineQuery
 
 HISTORY_DEFAULT_LIMIT = 1000
 HISTORY_MAX_LIMIT = 10000

@@ -12,7 +12,7 @@ from sentra.handlers.streams import CATCH_UP_PAGE, STOP_REASONS, StreamHandler
 from sentra.lines import Line, check_agent_id
 from sentra.models import Agent
 from sentra.registry import Resync
-from sentra.storage import LineQuery
+from sentra.storage.base import LineQuery
 
 
 class MultiStreamHandler(StreamHandler):

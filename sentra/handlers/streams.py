@@ -17,7 +17,7 @@ from sentra.http1 import Exchange
 from sentra.lines import Line, check_agent_id
 from sentra.models import Agent
 from sentra.registry import AgentUpdate, Resync, Subscription
-from sentra.storage import LineQuery
+from sentra.storage.base import LineQuery
 
 CATCH_UP_PAGE = 2000
 STOP_REASONS = ("token_expired", "token_revoked")

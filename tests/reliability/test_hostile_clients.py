@@ -31,7 +31,7 @@ from sentra.app import make_app
 from sentra.auth import TokenService
 from sentra.config import load_config
 from sentra.registry import TopicRegistry
-from sentra.store import Store
+from sentra.storage.sqlite import Store
 
 from .support import open_fds, record_figures, start_child
 

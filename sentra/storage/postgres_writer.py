@@ -1,5 +1,5 @@
 """The PostgreSQL write side: every function runs on the writer connection inside one transaction, and
-sentra.store_pg applies the outcome (cache, listeners, answers) after the commit."""
+storage/postgres.py applies the outcome (cache, listeners, answers) after the commit."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import json
 import time
 from typing import Any
 
-from sentra.appends import AppendJob, BatchOutcome, admit, advance, fields_json, replay_of, stored_answer
 from sentra.errors import ApiError, Conflict, NotFound, ServiceUnavailable
 from sentra.lines import LEVELS, Line
 from sentra.models import Agent
-from sentra.schema_pg import AGENT_COLUMNS, agent_from_row, labels_to_pg, to_pg
+from sentra.storage.appends import AppendJob, BatchOutcome, admit, advance, fields_json, replay_of, stored_answer
+from sentra.storage.postgres_schema import AGENT_COLUMNS, agent_from_row, labels_to_pg, to_pg
 
 CREATE_ATTEMPTS = 3
 

@@ -9,10 +9,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sentra.appends import AppendJob, BatchOutcome
 from sentra.errors import ApiError, ServiceUnavailable
 from sentra.lines import Line
 from sentra.models import AppendResult, CommitListener
+from sentra.storage.appends import AppendJob, BatchOutcome
 
 W = TypeVar("W")
 

@@ -1,5 +1,5 @@
-"""The storage interface every backend implements (SQLite by default, PostgreSQL for several processes),
-and the factory that picks one from `storage.url`."""
+"""The storage interface every backend implements (SQLite by default, PostgreSQL for several processes), and the
+query type they share; storage/open.py picks a backend."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from sentra.appends import AppendJob
-from sentra.config import Config, missing_extra
 from sentra.lines import Line, NewLine
 from sentra.models import Agent, AppendResult, CommitListener
+from sentra.storage.appends import AppendJob
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
@@ -142,37 +141,3 @@ class Storage(Protocol):
 
     async def enforce_retention(self, max_lines: int, max_age: float, idempotency_ttl: float) -> int:
         """Trim each agent to its newest `max_lines`, delete finished agents older than `max_age`."""
-
-
-def storage_from_config(config: Config) -> Storage:
-    """The storage backend storage.url names (not yet opened)."""
-    if config.shared_storage:
-        try:
-            from sentra.store_pg import PostgresStore
-        except ImportError as exc:
-            raise missing_extra("storage.url", exc) from None
-
-        return PostgresStore(config["storage.url"], commit_max_lines=config["storage.commit_max_lines"])
-    from sentra.store import Store
-
-    return Store(
-        config.db_path,
-        synchronous=config["storage.synchronous"],
-        commit_max_lines=config["storage.commit_max_lines"],
-    )
-
-
-async def revoke_token(config: Config, jti: str) -> None:
-    """Record a revocation in the configured storage, without a running server (`sentra token revoke`);
-    every server picks it up within a second."""
-    if config.shared_storage:
-        try:
-            from sentra.store_pg import revoke_token_pg
-        except ImportError as exc:
-            raise missing_extra("storage.url", exc) from None
-
-        await revoke_token_pg(config["storage.url"], jti)
-        return
-    from sentra.store import revoke_token_offline
-
-    revoke_token_offline(config.db_path, jti)

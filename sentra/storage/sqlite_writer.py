@@ -1,6 +1,6 @@
 """The single writer: one thread owns the write connection, and each group commit is one hop to it.
 
-Everything here is synchronous and runs in that thread; sentra.store queues the work, hands a whole batch over
+Everything here is synchronous and runs in that thread; storage/sqlite.py queues the work, hands a whole batch over
 at once, and applies the outcome (cache, listeners, answers) on the event loop after the commit.
 """
 
@@ -14,11 +14,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sentra.appends import AppendJob, BatchOutcome, admit, advance, fields_json, replay_of, stored_answer
 from sentra.errors import ApiError, Conflict, NotFound
 from sentra.lines import LEVELS, Line
 from sentra.models import Agent, AppendResult
-from sentra.schema import AGENT_COLUMNS, SCHEMA, agent_from_row
+from sentra.storage.appends import AppendJob, BatchOutcome, admit, advance, fields_json, replay_of, stored_answer
+from sentra.storage.sqlite_schema import AGENT_COLUMNS, SCHEMA, agent_from_row
 
 T = TypeVar("T")
 # Roughly what a commit adds to the WAL: each line's message and fields plus its seqs, time, level and index
@@ -59,7 +59,7 @@ class WriteConnection:
         """Copy the WAL into the database file, so the next commit starts the WAL over.
 
         SQLite's auto-checkpoint is off: it would run inside whichever commit crossed its limit, and small
-        commits are made on the event loop. Passes beside the commits (sentra.checkpointer) copy the bulk; the
+        commits are made on the event loop. Passes beside the commits (storage/checkpointer.py) copy the bulk; the
         store calls this in the writer thread, between commits, once the WAL has outgrown its bound.
         """
         self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")

@@ -1,7 +1,7 @@
-"""Storage on PostgreSQL, shared by several Sentra processes: the same records and errors as sentra.store.
+"""Storage on PostgreSQL, shared by several Sentra processes: the same records and errors as storage/sqlite.py.
 
 One writer connection commits queued appends in groups, each batch one transaction; every agent it touches is
-locked (SELECT ... FOR UPDATE, in id order, by sentra.store_pg_writer) so two processes appending to one agent
+locked (SELECT ... FOR UPDATE, in id order, by storage/postgres_writer.py) so two processes appending to one agent
 get gap-free seqs. Reads use a small pool. Nothing else imports asyncpg.
 """
 
@@ -18,13 +18,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from sentra import store_pg_writer as writer
-from sentra.agent_cache import AgentCache
-from sentra.appends import AppendJob, BatchOutcome
 from sentra.errors import ApiError, ServiceUnavailable, StorageFull
 from sentra.lines import Line, NewLine
 from sentra.models import Agent, AppendResult, CommitListener
-from sentra.schema_pg import (
+from sentra.storage import postgres_writer as writer
+from sentra.storage.agent_cache import AgentCache
+from sentra.storage.appends import AppendJob, BatchOutcome
+from sentra.storage.base import LineQuery
+from sentra.storage.postgres_schema import (
     AGENT_COLUMNS,
     LINE_COLUMNS,
     SCHEMA,
@@ -37,8 +38,7 @@ from sentra.schema_pg import (
     search_terms,
     to_pg,
 )
-from sentra.storage import LineQuery
-from sentra.write_queue import Task, WriteQueue, announce
+from sentra.storage.write_queue import Task, WriteQueue, announce
 
 log = logging.getLogger("sentra.store")
 CONNECT_TIMEOUT = 10.0

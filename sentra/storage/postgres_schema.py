@@ -1,4 +1,4 @@
-"""The PostgreSQL schema and the row ↔ record conversions, giving the same Agent and Line as sentra.schema.
+"""The PostgreSQL schema and the row ↔ record conversions, giving the same Agent and Line as storage/sqlite_schema.py.
 
 PostgreSQL text cannot hold U+0000, which SQLite stores; text values pass through `to_pg`/`from_pg`, a
 reversible escape that leaves every string without U+0000 or U+FFFF untouched.
@@ -13,7 +13,7 @@ from typing import Any
 
 from sentra.lines import LEVEL_BY_NUMBER, Line
 from sentra.models import Agent
-from sentra.storage import ascii_lower
+from sentra.storage.base import ascii_lower
 
 # Any constant shared by every Sentra process: serialises schema creation when several start at once.
 SCHEMA_LOCK = 0x53454E545241

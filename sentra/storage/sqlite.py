@@ -14,16 +14,16 @@ from typing import Any
 
 import aiosqlite
 
-from sentra.agent_cache import AgentCache
-from sentra.appends import AppendJob
-from sentra.checkpointer import Checkpointer
 from sentra.errors import ApiError, ServiceUnavailable, StorageFull
 from sentra.lines import Line, NewLine
 from sentra.models import Agent, AppendResult, CommitListener
-from sentra.schema import AGENT_COLUMNS, SCHEMA, agent_from_row, line_from_row
-from sentra.storage import LineQuery, ascii_lower
-from sentra.store_writer import WriteConnection
-from sentra.write_queue import Task, WriteQueue, announce
+from sentra.storage.agent_cache import AgentCache
+from sentra.storage.appends import AppendJob
+from sentra.storage.base import LineQuery, ascii_lower
+from sentra.storage.checkpointer import Checkpointer
+from sentra.storage.sqlite_schema import AGENT_COLUMNS, SCHEMA, agent_from_row, line_from_row
+from sentra.storage.sqlite_writer import WriteConnection
+from sentra.storage.write_queue import Task, WriteQueue, announce
 
 log = logging.getLogger("sentra.store")
 # A group commit of at most this many lines is made on the event loop: in WAL mode with synchronous=NORMAL a
