@@ -25,7 +25,8 @@ from sentra.handlers.streams import LogStreamHandler, Seed001StreamHandler, Stre
 from sentra.handlers.system import HealthHandler, MetricsHandler, OpenAPIHandler
 from sentra.handlers.tickets import StreamTicketsHandler
 from sentra.metrics import Metrics
-from sentra.ratelimit import RateLimiter, rate_limiter_from_config
+from sentra.ratelimit.local import RateLimiter
+from sentra.ratelimit.open import rate_limiter_from_config
 from sentra.registry import TopicRegistry
 from sentra.storage.base import Storage
 

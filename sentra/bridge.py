@@ -34,10 +34,10 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from sentra.auth import local_user
+from sentra.bus.redis_link import MAX_BACKOFF, MIN_BACKOFF, LiveLink, close_pubsub, connect, redacted
 from sentra.config import Config
 from sentra.errors import ApiError, BadRequest
 from sentra.lines import FINISHED, NewLine, check_agent_id, line_from_object
-from sentra.redis_link import MAX_BACKOFF, MIN_BACKOFF, LiveLink, close_pubsub, connect, redacted
 from sentra.storage.base import Storage
 
 log = logging.getLogger("sentra.bridge")

@@ -58,9 +58,9 @@ SCALE_MODULES = frozenset(
     {
         "sentra.storage.postgres",
         "sentra.storage.postgres_writer",
-        "sentra.redis_link",
-        "sentra.bus_redis",
-        "sentra.ratelimit_redis",
+        "sentra.bus.redis_link",
+        "sentra.bus.redis_bus",
+        "sentra.ratelimit.redis_limit",
         "sentra.bridge",
     }
 )

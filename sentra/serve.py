@@ -17,11 +17,11 @@ import tornado.netutil
 
 from sentra.app import make_app
 from sentra.auth import TokenService, local_user
-from sentra.bus import bus_from_config
+from sentra.bus.local import bus_from_config
 from sentra.config import Config, ConfigError, missing_extra
 from sentra.http1 import HTTP1Server
 from sentra.memory import MemoryReturn
-from sentra.ratelimit import rate_limiter_from_config
+from sentra.ratelimit.open import rate_limiter_from_config
 from sentra.registry import TopicRegistry
 from sentra.storage.base import Storage
 from sentra.storage.open import storage_from_config

@@ -12,8 +12,8 @@ import pytest
 import redis.asyncio as aioredis
 from redis_service import RedisServer
 
-from sentra import bus_redis
-from sentra.bus_redis import RedisBus
+from sentra.bus import redis_bus
+from sentra.bus.redis_bus import RedisBus
 from sentra.lines import Line, NewLine
 from sentra.registry import AgentUpdate, Item, Resync, Subscription, TopicRegistry
 from sentra.storage.sqlite import Store
@@ -165,7 +165,7 @@ async def test_redis_restart_makes_streams_resync_and_commits_flow_again(
 async def test_publishing_while_redis_is_down_neither_blocks_nor_fails(
     tmp_path: Path, own_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(bus_redis, "MAX_QUEUED", 50)
+    monkeypatch.setattr(redis_bus, "MAX_QUEUED", 50)
     a = await start_node(tmp_path, "a", own_redis.url, "down")
     sub = a.watch("job-1")
     own_redis.stop()
@@ -179,7 +179,7 @@ async def test_publishing_while_redis_is_down_neither_blocks_nor_fails(
     assert a.bus.dropped >= 30
     started = time.monotonic()
     await stop_node(a)
-    assert time.monotonic() - started < bus_redis.CLOSE_FLUSH_TIMEOUT + 2
+    assert time.monotonic() - started < redis_bus.CLOSE_FLUSH_TIMEOUT + 2
 
 
 async def test_start_refuses_an_unreachable_redis(tmp_path: Path, own_redis: RedisServer) -> None:

@@ -10,8 +10,8 @@ import pytest
 import redis.asyncio as aioredis
 from redis_service import RedisServer
 
-from sentra import ratelimit_redis
-from sentra.ratelimit_redis import RedisRateLimiter
+from sentra.ratelimit import redis_limit
+from sentra.ratelimit.redis_limit import RedisRateLimiter
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ async def test_a_batch_above_the_burst_passes_once_full_and_leaves_debt_for_all(
 async def test_redis_down_falls_back_to_a_local_bucket_with_one_warning(
     own_redis: RedisServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ratelimit_redis, "RETRY_REDIS_AFTER", 0.2)
+    monkeypatch.setattr(redis_limit, "RETRY_REDIS_AFTER", 0.2)
     a = RedisRateLimiter(own_redis.url, 10, prefix="fallback")
     b = RedisRateLimiter(own_redis.url, 10, prefix="fallback")
     try:

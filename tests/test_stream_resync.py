@@ -15,7 +15,7 @@ from conftest import SECRET, make_token, open_stream
 
 from sentra.app import make_app
 from sentra.auth import TokenService
-from sentra.bus import LocalBus
+from sentra.bus.local import LocalBus
 from sentra.config import load_config
 from sentra.http1 import HTTP1Server
 from sentra.lines import Line

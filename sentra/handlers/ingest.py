@@ -36,7 +36,7 @@ from sentra.handlers.direct import path_argument, send_answer
 from sentra.http1 import header_value
 from sentra.lines import NewLine, check_agent_id, parse_body
 from sentra.models import Agent, AppendResult
-from sentra.ratelimit import RateLimiter
+from sentra.ratelimit.local import RateLimiter
 from sentra.storage.appends import AppendJob
 
 app_log = logging.getLogger("tornado.application")

@@ -1,11 +1,9 @@
-"""Ingest rate limits: a lines-per-second token bucket per token, in this process or shared through Redis."""
+"""Ingest rate limits in this process: the RateLimiter interface and its lines-per-second token bucket per token."""
 
 from __future__ import annotations
 
 import time
 from typing import Protocol
-
-from sentra.config import Config, missing_extra
 
 BUCKETS_BEFORE_PRUNE = 10000
 
@@ -57,18 +55,3 @@ class TokenBucket:
 
     async def close(self) -> None:
         """Nothing to release: the buckets live in this process."""
-
-
-def rate_limiter_from_config(config: Config) -> RateLimiter | None:
-    """None without a limit; a bucket in this process with bus.url = memory://, else one shared in Redis."""
-    rate = config["limits.ingest_rate"]
-    if rate <= 0:
-        return None
-    if config["bus.url"] == "memory://":
-        return TokenBucket(rate)
-    try:
-        from sentra.ratelimit_redis import RedisRateLimiter
-    except ImportError as exc:
-        raise missing_extra("bus.url", exc) from None
-
-    return RedisRateLimiter(config["bus.url"], rate, prefix=config["bus.prefix"])

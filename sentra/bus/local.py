@@ -51,7 +51,7 @@ def bus_from_config(config: Config, registry: TopicRegistry, storage: Storage) -
     if config["bus.url"] == "memory://":
         return LocalBus(registry)
     try:
-        from sentra.bus_redis import RedisBus
+        from sentra.bus.redis_bus import RedisBus
     except ImportError as exc:
         raise missing_extra("bus.url", exc) from None
 

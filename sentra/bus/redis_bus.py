@@ -26,9 +26,9 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from sentra.bus.redis_link import CONNECT_TIMEOUT, MAX_BACKOFF, MIN_BACKOFF, LiveLink, close_pubsub, connect, redacted
 from sentra.lines import Line
 from sentra.models import Agent
-from sentra.redis_link import CONNECT_TIMEOUT, MAX_BACKOFF, MIN_BACKOFF, LiveLink, close_pubsub, connect, redacted
 from sentra.registry import TopicRegistry
 from sentra.storage.base import Storage
 

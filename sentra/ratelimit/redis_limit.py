@@ -11,8 +11,8 @@ import time
 
 from redis.exceptions import RedisError
 
-from sentra.ratelimit import TokenBucket
-from sentra.redis_link import connect, redacted
+from sentra.bus.redis_link import connect, redacted
+from sentra.ratelimit.local import TokenBucket
 
 log = logging.getLogger("sentra.ratelimit")
 
