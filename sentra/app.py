@@ -9,21 +9,21 @@ from typing import Any
 
 import tornado.web
 
-from sentra.access_log import log_access
+from sentra.api.agent_events import AgentEventsHandler
+from sentra.api.agents import AgentHandler, AgentsHandler
+from sentra.api.base import NotFoundHandler
+from sentra.api.direct import DirectFactory, SentraApplication
+from sentra.api.ingest import IngestRequest
+from sentra.api.logs import LogsHandler
+from sentra.api.multi_stream import MultiStreamHandler
+from sentra.api.session import SessionHandler
+from sentra.api.static import StaticHandler
+from sentra.api.streams import LogStreamHandler, Seed001StreamHandler, StreamPathHandler
+from sentra.api.system import HealthHandler, MetricsHandler, OpenAPIHandler
+from sentra.api.tickets import StreamTicketsHandler
 from sentra.auth import TokenService
 from sentra.config import Config
-from sentra.handlers.agent_events import AgentEventsHandler
-from sentra.handlers.agents import AgentHandler, AgentsHandler
-from sentra.handlers.base import NotFoundHandler
-from sentra.handlers.direct import DirectFactory, SentraApplication
-from sentra.handlers.ingest import IngestRequest
-from sentra.handlers.logs import LogsHandler
-from sentra.handlers.multi_stream import MultiStreamHandler
-from sentra.handlers.session import SessionHandler
-from sentra.handlers.static import StaticHandler
-from sentra.handlers.streams import LogStreamHandler, Seed001StreamHandler, StreamPathHandler
-from sentra.handlers.system import HealthHandler, MetricsHandler, OpenAPIHandler
-from sentra.handlers.tickets import StreamTicketsHandler
+from sentra.http.access_log import log_access
 from sentra.metrics import Metrics
 from sentra.ratelimit.local import RateLimiter
 from sentra.ratelimit.open import rate_limiter_from_config
@@ -31,7 +31,7 @@ from sentra.registry import TopicRegistry
 from sentra.storage.base import Storage
 
 AGENT = r"(?P<agent_id>[^/]+)"
-# The hot paths, read without Tornado's routing and RequestHandler (see sentra.handlers.direct).
+# The hot paths, read without Tornado's routing and RequestHandler (see sentra.api.direct).
 DIRECT: list[tuple[str, str, DirectFactory]] = [
     ("post", "/api/agents/{agent_id}/logs", IngestRequest),
     ("get", "/api/agents/{agent_id}/logs/stream", LogStreamHandler),

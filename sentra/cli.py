@@ -12,10 +12,10 @@ from typing import Any
 import jwt
 
 from sentra import __version__
-from sentra.access_log import LOG_FORMAT, batch_access_log
 from sentra.auth import ALL_SCOPES, TokenService, parse_ttl
 from sentra.commands import register_all
 from sentra.config import SETTINGS, Config, ConfigError, load_config
+from sentra.http.access_log import LOG_FORMAT, batch_access_log
 from sentra.serve import StartupError, loop_factory, serve, tune_gc
 from sentra.storage.open import revoke_token
 

@@ -19,7 +19,7 @@ from sentra.app import make_app
 from sentra.auth import TokenService, local_user
 from sentra.bus.local import bus_from_config
 from sentra.config import Config, ConfigError, missing_extra
-from sentra.http1 import HTTP1Server
+from sentra.http.protocol import HTTP1Server
 from sentra.memory import MemoryReturn
 from sentra.ratelimit.open import rate_limiter_from_config
 from sentra.registry import TopicRegistry

@@ -1,4 +1,4 @@
-"""Sentra's own HTTP/1.1 server (sentra/http1.py) seen from a client writing raw bytes on a loopback socket.
+"""Sentra's own HTTP/1.1 server (sentra/http/) seen from a client writing raw bytes on a loopback socket.
 
 Keep-alive and pipelining, chunked bodies split anywhere, framing errors answered in words, Expect: 100-continue,
 HTTP/1.0, Connection: close, HEAD, the header and body timeouts, an event stream on a kept-alive connection, and
@@ -23,7 +23,7 @@ import tornado
 from conftest import RunningServer, ServerFactory
 from tornado.httputil import HTTPHeaders, HTTPInputError
 
-from sentra.http1 import parse_headers
+from sentra.http.parsing import parse_headers
 
 NDJSON = "application/x-ndjson"
 

@@ -16,11 +16,11 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from sentra.api.base import NotFoundHandler
+from sentra.api.openapi import openapi_document
+from sentra.api.static import StaticHandler
 from sentra.app import make_app
 from sentra.config import load_config
-from sentra.handlers.base import NotFoundHandler
-from sentra.handlers.static import StaticHandler
-from sentra.openapi import openapi_document
 from sentra.registry import TopicRegistry
 from sentra.storage.sqlite import Store
 

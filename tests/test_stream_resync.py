@@ -17,7 +17,7 @@ from sentra.app import make_app
 from sentra.auth import TokenService
 from sentra.bus.local import LocalBus
 from sentra.config import load_config
-from sentra.http1 import HTTP1Server
+from sentra.http.protocol import HTTP1Server
 from sentra.lines import Line
 from sentra.models import Agent
 from sentra.registry import TopicRegistry

@@ -13,9 +13,9 @@ import pytest
 from conftest import RunningServer, ServerFactory, make_token
 from processes import start_process, write_config
 
-from sentra.access_log import LOG_FORMAT, BatchedLogHandler
 from sentra.auth import local_user
 from sentra.config import load_config
+from sentra.http.access_log import LOG_FORMAT, BatchedLogHandler
 
 
 async def test_healthz_needs_no_token_and_checks_the_database(server: RunningServer) -> None:

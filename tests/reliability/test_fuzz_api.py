@@ -38,7 +38,7 @@ from schemathesis.core.failures import FailureGroup
 from schemathesis.openapi.checks import UseAfterFree
 from schemathesis.specs.openapi import checks as openapi_checks
 
-from sentra.openapi import openapi_document
+from sentra.api.openapi import openapi_document
 
 from .support import knob, record_figures, start_child
 

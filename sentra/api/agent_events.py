@@ -12,9 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 from sentra import sse
+from sentra.api.agents import parse_label_arguments
+from sentra.api.streams import StreamHandler
 from sentra.auth import SCOPE_READ
-from sentra.handlers.agents import parse_label_arguments
-from sentra.handlers.streams import StreamHandler
 from sentra.lines import Line
 from sentra.models import Agent
 from sentra.registry import AgentUpdate, Resync

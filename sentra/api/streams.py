@@ -9,11 +9,11 @@ from typing import Any
 import tornado.iostream
 
 from sentra import sse
+from sentra.api.base import BaseHandler
+from sentra.api.direct import DirectHandler
+from sentra.api.logs import query_from_arguments
 from sentra.errors import BadRequest, Forbidden, NotFound, TooManyRequests
-from sentra.handlers.base import BaseHandler
-from sentra.handlers.direct import DirectHandler
-from sentra.handlers.logs import query_from_arguments
-from sentra.http1 import Exchange
+from sentra.http.exchange import Exchange
 from sentra.lines import Line, check_agent_id
 from sentra.models import Agent
 from sentra.registry import AgentUpdate, Resync, Subscription

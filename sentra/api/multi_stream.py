@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from sentra import sse
+from sentra.api.agents import parse_label_arguments
+from sentra.api.logs import query_from_arguments
+from sentra.api.streams import CATCH_UP_PAGE, STOP_REASONS, StreamHandler
 from sentra.errors import BadRequest, Forbidden
-from sentra.handlers.agents import parse_label_arguments
-from sentra.handlers.logs import query_from_arguments
-from sentra.handlers.streams import CATCH_UP_PAGE, STOP_REASONS, StreamHandler
 from sentra.lines import Line, check_agent_id
 from sentra.models import Agent
 from sentra.registry import Resync

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from sentra.api.base import BaseHandler
 from sentra.auth import Principal
 from sentra.errors import BadRequest, Unauthorized
-from sentra.handlers.base import BaseHandler
 
 # A token without `exp` still gets a cookie that ends: the browser forgets it after this long.
 NO_EXPIRY_COOKIE_AGE = 30 * 86400

@@ -14,7 +14,7 @@ from tornado.httputil import HTTPHeaders, parse_cookie
 from sentra.auth import LOCAL_PRINCIPAL, SCOPE_READ, SCOPE_WRITE, Principal, TokenService
 from sentra.config import Config
 from sentra.errors import ApiError, BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized
-from sentra.http1 import header_value
+from sentra.http.parsing import header_value
 from sentra.lines import check_agent_id
 from sentra.metrics import Metrics
 from sentra.models import Agent

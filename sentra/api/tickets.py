@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from sentra.api.base import BaseHandler
 from sentra.errors import BadRequest, Forbidden
-from sentra.handlers.base import BaseHandler
 
 
 class StreamTicketsHandler(BaseHandler):

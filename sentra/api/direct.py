@@ -24,10 +24,7 @@ import tornado.iostream
 import tornado.web
 from tornado import httputil
 
-from sentra.access_log import log_access
-from sentra.config import Config
-from sentra.errors import ApiError, BadRequest
-from sentra.handlers.base import (
+from sentra.api.base import (
     JSON_TYPE,
     RequestChecks,
     argument_values,
@@ -36,7 +33,11 @@ from sentra.handlers.base import (
     parse_query,
     request_token,
 )
-from sentra.http1 import Exchange, header_value
+from sentra.config import Config
+from sentra.errors import ApiError, BadRequest
+from sentra.http.access_log import log_access
+from sentra.http.exchange import Exchange
+from sentra.http.parsing import header_value
 
 SERVER = f"TornadoServer/{tornado.version}"  # what Tornado's handlers say, so every answer looks alike
 app_log = logging.getLogger("tornado.application")

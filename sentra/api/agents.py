@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from sentra.api.base import BaseHandler
 from sentra.auth import SCOPE_READ, SCOPE_WRITE
 from sentra.errors import BadRequest, Conflict
-from sentra.handlers.base import BaseHandler
 from sentra.lines import STATUSES, check_agent_id
 
 LIST_DEFAULT_LIMIT = 100

@@ -6,8 +6,8 @@ import tornado.iostream
 import tornado.web
 
 from sentra import sse
+from sentra.api.base import BaseHandler, RequestChecks
 from sentra.errors import BadRequest
-from sentra.handlers.base import BaseHandler, RequestChecks
 from sentra.lines import LEVELS, Line, parse_level
 from sentra.models import Agent
 from sentra.storage.base import LineQuery

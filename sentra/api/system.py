@@ -6,9 +6,9 @@ import functools
 import ipaddress
 import json
 
+from sentra.api.base import JSON_TYPE, BaseHandler
+from sentra.api.openapi import openapi_document
 from sentra.errors import Forbidden, ServiceUnavailable, Unauthorized
-from sentra.handlers.base import JSON_TYPE, BaseHandler
-from sentra.openapi import openapi_document
 
 # What an agent needs to know to send lines Sentra takes: the Python client reads max_line_size from /healthz.
 INGEST_LIMITS = ("max_line_size", "max_body_size", "max_lines_per_request")

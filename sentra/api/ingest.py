@@ -18,11 +18,8 @@ import tornado.iostream
 import tornado.web
 from tornado import httputil
 
-from sentra.access_log import log_access
-from sentra.auth import Principal
-from sentra.errors import ApiError, BadRequest, Forbidden, PayloadTooLarge, TooManyRequests
-from sentra.handlers.agents import MAX_NAME_LENGTH
-from sentra.handlers.base import (
+from sentra.api.agents import MAX_NAME_LENGTH
+from sentra.api.base import (
     DISCARD_ALLOWANCE,
     JSON_TYPE,
     authenticate,
@@ -32,8 +29,11 @@ from sentra.handlers.base import (
     request_token,
     writer,
 )
-from sentra.handlers.direct import path_argument, send_answer
-from sentra.http1 import header_value
+from sentra.api.direct import path_argument, send_answer
+from sentra.auth import Principal
+from sentra.errors import ApiError, BadRequest, Forbidden, PayloadTooLarge, TooManyRequests
+from sentra.http.access_log import log_access
+from sentra.http.parsing import header_value
 from sentra.lines import NewLine, check_agent_id, parse_body
 from sentra.models import Agent, AppendResult
 from sentra.ratelimit.local import RateLimiter

@@ -11,8 +11,8 @@ import mimetypes
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
+from sentra.api.base import BaseHandler
 from sentra.errors import NotFound
-from sentra.handlers.base import BaseHandler
 
 # Fixed here rather than taken from the OS: some machines map .js to text/plain, and with nosniff the browser
 # then refuses to run the viewer's modules.
