@@ -266,7 +266,8 @@ def targets_text(data: dict[str, Any]) -> str:
 
 
 _PLUMBING = re.compile(
-    r"\((?:asyncio/|selectors\.py|threading\.py|concurrent/futures/|runners\.py|server\.py|sentra/cli\.py|<frozen)"
+    r"\((?:asyncio/|selectors\.py|threading\.py|concurrent/futures/|runners\.py|server\.py|sentra/cli/__init__\.py"
+    r"|<frozen)"
 )
 
 

@@ -15,11 +15,8 @@ import jwt
 
 from sentra.config import Config, ConfigError, parse_duration
 from sentra.errors import Forbidden, Unauthorized
+from sentra.scopes import ALL_SCOPES, SCOPE_ADMIN, SCOPE_READ, SCOPE_WRITE
 
-SCOPE_WRITE = "logs:write"
-SCOPE_READ = "logs:read"
-SCOPE_ADMIN = "admin"
-ALL_SCOPES = (SCOPE_WRITE, SCOPE_READ, SCOPE_ADMIN)
 LOCAL_USER = "local"
 JWT_LEEWAY = 5  # seconds of clock skew forgiven on exp/nbf
 VERIFIED_TTL = 300.0  # a verified token is re-checked at least this often

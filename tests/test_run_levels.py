@@ -13,8 +13,8 @@ import pytest
 from test_cli import cli
 from test_client import SentraProcess, messages
 
+from sentra.cli.run import LineLevels
 from sentra.client import MAX_LINE_SIZE
-from sentra.commands.run import LineLevels
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,10 @@ from typing import Any
 from sentra import sse
 from sentra.api.agents import parse_label_arguments
 from sentra.api.streams import StreamHandler
-from sentra.auth import SCOPE_READ
 from sentra.lines import Line
 from sentra.models import Agent
 from sentra.registry import AgentUpdate, Resync
+from sentra.scopes import SCOPE_READ
 
 ACTIVITY_INTERVAL = 1.0
 SNAPSHOT_LIMIT = 1000

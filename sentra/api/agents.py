@@ -6,9 +6,9 @@ import uuid
 from typing import Any
 
 from sentra.api.base import BaseHandler
-from sentra.auth import SCOPE_READ, SCOPE_WRITE
 from sentra.errors import BadRequest, Conflict
 from sentra.lines import STATUSES, check_agent_id
+from sentra.scopes import SCOPE_READ, SCOPE_WRITE
 
 LIST_DEFAULT_LIMIT = 100
 LIST_MAX_LIMIT = 1000

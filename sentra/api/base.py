@@ -11,7 +11,7 @@ import tornado.web
 from tornado.escape import parse_qs_bytes
 from tornado.httputil import HTTPHeaders, parse_cookie
 
-from sentra.auth import LOCAL_PRINCIPAL, SCOPE_READ, SCOPE_WRITE, Principal, TokenService
+from sentra.auth import LOCAL_PRINCIPAL, Principal, TokenService
 from sentra.config import Config
 from sentra.errors import ApiError, BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized
 from sentra.http.parsing import header_value
@@ -19,6 +19,7 @@ from sentra.lines import check_agent_id
 from sentra.metrics import Metrics
 from sentra.models import Agent
 from sentra.registry import TopicRegistry
+from sentra.scopes import SCOPE_READ, SCOPE_WRITE
 from sentra.storage.base import Storage
 
 JSON_TYPE = "application/json; charset=utf-8"

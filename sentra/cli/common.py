@@ -1,4 +1,5 @@
-"""Agent-side subcommands of `sentra` (run, tail, send, agents), each in its own module, and what they share."""
+"""What the agent-side subcommands of `sentra` (run, tail, send, agents) share, and the error every command raises
+to fail in one line. Like them, it imports only the vendorable client."""
 
 from __future__ import annotations
 
@@ -6,20 +7,14 @@ import argparse
 import functools
 import os
 from collections.abc import Callable
-from typing import Any
 
 from sentra.client import Client, SentraError
 
 Command = Callable[[argparse.Namespace], int]
 
 
-def register_all(commands: Any) -> None:
-    """Add every agent-side subcommand to the `sentra` parser."""
-    # Imported here so the command modules can import this package's helpers without a cycle.
-    from sentra.commands import agents, run, send, tail
-
-    for module in (run, tail, send, agents):
-        module.register(commands)
+class CliError(Exception):
+    """A failure to report in one line, with a non-zero exit."""
 
 
 def add_connection_options(parser: argparse.ArgumentParser) -> None:
@@ -28,11 +23,8 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", help="bearer token (default: $SENTRA_TOKEN)")
 
 
-def command_error(message: str) -> Exception:
+def command_error(message: str) -> CliError:
     """The error main() prints as one `sentra: …` line with a non-zero exit."""
-    # sentra.cli imports this package while it is being imported itself, so look CliError up late.
-    from sentra.cli import CliError
-
     return CliError(message)
 
 

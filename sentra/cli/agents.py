@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sentra.commands import add_connection_options, client_from_args, guarded, parse_labels
+from sentra.cli.common import add_connection_options, client_from_args, guarded, parse_labels
 
 STATUSES = ("running", "completed", "failed")
 NAME_WIDTH = 40

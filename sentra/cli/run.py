@@ -15,8 +15,8 @@ import time
 from types import FrameType
 from typing import Any, BinaryIO
 
+from sentra.cli.common import add_connection_options, client_from_args, command_error, guarded, parse_labels
 from sentra.client import Agent, level_name, utf8_cut
-from sentra.commands import add_connection_options, client_from_args, command_error, guarded, parse_labels
 
 DRAIN_TIMEOUT = 3.0  # after the command exits, how long its pipes may stay open (a background child)
 FLUSH_TIMEOUT = 30.0

@@ -6,8 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from sentra.cli.common import add_connection_options, client_from_args, command_error, guarded
 from sentra.client import SentraError, level_name
-from sentra.commands import add_connection_options, client_from_args, command_error, guarded
 
 DELIVERY_TIMEOUT = 30.0
 

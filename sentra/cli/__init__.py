@@ -1,27 +1,23 @@
-"""The `sentra` command: argument parsing and dispatch to one function per subcommand."""
+"""The `sentra` command: argument parsing and dispatch to one function per subcommand.
+
+Importing it loads none of the server's dependencies (tornado, aiosqlite, jwt): the agent-side commands (run, tail,
+send, agents, a module each) need only the vendorable client, and `serve` and `token` import the server side when
+they run.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-import jwt
-
 from sentra import __version__
-from sentra.auth import ALL_SCOPES, TokenService, parse_ttl
-from sentra.commands import register_all
+from sentra.cli import agents, run, send, tail
+from sentra.cli.common import CliError
 from sentra.config import SETTINGS, Config, ConfigError, load_config
-from sentra.http.access_log import LOG_FORMAT, batch_access_log
-from sentra.serve import StartupError, loop_factory, serve, tune_gc
-from sentra.storage.open import revoke_token
-
-
-class CliError(Exception):
-    """A failure to report in one line, with a non-zero exit."""
+from sentra.scopes import ALL_SCOPES
 
 
 def add_server_options(parser: argparse.ArgumentParser) -> None:
@@ -54,18 +50,28 @@ def _settings_epilog() -> str:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the server in the foreground until Ctrl-C or SIGTERM."""
+    import asyncio
+
+    from sentra.http.access_log import LOG_FORMAT, batch_access_log
+    from sentra.serve import StartupError, loop_factory, serve, tune_gc
+
     config = config_from_args(args)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     if config["server.access_log"]:
         batch_access_log()
     tune_gc()
-    with asyncio.Runner(loop_factory=loop_factory(config)) as runner:
-        runner.run(serve(config, own_gc=True))
+    try:
+        with asyncio.Runner(loop_factory=loop_factory(config)) as runner:
+            runner.run(serve(config, own_gc=True))
+    except StartupError as exc:
+        raise CliError(str(exc)) from None
     return 0
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
     """Print a new token for --sub."""
+    from sentra.auth import TokenService, parse_ttl
+
     config = config_from_args(args)
     if not config.auth_enabled:
         raise CliError("auth.mode is none: this server needs no tokens")
@@ -80,6 +86,12 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 
 def cmd_token_revoke(args: argparse.Namespace) -> int:
     """Revoke a token by its jti (or the token itself); the server refuses it within a second."""
+    import asyncio
+
+    import jwt
+
+    from sentra.storage.open import revoke_token
+
     jti = args.jti
     if jti.count(".") == 2:
         try:
@@ -127,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_server_options(revoke)
     revoke.set_defaults(func=cmd_token_revoke)
 
-    register_all(commands)
+    for module in (run, tail, send, agents):
+        module.register(commands)
     return parser
 
 
@@ -140,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, StartupError, CliError) as exc:
+    except (ConfigError, CliError) as exc:
         print(f"sentra: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -10,8 +10,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+from sentra.cli.common import add_connection_options, client_from_args, command_error, guarded
 from sentra.client import Client, SentraError, level_name, reason_text
-from sentra.commands import add_connection_options, client_from_args, command_error, guarded
 
 READ_TIMEOUT = 60.0  # the server sends a heartbeat every 15 s by default; silence this long means a dead link
 BACKOFF_START = 0.25
