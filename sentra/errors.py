@@ -57,6 +57,13 @@ class NotFound(ApiError):
     code = "not_found"
 
 
+class MethodNotAllowed(ApiError):
+    """The path exists, but does not answer this method; the Allow header names those it does."""
+
+    status = 405
+    code = "method_not_allowed"
+
+
 class Conflict(ApiError):
     """The request conflicts with the agent's state: it exists already, or it has finished."""
 

@@ -1,0 +1,612 @@
+"""Handler: the one way Sentra answers a request, for every endpoint, hot and cold.
+
+A Handler is the `tornado.httputil.HTTPMessageDelegate` of one request on Sentra's HTTP server (an Exchange is its
+connection). The router (sentra.http.routing) makes it from the route table with a Dispatch that says which of its
+methods answers. It reads the request (the body up to `body_limit`, a 413 before reading one declared too large),
+calls `get`/`post`/`patch`/`put`/`delete(**path_args)`, and answers: HEAD runs `get` and sends only its headers,
+OPTIONS is 204 with Allow (and a CORS pre-flight's grant for a listed origin), any other method a JSON 405 naming the
+path's methods. Errors raised are rendered here as {"error": {"code", "message"}}, every answer gets the default and
+CORS headers here, and every answer is written to the access log here.
+
+Tornado's RequestHandler did all this for the cold endpoints, with an object per request of headers, arguments,
+transforms and UI modules and a task for every request; a delegate of this size serves a one-line POST in a third of
+the time, and an open event stream holds one small object (bench/run.py, ingest and fan-out scenarios).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import http.cookies
+import json
+import logging
+import re
+import time
+import urllib.parse
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import tornado.iostream
+from tornado import httputil
+from tornado.escape import parse_qs_bytes
+
+from sentra.errors import ApiError, BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge
+from sentra.http.access_log import log_access
+from sentra.http.exchange import Exchange
+from sentra.http.heads import answer_headers, status_line, whole_answer_head
+
+if TYPE_CHECKING:
+    from sentra.config import Config
+    from sentra.services import Services
+
+app_log = logging.getLogger("tornado.application")
+
+JSON_TYPE = "application/json; charset=utf-8"
+INTERNAL_ERROR = "internal server error; the server logged the details"
+# The methods a handler may define, as `get`, `post`, ...; and the order Allow names a path's methods in.
+HANDLER_METHODS = ("GET", "POST", "PATCH", "PUT", "DELETE")
+ALLOW_ORDER = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
+_BODILESS = frozenset({"GET", "HEAD", "OPTIONS"})  # methods whose body means nothing: it is dropped
+
+# JSON bodies of the agent and session endpoints are small; ingest has its own, configurable limit.
+JSON_BODY_LIMIT = 1024 * 1024
+# A body over its limit is read and dropped up to this much more, so its sender gets a 413 rather than a connection
+# reset in the middle of its upload.
+DISCARD_ALLOWANCE = 64 * 1024 * 1024
+MAX_QUERY_FIELDS = 1000  # the fields of a query string, as Tornado's request object limits them
+MAX_INT_ARGUMENT = 2**63 - 1  # SQLite's largest integer
+
+# What a page on an allowed origin may send, and read beyond the headers every CORS answer shows.
+CORS_REQUEST_HEADERS = "Authorization, Content-Type, Idempotency-Key, Last-Event-ID"
+CORS_EXPOSED_HEADERS = "Location, Retry-After, Idempotent-Replayed, WWW-Authenticate"
+# How long a browser may keep a pre-flight's grant: short, so a changed server.cors_origins reaches it soon.
+PREFLIGHT_MAX_AGE = 600
+
+_DECIMAL = re.compile(r"-?[0-9]+")
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0e-\x1f]")  # what Tornado's query arguments turn into spaces
+_UNSAFE_VALUE = re.compile(r"[\x00-\x1f]")  # what Tornado refuses in a header value
+# A Host value as Tornado's HTTPServerRequest takes it (RFC 3986's host characters and a port), without commas.
+_HOST = re.compile(r"(?:[\[\]:A-Za-z0-9\-._~!$&'()*+;=]|%[0-9A-Fa-f]{2})*")
+_ETAGS = re.compile(r'\*|(?:W/)?"[^"]*"')
+_NO_CONTENT = ("Content-Type", "Content-Encoding", "Content-Language")  # headers of a body, gone without one
+
+
+def standard_headers(config: Config, origin: str | None) -> list[tuple[str, str]]:
+    """The headers every answer carries: no sniffing, no referrer, and CORS for an allowed origin."""
+    headers = [("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer")]
+    allowed = config["server.cors_origins"]
+    if allowed:
+        # The answer depends on the Origin, so a cache must not give one origin's answer to another.
+        headers.append(("Vary", "Origin"))
+        if origin and origin in allowed:
+            headers += [
+                ("Access-Control-Allow-Origin", origin),
+                ("Access-Control-Allow-Credentials", "true"),
+                ("Access-Control-Expose-Headers", CORS_EXPOSED_HEADERS),
+            ]
+    return headers
+
+
+def preflight_headers(config: Config, origin: str | None, methods: str) -> list[tuple[str, str]]:
+    """What a CORS pre-flight from an allowed origin is granted (nothing for any other): `methods`, the request
+    headers Sentra reads, and how long to keep the grant."""
+    if not origin or origin not in config["server.cors_origins"]:
+        return []
+    return [
+        ("Access-Control-Allow-Methods", methods),
+        ("Access-Control-Allow-Headers", CORS_REQUEST_HEADERS),
+        ("Access-Control-Max-Age", str(PREFLIGHT_MAX_AGE)),
+    ]
+
+
+def error_json(code: str, message: str) -> str:
+    """The body of every error answer."""
+    return json.dumps({"error": {"code": code, "message": message}}, ensure_ascii=False)
+
+
+def error_answer(exc: BaseException) -> tuple[int, str, list[tuple[str, str]]]:
+    """The status, JSON body and extra headers that answer `exc`: its own for an ApiError, else a 500."""
+    if isinstance(exc, ApiError):
+        return exc.status_code, error_json(exc.code, exc.message), list(exc.headers.items())
+    return 500, error_json("internal_error", INTERNAL_ERROR), []
+
+
+def parse_query(uri: str) -> dict[str, list[bytes]]:
+    """The query arguments of `uri` as Tornado's request object parses them: at most MAX_QUERY_FIELDS fields."""
+    query = uri.partition("?")[2]
+    if not query:
+        return {}
+    try:
+        return parse_qs_bytes(query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS)
+    except ValueError as exc:
+        raise BadRequest(f"Invalid query string: {exc}") from None
+
+
+def path_argument(raw: str, name: str) -> str:
+    """A path argument as Tornado handed it to a handler: percent-decoded, then read as UTF-8."""
+    data = urllib.parse.unquote_to_bytes(raw)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest(f"Invalid unicode in {name}: {data[:40]!r}") from None
+
+
+def check_host(start_line: httputil.RequestStartLine, headers: httputil.HTTPHeaders) -> None:
+    """Refuse (400 in words, then close) a request with no Host, several, or one no host is spelled like: RFC 9112
+    3.2 requires it of HTTP/1.1 requests, as Tornado's request object does."""
+    hosts = headers.get_list("Host")
+    if not hosts:
+        if start_line.version != "HTTP/1.0":
+            raise httputil.HTTPInputError("Missing Host header")
+        return
+    host = ",".join(hosts)
+    if _HOST.fullmatch(host) is None:
+        if "," in host:
+            raise httputil.HTTPInputError(f"Multiple host headers not allowed: {host[:100]!r}")
+        raise httputil.HTTPInputError(f"Invalid Host header: {host[:100]!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """What the router found for a request: the class that reads it, the method of that class that answers it
+    ("get" for HEAD; None for OPTIONS and methods the path does not answer) and the path's Allow ("" when Sentra
+    serves no such path)."""
+
+    handler: type[Handler]
+    action: str | None
+    allow: str
+
+
+class Handler(httputil.HTTPMessageDelegate):
+    """One request and its answer. Subclasses define `get`, `post`, `patch`, `put` or `delete` (keyword arguments:
+    the path's arguments, decoded): async methods, or plain ones returning None or an asyncio.Future the answer
+    waits for (no task is made for it). They raise ApiErrors for the JSON error answer; an answer not ended when the
+    method returns is ended with what it holds (status, headers, empty body)."""
+
+    start_line: httputil.RequestStartLine
+    request_headers: httputil.HTTPHeaders
+
+    def __init__(
+        self, services: Services, connection: Exchange, dispatch: Dispatch, path_args: Mapping[str, str]
+    ) -> None:
+        self.services = services
+        self.connection = connection
+        self.dispatch = dispatch
+        self.raw_path_args = path_args  # as sent (percent-encoded)
+        self._path_args: dict[str, str] | None = None
+        self.started = time.time()
+        self.status = 200
+        self.headers_sent = False
+        self.finished = False
+        self._headers: dict[str, tuple[str, str]] = {}
+        self._cookies: http.cookies.SimpleCookie | None = None
+        self._arguments: dict[str, list[bytes]] | None = None
+        self._chunks: list[bytes] | None = None  # the body read so far; None when none is taken (or it is too large)
+        self._size = 0
+        self._limit = 0
+        self._too_large = False
+        self._task: asyncio.Future[Any] | None = None  # held, so the request is not collected while it runs
+
+    # ---- what subclasses may change --------------------------------------------------------------
+
+    def body_limit(self) -> int:
+        """The largest request body this handler takes."""
+        return min(JSON_BODY_LIMIT, int(self.config["limits.max_body_size"]))
+
+    def before_body(self) -> Awaitable[None] | None:
+        """Checks on the request line and headers, made before the body is read (for methods that carry one): an
+        ApiError raised here is answered at once and the body dropped. Here: a declared body over body_limit (413)."""
+        length = self.declared_length()
+        if length is not None and length > self._limit:
+            raise PayloadTooLarge(
+                f"the body is {length} bytes, above the limit of {self._limit}", code="body_too_large"
+            )
+        return None
+
+    def default_headers(self) -> list[tuple[str, str]]:
+        """The headers every answer of this handler carries, errors included (see standard_headers)."""
+        return standard_headers(self.config, self.header("Origin"))
+
+    def on_connection_close(self) -> None:
+        """The client went away before the answer ended (streams stop their work)."""
+
+    # Counted in sentra_ingest_rejected when answered with an error status.
+    counts_rejections = False
+
+    # ---- the request -----------------------------------------------------------------------------
+
+    @property
+    def config(self) -> Config:
+        """The server's settings."""
+        return self.services.config
+
+    @property
+    def method(self) -> str:
+        """The request's method."""
+        return self.start_line.method
+
+    @property
+    def uri(self) -> str:
+        """The request target as sent: path and query."""
+        return self.start_line.path
+
+    @property
+    def path(self) -> str:
+        """The request's path, without the query."""
+        return self.start_line.path.partition("?")[0]
+
+    @property
+    def remote_ip(self) -> str:
+        """The client's address."""
+        return str(self.connection.context.remote_ip)
+
+    @property
+    def protocol(self) -> str:
+        """The scheme the request came over: "http" (TLS ends before Sentra)."""
+        return str(self.connection.context.protocol)
+
+    @property
+    def path_args(self) -> dict[str, str]:
+        """The path's arguments, percent-decoded and read as UTF-8 (BadRequest naming one that is not)."""
+        if self._path_args is None:
+            self._path_args = self._decode_path_args()
+        return self._path_args
+
+    def header(self, name: str) -> str | None:
+        """A request header's value (repeated fields joined by commas), or None if it was not sent.
+
+        HTTPHeaders.get raises and catches a KeyError for a name the request did not send, a cost that showed in
+        profiles of ingest and of opening streams: the fields are read as a list instead."""
+        values = self.request_headers.get_list(name)
+        return ",".join(values) if values else None
+
+    def declared_length(self) -> int | None:
+        """The body size the Content-Length header announces, if it is a plain decimal number."""
+        length = self.header("Content-Length")
+        if length is None or not length.isascii() or not length.isdigit():
+            return None
+        # int() refuses thousands of digits; any length that long is far above every limit anyway.
+        return int(length) if len(length) <= 18 else 10**18
+
+    @property
+    def arguments(self) -> dict[str, list[bytes]]:
+        """The query arguments, parsed on first use (BadRequest past Tornado's limit of fields)."""
+        if self._arguments is None:
+            self._arguments = parse_query(self.start_line.path)
+        return self._arguments
+
+    def get_query_arguments(self, name: str) -> list[str]:
+        """Every value of a query argument, read as Tornado reads them: UTF-8, control characters as spaces,
+        stripped."""
+        values = []
+        for raw in self.arguments.get(name, ()):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise BadRequest(f"Invalid unicode in {name}: {raw[:40]!r}") from None
+            values.append(_CONTROL_CHARS.sub(" ", text).strip())
+        return values
+
+    def query_argument(self, name: str) -> str | None:
+        """The last value of a query argument, or None."""
+        values = self.get_query_arguments(name)
+        return values[-1] if values else None
+
+    def int_argument(self, name: str, default: int | None = None, *, minimum: int = 0) -> int | None:
+        """An integer query argument; BadRequest naming it if it is not one."""
+        raw = self.query_argument(name)
+        if raw is None:
+            return default
+        # int() would also take " 5", "1_000" and other scripts' digits; the API documents plain decimal.
+        if not _DECIMAL.fullmatch(raw):
+            raise BadRequest(f"query parameter {name!r} must be an integer, not {raw[:40]!r}")
+        if len(raw) > 40:  # no value in range is that long, and int() refuses thousands of digits
+            raise BadRequest(f"query parameter {name!r} must be between {minimum} and {MAX_INT_ARGUMENT}")
+        value = int(raw)
+        if value < minimum:
+            raise BadRequest(f"query parameter {name!r} must be at least {minimum}")
+        if value > MAX_INT_ARGUMENT:
+            raise BadRequest(f"query parameter {name!r} must be at most {MAX_INT_ARGUMENT}")
+        return value
+
+    def cookie(self, name: str) -> str | None:
+        """A cookie the request carries, or None."""
+        sent = self.header("Cookie")
+        return (httputil.parse_cookie(sent).get(name) or None) if sent else None
+
+    @property
+    def body(self) -> bytes:
+        """The request body; PayloadTooLarge if it went over body_limit."""
+        if self._too_large:
+            raise PayloadTooLarge(f"the body is above the limit of {self._limit} bytes", code="body_too_large")
+        chunks = self._chunks
+        if not chunks:
+            return b""
+        if len(chunks) != 1:
+            chunks[:] = [b"".join(chunks)]
+        return chunks[0]
+
+    def json_body(self) -> dict[str, Any]:
+        """The request body as a JSON object ({} for none); BadRequest if it is anything else."""
+        body = self.body
+        if not body:
+            return {}
+        try:
+            value = json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            raise BadRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
+        if not isinstance(value, dict):
+            raise BadRequest("the body must be a JSON object", code="invalid_json")
+        try:
+            # JSON may spell lone UTF-16 surrogates (\ud800), which no UTF-8 column can store.
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequest("the body contains an unpaired UTF-16 surrogate", code="invalid_json") from None
+        return value
+
+    # ---- the answer ------------------------------------------------------------------------------
+
+    def set_status(self, status: int) -> None:
+        """The answer's status (before anything is written)."""
+        self.status = status
+
+    def set_header(self, name: str, value: str) -> None:
+        """A header of the answer (before anything is written); replaces an earlier value of the same name."""
+        if _UNSAFE_VALUE.search(value):
+            raise ValueError(f"Unsafe header value {value[:100]!r}")
+        self._headers[name.lower()] = (name, value)
+
+    def set_cookie(
+        self,
+        name: str,
+        value: str,
+        *,
+        path: str = "/",
+        max_age: int | None = None,
+        expires: float | None = None,
+        httponly: bool = False,
+        secure: bool = False,
+        samesite: str | None = None,
+    ) -> None:
+        """A cookie for the browser to keep, written as Tornado's RequestHandler.set_cookie writes it."""
+        if self._cookies is None:
+            self._cookies = http.cookies.SimpleCookie()
+        self._cookies[name] = value
+        morsel = self._cookies[name]
+        if expires is not None:
+            morsel["expires"] = httputil.format_timestamp(expires)
+        morsel["path"] = path
+        if max_age:
+            morsel["max-age"] = str(int(max_age))
+        if httponly:
+            morsel["httponly"] = True
+        if secure:
+            morsel["secure"] = True
+        if samesite:
+            morsel["samesite"] = samesite
+
+    def clear_cookie(
+        self, name: str, *, path: str = "/", httponly: bool = False, secure: bool = False, samesite: str | None = None
+    ) -> None:
+        """Tell the browser to forget a cookie: empty, expired a year ago."""
+        expired = time.time() - 365 * 86400
+        self.set_cookie(name, "", path=path, expires=expired, httponly=httponly, secure=secure, samesite=samesite)
+
+    def write(self, data: bytes) -> asyncio.Future[None]:
+        """Send part of the body, the headers first (no Content-Length: the body is chunked, or ends with the
+        connection); resolves once the connection takes more, StreamClosedError if the client has gone.
+        `write(b"")` sends the headers alone. For HEAD, the first write sends the headers and ends the answer, and
+        its future fails as if the client had gone, so the handler stops."""
+        if self.headers_sent:
+            return self.connection.write(data)
+        self.headers_sent = True
+        start, headers = status_line(self.status), answer_headers(self._fields(), time.time())
+        if self.start_line.method != "HEAD":
+            return self.connection.write_headers(start, headers, data)
+        self.connection.write_headers(start, headers).add_done_callback(_look_at)
+        self.end()
+        gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        gone.set_exception(tornado.iostream.StreamClosedError())
+        gone.add_done_callback(_look_at)
+        return gone
+
+    def write_json(self, value: Any, status: int = 200) -> None:
+        """Answer with `value` as JSON, and end the answer."""
+        self.status = status
+        self.set_header("Content-Type", JSON_TYPE)
+        self.end(json.dumps(value, ensure_ascii=False).encode("utf-8"))
+
+    def end(self, body: bytes = b"") -> None:
+        """End the answer: the whole of it with `body` if nothing was written yet (a 200 to GET gets an Etag of the
+        body, and is a 304 if the client holds it), else after what was written. Logged; a no-op once ended."""
+        if self.finished:
+            return
+        self.finished = True
+        connection = self.connection
+        connection.set_close_callback(None)
+        if self.headers_sent:
+            try:
+                connection.finish()
+            except tornado.iostream.StreamClosedError:
+                pass
+            self._answered()
+            return
+        self.headers_sent = True
+        method = self.start_line.method
+        if self.status == 200 and (method == "GET" or method == "HEAD") and "etag" not in self._headers:
+            self.set_header("Etag", f'"{hashlib.sha1(body).hexdigest()}"')
+            if self.etag_matches():
+                self.status, body = 304, b""
+        status = self.status
+        now = time.time()
+        if method != "HEAD":
+            head = whole_answer_head(status, self._fields(), now, len(body))
+            if head is not None:
+                connection.write_whole(head, body)
+                self._answered()
+                return
+        headers = answer_headers(self._fields(), now)
+        if status in (204, 304) or 100 <= status < 200:
+            for name in _NO_CONTENT:
+                headers.pop(name, None)
+        else:
+            headers["Content-Length"] = str(len(body))  # for HEAD too: the length GET's body has
+        try:
+            written = connection.write_headers(status_line(status), headers, b"" if method == "HEAD" else body)
+            written.add_done_callback(_look_at)
+            connection.finish()
+        except tornado.iostream.StreamClosedError:
+            pass
+        self._answered()
+
+    def etag_matches(self) -> bool:
+        """True if the request's If-None-Match names the answer's Etag (weakly, or by "*"), as Tornado compares."""
+        etag = self._headers.get("etag", ("", ""))[1]
+        sent = _ETAGS.findall(self.header("If-None-Match") or "")
+        if not etag or not sent:
+            return False
+        if sent[0] == "*":
+            return True
+        strong = etag.removeprefix("W/")
+        return any(candidate.removeprefix("W/") == strong for candidate in sent)
+
+    def fail(self, exc: BaseException) -> None:
+        """Answer `exc`: its status and {"error": {"code", "message"}} for an ApiError, a 500 for anything else
+        (logged with its traceback). After the headers were sent it can only cut the answer off: the client sees it
+        end without its last chunk."""
+        if self.finished:
+            return
+        gone = isinstance(exc, tornado.iostream.StreamClosedError)
+        if not isinstance(exc, ApiError) and not gone:
+            app_log.error("Uncaught exception in %s %s", self.start_line.method, self.path[:200], exc_info=exc)
+        if self.headers_sent or gone:
+            self.finished = True
+            self.connection.set_close_callback(None)
+            self.connection.close()
+            self._answered()
+            return
+        self.status, text, extra = error_answer(exc)
+        self._headers = {"content-type": ("Content-Type", JSON_TYPE)}
+        self._cookies = None
+        for name, value in extra:
+            self.set_header(name, value)
+        self.end(text.encode("utf-8"))
+
+    # ---- httputil.HTTPMessageDelegate ------------------------------------------------------------
+
+    def headers_received(
+        self, start_line: httputil.RequestStartLine | httputil.ResponseStartLine, headers: httputil.HTTPHeaders
+    ) -> Awaitable[None] | None:
+        """Check the request line and headers; for a method with a body, set its limit and run before_body."""
+        assert isinstance(start_line, httputil.RequestStartLine)
+        self.start_line, self.request_headers = start_line, headers
+        check_host(start_line, headers)
+        self.connection.set_close_callback(self.on_connection_close)
+        if self.dispatch.action is None or start_line.method in _BODILESS:
+            return None
+        self._limit = self.body_limit()
+        self._chunks = []
+        # A body over the limit is read and dropped for a while, so its sender gets a 413, not a reset mid-upload.
+        self.connection.set_max_body_size(self._limit + DISCARD_ALLOWANCE)
+        try:
+            self._path_args = self._decode_path_args()  # an argument that is not UTF-8 is refused before the body too
+            checking = self.before_body()
+        except Exception as exc:
+            self.fail(exc)
+            return None
+        return None if checking is None else self._checked(checking)
+
+    def data_received(self, chunk: bytes) -> None:
+        """Collect the body, dropping it once it is over the limit."""
+        chunks = self._chunks
+        if chunks is None:
+            return
+        self._size += len(chunk)
+        if self._size <= self._limit:
+            chunks.append(chunk)
+        else:
+            self._chunks, self._too_large = None, True
+
+    def finish(self) -> None:
+        """The request is read: answer it."""
+        if self.finished:
+            return
+        action = self.dispatch.action
+        if action is None:
+            self._answer_without_action()
+            return
+        try:
+            answering = getattr(self, action)(**self.path_args)
+        except Exception as exc:
+            self.fail(exc)
+            return
+        if answering is None:
+            self.end()
+            return
+        task = answering if isinstance(answering, asyncio.Future) else asyncio.ensure_future(answering)
+        self._task = task
+        task.add_done_callback(self._answering_done)
+
+    # ---- the request's life ----------------------------------------------------------------------
+
+    def _decode_path_args(self) -> dict[str, str]:
+        return {name: path_argument(raw, name) for name, raw in self.raw_path_args.items()}
+
+    async def _checked(self, checking: Awaitable[None]) -> None:
+        try:
+            await checking
+        except Exception as exc:
+            self.fail(exc)
+
+    def _answering_done(self, task: asyncio.Future[Any]) -> None:
+        self._task = None
+        if task.cancelled():
+            return  # the server is stopping: nobody is answered
+        exc = task.exception()
+        if exc is not None:
+            self.fail(exc)
+        else:
+            self.end()
+
+    def _answer_without_action(self) -> None:
+        """OPTIONS, a method the path does not answer, or a path Sentra does not serve."""
+        allow = self.dispatch.allow
+        method = self.start_line.method
+        if not allow:
+            self.fail(NotFound(f"no such path {self.path[:200]!r}", code="not_found"))
+        elif method == "OPTIONS":
+            self.status = 204
+            self.set_header("Allow", allow)
+            for name, value in preflight_headers(self.config, self.header("Origin"), allow):
+                self.set_header(name, value)
+            self.end()
+        else:
+            message = f"{method[:20]} is not a method of this path; it answers {allow}"
+            self.fail(MethodNotAllowed(message, headers={"Allow": allow}))
+
+    def _fields(self) -> tuple[tuple[str, str], ...]:
+        fields = (*self.default_headers(), *self._headers.values())
+        if self._cookies:
+            fields += tuple(("Set-Cookie", morsel.OutputString(None)) for morsel in self._cookies.values())
+        return fields
+
+    def _answered(self) -> None:
+        """The one record of every answer: the access log, and the count of refused ingest requests."""
+        status = self.status
+        if status >= 400 and self.counts_rejections:
+            self.services.metrics.requests_rejected.labels(str(status)).inc()
+        if self.config["server.access_log"]:
+            start = self.start_line
+            log_access(status, start.method, start.path, self.remote_ip, time.time() - self.started)
+
+
+def implemented_methods(handler: type[Handler]) -> list[str]:
+    """The methods `handler` answers itself (those of HANDLER_METHODS it defines)."""
+    return [method for method in HANDLER_METHODS if callable(getattr(handler, method.lower(), None))]
+
+
+def _look_at(future: asyncio.Future[None]) -> None:
+    """A write to a client that has gone fails; nobody has to hear of it."""
+    if not future.cancelled():
+        future.exception()
