@@ -9,36 +9,28 @@ from typing import Any
 
 import tornado.web
 
-from sentra.api.agent_events import AgentEventsHandler
 from sentra.api.agents import AgentHandler, AgentsHandler
 from sentra.api.base import NotFoundHandler
-from sentra.api.direct import DirectFactory, SentraApplication
-from sentra.api.ingest import IngestRequest
+from sentra.api.direct import SentraApplication
 from sentra.api.logs import LogsHandler
-from sentra.api.multi_stream import MultiStreamHandler
+from sentra.api.routes import ROUTES
 from sentra.api.session import SessionHandler
 from sentra.api.static import StaticHandler
-from sentra.api.streams import LogStreamHandler, Seed001StreamHandler, StreamPathHandler
+from sentra.api.streams import StreamPathHandler
 from sentra.api.system import HealthHandler, MetricsHandler, OpenAPIHandler
 from sentra.api.tickets import StreamTicketsHandler
 from sentra.auth import TokenService
 from sentra.config import Config
 from sentra.http.access_log import log_access
+from sentra.http.routing import Router
 from sentra.metrics import Metrics
 from sentra.ratelimit.local import RateLimiter
 from sentra.ratelimit.open import rate_limiter_from_config
 from sentra.registry import TopicRegistry
+from sentra.services import Services
 from sentra.storage.base import Storage
 
 AGENT = r"(?P<agent_id>[^/]+)"
-# The hot paths, read without Tornado's routing and RequestHandler (see sentra.api.direct).
-DIRECT: list[tuple[str, str, DirectFactory]] = [
-    ("post", "/api/agents/{agent_id}/logs", IngestRequest),
-    ("get", "/api/agents/{agent_id}/logs/stream", LogStreamHandler),
-    ("get", "/api/v1/stream-logs/request/{agent_id}", Seed001StreamHandler),
-    ("get", "/api/streams", MultiStreamHandler),
-    ("get", "/api/agent-events", AgentEventsHandler),
-]
 
 
 def viewer_files() -> Traversable:
@@ -67,6 +59,15 @@ def make_app(
     """The Sentra application; tests build as many independent ones as they like."""
     metrics = Metrics(registry)
     store.on_commit = metrics.observe_commit
+    services = Services(
+        config=config,
+        store=store,
+        registry=registry,
+        tokens=tokens,
+        metrics=metrics,
+        rate=limiter if limiter is not None else rate_limiter_from_config(config),
+        viewer=viewer_files() if static_files is None else static_files,
+    )
     routes: list[Any] = [
         (r"/healthz", HealthHandler),
         (r"/metrics", MetricsHandler),
@@ -81,17 +82,12 @@ def make_app(
         (r"/api/session", SessionHandler),
         (r"/api/agent-events", StreamPathHandler),
         (r"/api/.*", NotFoundHandler),
-        (r"/(.*)", StaticHandler, {"root": viewer_files() if static_files is None else static_files}),
+        (r"/(.*)", StaticHandler, {"root": services.viewer}),
     ]
     return SentraApplication(
-        DIRECT,
+        Router(ROUTES, services),
         routes,
-        sentra_config=config,
-        sentra_store=store,
-        sentra_registry=registry,
-        sentra_tokens=tokens,
-        sentra_metrics=metrics,
-        sentra_rate=limiter if limiter is not None else rate_limiter_from_config(config),
+        sentra_services=services,
         log_function=log_request if config["server.access_log"] else (lambda handler: None),
         default_handler_class=NotFoundHandler,
         compress_response=False,

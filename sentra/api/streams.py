@@ -9,11 +9,9 @@ from typing import Any
 import tornado.iostream
 
 from sentra import sse
-from sentra.api.base import BaseHandler
-from sentra.api.direct import DirectHandler
+from sentra.api.base import ApiHandler, BaseHandler
 from sentra.api.logs import query_from_arguments
 from sentra.errors import BadRequest, Forbidden, NotFound, TooManyRequests
-from sentra.http.exchange import Exchange
 from sentra.lines import Line, check_agent_id
 from sentra.models import Agent
 from sentra.registry import AgentUpdate, Resync, Subscription
@@ -37,10 +35,11 @@ class StreamPathHandler(BaseHandler):
     naming those methods for any other."""
 
 
-class StreamHandler(DirectHandler):
+class StreamHandler(ApiHandler):
     """The machinery every stream shares: SSE headers, a subscription, heartbeats, cut-offs, expiry."""
 
     sub: Subscription | None = None
+    watches_close = True  # a stream is over when its reader leaves
 
     def on_connection_close(self) -> None:
         if self.sub is not None:
@@ -88,7 +87,7 @@ class StreamHandler(DirectHandler):
     def _on_cut(self, reason: str) -> None:
         # A reader that stopped reading may be parked in a write: closing the socket frees it, and
         # the client resumes from its Last-Event-ID out of SQLite.
-        if reason in ("overflow", "closed") and isinstance(self.connection, Exchange):
+        if reason in ("overflow", "closed"):
             self.connection.close()
 
     async def start_events(self) -> None:
@@ -113,10 +112,9 @@ class StreamHandler(DirectHandler):
         """Write one HTTP chunk of events (framed by `frame_chunk`) to the socket without waiting. A reader
         still owing more than the subscriber buffer's worth of earlier lines is too slow and is cut; one
         large batch is not."""
-        connection = self.connection
-        # Only installed (as the subscription's `direct`) on a chunked response of Sentra's HTTP server.
-        assert self.sub is not None and isinstance(connection, Exchange)
-        refused = connection.send_now(chunk, lines, self.sub.max_pending)
+        # Only installed (as the subscription's `direct`) on a chunked response.
+        assert self.sub is not None
+        refused = self.connection.send_now(chunk, lines, self.sub.max_pending)
         if refused is not None:
             self.sub.cut(refused)
 
@@ -249,13 +247,7 @@ class AgentStreamHandler(StreamHandler):
                 await self.send(self.encode(agent, held, cursor, extra))
         self._cursor, self._agent, self._query = cursor, agent, query
         while True:
-            connection = self.connection
-            if (
-                self._agent is not None
-                and not self.sub.pending
-                and isinstance(connection, Exchange)
-                and connection.chunked
-            ):
+            if self._agent is not None and not self.sub.pending and self.connection.chunked:
                 # Caught up: from here on lines are written as they are committed, without a wake-up
                 # (as HTTP chunks framed once for every subscriber: an HTTP/1.0 reader takes the slow path).
                 self.sub.direct = self._deliver

@@ -72,20 +72,24 @@ _ETAGS = re.compile(r'\*|(?:W/)?"[^"]*"')
 _NO_CONTENT = ("Content-Type", "Content-Encoding", "Content-Language")  # headers of a body, gone without one
 
 
-def standard_headers(config: Config, origin: str | None) -> list[tuple[str, str]]:
+_SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"))
+
+
+def standard_headers(config: Config, origin: str | None) -> tuple[tuple[str, str], ...]:
     """The headers every answer carries: no sniffing, no referrer, and CORS for an allowed origin."""
-    headers = [("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer")]
     allowed = config["server.cors_origins"]
-    if allowed:
-        # The answer depends on the Origin, so a cache must not give one origin's answer to another.
-        headers.append(("Vary", "Origin"))
-        if origin and origin in allowed:
-            headers += [
-                ("Access-Control-Allow-Origin", origin),
-                ("Access-Control-Allow-Credentials", "true"),
-                ("Access-Control-Expose-Headers", CORS_EXPOSED_HEADERS),
-            ]
-    return headers
+    if not allowed:
+        return _SECURITY_HEADERS
+    # The answer depends on the Origin, so a cache must not give one origin's answer to another.
+    if not origin or origin not in allowed:
+        return (*_SECURITY_HEADERS, ("Vary", "Origin"))
+    return (
+        *_SECURITY_HEADERS,
+        ("Vary", "Origin"),
+        ("Access-Control-Allow-Origin", origin),
+        ("Access-Control-Allow-Credentials", "true"),
+        ("Access-Control-Expose-Headers", CORS_EXPOSED_HEADERS),
+    )
 
 
 def preflight_headers(config: Config, origin: str | None, methods: str) -> list[tuple[str, str]]:
@@ -125,6 +129,8 @@ def parse_query(uri: str) -> dict[str, list[bytes]]:
 
 def path_argument(raw: str, name: str) -> str:
     """A path argument as Tornado handed it to a handler: percent-decoded, then read as UTF-8."""
+    if "%" not in raw:
+        return raw  # the request line is ASCII (sentra.http.parsing refuses any other), so this is the argument
     data = urllib.parse.unquote_to_bytes(raw)
     try:
         return data.decode("utf-8")
@@ -136,6 +142,8 @@ def check_host(start_line: httputil.RequestStartLine, headers: httputil.HTTPHead
     """Refuse (400 in words, then close) a request with no Host, several, or one no host is spelled like: RFC 9112
     3.2 requires it of HTTP/1.1 requests, as Tornado's request object does."""
     hosts = headers.get_list("Host")
+    if len(hosts) == 1 and _HOST.fullmatch(hosts[0]) is not None:
+        return
     if not hosts:
         if start_line.version != "HTTP/1.0":
             raise httputil.HTTPInputError("Missing Host header")
@@ -160,9 +168,9 @@ class Dispatch:
 
 class Handler(httputil.HTTPMessageDelegate):
     """One request and its answer. Subclasses define `get`, `post`, `patch`, `put` or `delete` (keyword arguments:
-    the path's arguments, decoded): async methods, or plain ones returning None or an asyncio.Future the answer
-    waits for (no task is made for it). They raise ApiErrors for the JSON error answer; an answer not ended when the
-    method returns is ended with what it holds (status, headers, empty body)."""
+    the path's arguments, decoded), async or plain. They raise ApiErrors for the JSON error answer; an answer not
+    ended when the method returns is ended with what it holds (status, headers, empty body), unless the method
+    called answer_later."""
 
     start_line: httputil.RequestStartLine
     request_headers: httputil.HTTPHeaders
@@ -171,6 +179,7 @@ class Handler(httputil.HTTPMessageDelegate):
         self, services: Services, connection: Exchange, dispatch: Dispatch, path_args: Mapping[str, str]
     ) -> None:
         self.services = services
+        self.config: Config = services.config  # the server's settings
         self.connection = connection
         self.dispatch = dispatch
         self.raw_path_args = path_args  # as sent (percent-encoded)
@@ -187,6 +196,7 @@ class Handler(httputil.HTTPMessageDelegate):
         self._limit = 0
         self._too_large = False
         self._task: asyncio.Future[Any] | None = None  # held, so the request is not collected while it runs
+        self._later = False
 
     # ---- what subclasses may change --------------------------------------------------------------
 
@@ -204,22 +214,20 @@ class Handler(httputil.HTTPMessageDelegate):
             )
         return None
 
-    def default_headers(self) -> list[tuple[str, str]]:
+    def default_headers(self) -> tuple[tuple[str, str], ...]:
         """The headers every answer of this handler carries, errors included (see standard_headers)."""
         return standard_headers(self.config, self.header("Origin"))
 
     def on_connection_close(self) -> None:
-        """The client went away before the answer ended (streams stop their work)."""
+        """The client went away before the answer ended (streams stop their work, and set watches_close)."""
+
+    # True: on_connection_close is also called when the client goes while the answer is being written.
+    watches_close = False
 
     # Counted in sentra_ingest_rejected when answered with an error status.
     counts_rejections = False
 
     # ---- the request -----------------------------------------------------------------------------
-
-    @property
-    def config(self) -> Config:
-        """The server's settings."""
-        return self.services.config
 
     @property
     def method(self) -> str:
@@ -424,7 +432,8 @@ class Handler(httputil.HTTPMessageDelegate):
             return
         self.finished = True
         connection = self.connection
-        connection.set_close_callback(None)
+        if self.watches_close:
+            connection.set_close_callback(None)
         if self.headers_sent:
             try:
                 connection.finish()
@@ -460,6 +469,11 @@ class Handler(httputil.HTTPMessageDelegate):
             pass
         self._answered()
 
+    def answer_later(self) -> None:
+        """The answer is ended by a callback (with end or fail), not when the method returns: what a plain method
+        that waits for a Future calls, so that no task is made for it."""
+        self._later = True
+
     def etag_matches(self) -> bool:
         """True if the request's If-None-Match names the answer's Etag (weakly, or by "*"), as Tornado compares."""
         etag = self._headers.get("etag", ("", ""))[1]
@@ -482,7 +496,8 @@ class Handler(httputil.HTTPMessageDelegate):
             app_log.error("Uncaught exception in %s %s", self.start_line.method, self.path[:200], exc_info=exc)
         if self.headers_sent or gone:
             self.finished = True
-            self.connection.set_close_callback(None)
+            if self.watches_close:
+                self.connection.set_close_callback(None)
             self.connection.close()
             self._answered()
             return
@@ -502,7 +517,8 @@ class Handler(httputil.HTTPMessageDelegate):
         assert isinstance(start_line, httputil.RequestStartLine)
         self.start_line, self.request_headers = start_line, headers
         check_host(start_line, headers)
-        self.connection.set_close_callback(self.on_connection_close)
+        if self.watches_close:
+            self.connection.set_close_callback(self.on_connection_close)
         if self.dispatch.action is None or start_line.method in _BODILESS:
             return None
         self._limit = self.body_limit()
@@ -542,10 +558,10 @@ class Handler(httputil.HTTPMessageDelegate):
             self.fail(exc)
             return
         if answering is None:
-            self.end()
+            if not self._later:
+                self.end()
             return
-        task = answering if isinstance(answering, asyncio.Future) else asyncio.ensure_future(answering)
-        self._task = task
+        task = self._task = asyncio.ensure_future(answering)
         task.add_done_callback(self._answering_done)
 
     # ---- the request's life ----------------------------------------------------------------------
@@ -566,7 +582,7 @@ class Handler(httputil.HTTPMessageDelegate):
         exc = task.exception()
         if exc is not None:
             self.fail(exc)
-        else:
+        elif not self._later:
             self.end()
 
     def _answer_without_action(self) -> None:
@@ -598,7 +614,8 @@ class Handler(httputil.HTTPMessageDelegate):
             self.services.metrics.requests_rejected.labels(str(status)).inc()
         if self.config["server.access_log"]:
             start = self.start_line
-            log_access(status, start.method, start.path, self.remote_ip, time.time() - self.started)
+            remote_ip = self.connection.context.remote_ip
+            log_access(status, start.method, start.path, remote_ip, time.time() - self.started)
 
 
 def implemented_methods(handler: type[Handler]) -> list[str]:

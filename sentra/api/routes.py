@@ -1,0 +1,21 @@
+"""ROUTES: every path Sentra serves and the handlers that answer it, declared once.
+
+Routing, each path's Allow list, its OPTIONS answer, HEAD wherever GET is and its 405s follow from this table, and
+tests/test_openapi.py checks the OpenAPI document against it. The first route that matches a path answers it.
+"""
+
+from __future__ import annotations
+
+from sentra.api.agent_events import AgentEventsHandler
+from sentra.api.ingest import IngestHandler
+from sentra.api.multi_stream import MultiStreamHandler
+from sentra.api.streams import LogStreamHandler, Seed001StreamHandler
+from sentra.http.routing import Route
+
+ROUTES = (
+    Route("/api/agents/{agent_id}/logs", IngestHandler),
+    Route("/api/agents/{agent_id}/logs/stream", LogStreamHandler),
+    Route("/api/v1/stream-logs/request/{agent_id}", Seed001StreamHandler),
+    Route("/api/streams", MultiStreamHandler),
+    Route("/api/agent-events", AgentEventsHandler),
+)
