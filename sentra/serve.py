@@ -223,8 +223,10 @@ async def serve(
         deadline = loop.time() + SHUTDOWN_GRACE
         while registry.open_streams and loop.time() < deadline:
             await asyncio.sleep(0.01)
-        # Let the answers of the last commits and the streams' last chunks reach their sockets.
-        await asyncio.sleep(0.1)
+        # Let the answers of the last commits and the streams' last chunks reach their sockets (none to wait for
+        # when no connection is open: a server stopped idle stops at once).
+        if server.connections:
+            await asyncio.sleep(0.1)
         try:
             await asyncio.wait_for(server.close_all_connections(), SHUTDOWN_GRACE)
         except TimeoutError:
