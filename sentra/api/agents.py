@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sentra.api.base import BaseHandler
+from sentra.api.base import ApiHandler
 from sentra.errors import BadRequest, Conflict
 from sentra.lines import STATUSES, check_agent_id
 from sentra.scopes import SCOPE_READ, SCOPE_WRITE
@@ -51,14 +51,14 @@ def _optional_string(body: dict[str, Any], name: str, max_length: int = MAX_NAME
     return value
 
 
-class AgentsHandler(BaseHandler):
+class AgentsHandler(ApiHandler):
     """GET lists the caller's agents (all for admin); POST creates one."""
 
     async def get(self) -> None:
         """Newest first; filter by status and labels; `cursor` pages on."""
         principal = self.principal
         principal.require(SCOPE_READ)
-        status = self.get_query_argument("status", None)
+        status = self.query_argument("status")
         if status is not None and status not in STATUSES:
             raise BadRequest(f"query parameter 'status' must be one of {', '.join(STATUSES)}")
         labels = parse_label_arguments(self.get_query_arguments("label"))
@@ -107,7 +107,7 @@ class AgentsHandler(BaseHandler):
         self.write_json(agent.to_json(), status=201)
 
 
-class AgentHandler(BaseHandler):
+class AgentHandler(ApiHandler):
     """GET, PATCH and DELETE one agent."""
 
     async def get(self, agent_id: str) -> None:
@@ -146,4 +146,3 @@ class AgentHandler(BaseHandler):
         self.require_write()
         await self.store.delete_agent(agent_id)
         self.set_status(204)
-        self.finish()

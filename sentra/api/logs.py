@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import tornado.iostream
-import tornado.web
 
 from sentra import sse
-from sentra.api.base import BaseHandler, RequestChecks
+from sentra.api.base import ApiHandler, RequestChecks
 from sentra.errors import BadRequest
 from sentra.lines import LEVELS, Line, parse_level
 from sentra.models import Agent
@@ -26,14 +25,15 @@ def query_from_arguments(handler: RequestChecks) -> LineQuery:
     return LineQuery(min_level=min_level, q=handler.query_argument("q") or "")
 
 
-class LogsHandler(BaseHandler):
-    """An agent's history (GET); its ingest (POST) is answered by IngestRequest before routing."""
+class LogsHandler(ApiHandler):
+    """An agent's history (GET); its ingest (POST) is IngestHandler's, on the same route."""
 
     async def get(self, agent_id: str) -> None:
         """History: after/before cursors, limit, level, q; JSON, NDJSON or a text download."""
         agent = await self.agent_for(agent_id)
         query = query_from_arguments(self)
-        fmt = self.get_query_argument("format", "json")
+        fmt = self.query_argument("format")
+        fmt = fmt if fmt is not None else "json"
         if fmt not in ("json", "ndjson", "text"):
             raise BadRequest(f"query parameter 'format' must be json, ndjson or text, not {fmt[:20]!r}")
         asked = self.int_argument("limit", None, minimum=1)
@@ -51,7 +51,7 @@ class LogsHandler(BaseHandler):
             lines = await self.store.lines_after(agent, after or 0, limit=limit, query=query)
         if fmt != "json":
             self._start_download(agent, fmt)
-            self.finish(self._render(lines, fmt))
+            self.end(self._render(lines, fmt))
             return
         # Lines may have arrived since `agent` was read: judge "more" against the agent as it is now.
         agent = self.store.cached_agent(agent.id) or agent
@@ -76,30 +76,28 @@ class LogsHandler(BaseHandler):
         )
 
     @staticmethod
-    def _render(lines: list[Line], fmt: str) -> str:
+    def _render(lines: list[Line], fmt: str) -> bytes:
         if fmt == "ndjson":
             # U+2028, U+2029 and U+0085 are escaped as in SSE, so readers that split on them (Python's
             # str.splitlines) still see one record per line.
-            return "".join(sse.json_bytes(line.to_json()).decode() + "\n" for line in lines)
-        return "".join(line.message + "\n" for line in lines)
+            return b"".join(sse.json_bytes(line.to_json()) + b"\n" for line in lines)
+        return "".join(line.message + "\n" for line in lines).encode("utf-8")
 
     async def _download(self, agent: Agent, after: int, query: LineQuery, fmt: str) -> None:
-        """The whole log from `after`, written page by page so memory stays flat."""
+        """The whole log from `after`, written page by page so memory stays flat: streamed, so without
+        Content-Length or Etag, except an empty one, which is answered whole."""
         self._start_download(agent, fmt)
-        if self.request.method == "HEAD":
-            # The download's headers (flushed first, so no Content-Length is made up), without reading the log.
-            self.flush()
-            self.finish()
-            return
-        upto = agent.last_seq
-        while True:
-            lines = await self.store.lines_after(agent, after, upto=upto, limit=HISTORY_MAX_LIMIT, query=query)
-            if not lines:
-                break
-            self.write(self._render(lines, fmt))
-            try:
-                await self.flush()
-            except tornado.iostream.StreamClosedError:
-                return  # the client stopped the download
-            after = lines[-1].seq
-        self.finish()
+        try:
+            if self.method == "HEAD":
+                # The download's headers (sent first, so no Content-Length is made up), without reading the log.
+                await self.write(b"")
+                return
+            upto = agent.last_seq
+            while True:
+                lines = await self.store.lines_after(agent, after, upto=upto, limit=HISTORY_MAX_LIMIT, query=query)
+                if not lines:
+                    return
+                await self.write(self._render(lines, fmt))
+                after = lines[-1].seq
+        except tornado.iostream.StreamClosedError:
+            return  # the client stopped the download (or HEAD's headers are sent)

@@ -7,15 +7,30 @@ tests/test_openapi.py checks the OpenAPI document against it. The first route th
 from __future__ import annotations
 
 from sentra.api.agent_events import AgentEventsHandler
+from sentra.api.agents import AgentHandler, AgentsHandler
 from sentra.api.ingest import IngestHandler
+from sentra.api.logs import LogsHandler
 from sentra.api.multi_stream import MultiStreamHandler
+from sentra.api.session import SessionHandler
+from sentra.api.static import StaticHandler
 from sentra.api.streams import LogStreamHandler, Seed001StreamHandler
+from sentra.api.system import HealthHandler, MetricsHandler, OpenAPIHandler
+from sentra.api.tickets import StreamTicketsHandler
 from sentra.http.routing import Route
 
 ROUTES = (
-    Route("/api/agents/{agent_id}/logs", IngestHandler),
+    Route("/healthz", HealthHandler),
+    Route("/metrics", MetricsHandler),
+    Route("/api/openapi.json", OpenAPIHandler),
+    Route("/api/agents", AgentsHandler),
+    Route("/api/agents/{agent_id}", AgentHandler),
+    Route("/api/agents/{agent_id}/logs", LogsHandler, IngestHandler),
     Route("/api/agents/{agent_id}/logs/stream", LogStreamHandler),
     Route("/api/v1/stream-logs/request/{agent_id}", Seed001StreamHandler),
     Route("/api/streams", MultiStreamHandler),
     Route("/api/agent-events", AgentEventsHandler),
+    Route("/api/stream-tickets", StreamTicketsHandler),
+    Route("/api/session", SessionHandler),
+    Route("/api/{rest:path}"),  # any other /api/ path: a JSON 404, whatever the method
+    Route("/{url:path}", StaticHandler),  # the viewer's files
 )

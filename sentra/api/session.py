@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sentra.api.base import BaseHandler
+from sentra.api.base import ApiHandler
 from sentra.auth import Principal
 from sentra.errors import BadRequest, Unauthorized
 
@@ -13,7 +13,7 @@ from sentra.errors import BadRequest, Unauthorized
 NO_EXPIRY_COOKIE_AGE = 30 * 86400
 
 
-class SessionHandler(BaseHandler):
+class SessionHandler(ApiHandler):
     """GET says who is signed in, POST signs in with a token, DELETE signs out."""
 
     def get(self) -> None:
@@ -39,7 +39,7 @@ class SessionHandler(BaseHandler):
             max_age=max_age,
             httponly=True,
             samesite="Strict",
-            secure=self.request.protocol == "https",
+            secure=self.protocol == "https",
         )
         self.write_json(self.describe(principal))
 
@@ -47,13 +47,12 @@ class SessionHandler(BaseHandler):
         """Forget the cookie; answers 204 whether or not anyone was signed in."""
         self.clear_cookie(self.config["auth.cookie_name"], path="/", httponly=True, samesite="Strict")
         self.set_status(204)
-        self.finish()
 
     def posted_token(self) -> str:
         """The token to sign in with: the Authorization header, else a JSON body {"token": "..."}.
         A body is checked either way, so a malformed one is never silently ignored."""
         # A cross-site form cannot send application/json, so no other site can sign a browser in.
-        media = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        media = (self.header("Content-Type") or "").split(";")[0].strip().lower()
         if media and media != "application/json":
             raise BadRequest('the body must be application/json: {"token": "..."}', code="unsupported_media_type")
         body = self.json_body()
@@ -63,7 +62,7 @@ class SessionHandler(BaseHandler):
         token = body.get("token")
         if "token" in body and (not isinstance(token, str) or not token.strip()):
             raise BadRequest("'token' must be a non-empty string", code="invalid_token")
-        if "Authorization" in self.request.headers:
+        if self.header("Authorization") is not None:
             header_token = self.token_from_request()
             assert header_token is not None  # token_from_request raises on a malformed header
             return header_token

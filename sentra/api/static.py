@@ -11,8 +11,8 @@ import mimetypes
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
-from sentra.api.base import BaseHandler
 from sentra.errors import NotFound
+from sentra.http.handler import Handler
 
 # Fixed here rather than taken from the OS: some machines map .js to text/plain, and with nosniff the browser
 # then refuses to run the viewer's modules.
@@ -56,31 +56,24 @@ def content_type(name: str) -> str:
     return CONTENT_TYPES.get(extension) or mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
-class StaticHandler(BaseHandler):
+class StaticHandler(Handler):
     """The viewer at /: index.html for /, its files by name, never anything outside them; JSON 404 otherwise."""
 
-    def initialize(self, root: Traversable) -> None:
-        self.root = root
-
-    def get(self, path: str) -> None:
-        """The file, or 304 when the browser's copy is current (HEAD: the same headers, see BaseHandler.head)."""
-        node = find_file(self.root, path)
+    def get(self, url: str) -> None:
+        """The file, or 304 when the browser's copy is current (HEAD: the same headers). The argument is `url`,
+        the name Tornado gave an unnamed path argument, so a path that is not UTF-8 is refused in the same words."""
+        node = find_file(self.services.viewer, url)
         data = node.read_bytes()
         self.set_header("Content-Type", content_type(node.name))
-        self.set_extra_headers(path)
-        self.set_header("Etag", f'"{hashlib.sha256(data).hexdigest()}"')
-        if self.check_etag_header():
-            self.set_status(304)
-        else:
-            self.write(data)
-        self.finish()
-
-    def set_default_headers(self) -> None:
-        # Every answer's headers (an allowed origin may import sentra.js), then those that guard the viewer's pages.
-        super().set_default_headers()
-        self.set_header("Content-Security-Policy", CSP)
-        self.set_header("X-Frame-Options", "DENY")
-
-    def set_extra_headers(self, path: str) -> None:
         # The viewer changes with releases; revalidate rather than cache for a day.
         self.set_header("Cache-Control", "no-cache")
+        self.set_header("Etag", f'"{hashlib.sha256(data).hexdigest()}"')
+        if self.etag_matches():
+            self.set_status(304)
+            return
+        self.end(data)
+
+    def default_headers(self) -> tuple[tuple[str, str], ...]:
+        """Every answer's headers (an allowed origin may import sentra.js), then those that guard the viewer's
+        pages: on its errors, OPTIONS and 405s too."""
+        return (*super().default_headers(), ("Content-Security-Policy", CSP), ("X-Frame-Options", "DENY"))

@@ -6,7 +6,7 @@ import functools
 import ipaddress
 import json
 
-from sentra.api.base import JSON_TYPE, BaseHandler
+from sentra.api.base import JSON_TYPE, ApiHandler
 from sentra.api.openapi import openapi_document
 from sentra.errors import Forbidden, ServiceUnavailable, Unauthorized
 
@@ -14,7 +14,7 @@ from sentra.errors import Forbidden, ServiceUnavailable, Unauthorized
 INGEST_LIMITS = ("max_line_size", "max_body_size", "max_lines_per_request")
 
 
-class HealthHandler(BaseHandler):
+class HealthHandler(ApiHandler):
     """Liveness and database check, and the ingest limits an agent splits and batches its lines by; no auth."""
 
     async def get(self) -> None:
@@ -27,7 +27,7 @@ class HealthHandler(BaseHandler):
         self.write_json({"status": "ok", "open_streams": self.registry.open_streams, "limits": limits})
 
 
-class MetricsHandler(BaseHandler):
+class MetricsHandler(ApiHandler):
     """Prometheus text format, for admin tokens or allow-listed addresses."""
 
     def get(self) -> None:
@@ -40,10 +40,10 @@ class MetricsHandler(BaseHandler):
             if not allowed:
                 raise Forbidden("metrics need an admin token or an address in server.metrics_allow")
         self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-        self.finish(self.metrics.render())
+        self.end(self.metrics.render())
 
     def _address_allowed(self) -> bool:
-        remote = self.request.remote_ip or ""
+        remote = self.remote_ip
         for entry in self.config["server.metrics_allow"]:
             try:
                 if ipaddress.ip_address(remote) in ipaddress.ip_network(entry, strict=False):
@@ -53,13 +53,13 @@ class MetricsHandler(BaseHandler):
         return False
 
 
-class OpenAPIHandler(BaseHandler):
+class OpenAPIHandler(ApiHandler):
     """The OpenAPI 3.1 description of this API."""
 
     def get(self) -> None:
         """The document, as JSON."""
         self.set_header("Content-Type", JSON_TYPE)
-        self.finish(_openapi_json())
+        self.end(_openapi_json())
 
 
 @functools.cache

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from sentra.api.base import BaseHandler
+from sentra.api.base import ApiHandler
 from sentra.errors import BadRequest, Forbidden
 
 
-class StreamTicketsHandler(BaseHandler):
+class StreamTicketsHandler(ApiHandler):
     """Mint a ticket for an agent the caller may read."""
 
     async def post(self) -> None:
