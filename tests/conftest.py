@@ -1,4 +1,8 @@
-"""Fixtures: a real Sentra server on an ephemeral loopback port, tokens signed independently with pyjwt."""
+"""What the tests share: a real Sentra server on an ephemeral loopback port, tokens signed independently with
+pyjwt, an SSE reader as the EventSource spec reads, and the API calls tests make again and again.
+
+Sentra as a child process lives in processes.py; real PostgreSQL and Redis servers in pg_service.py and
+redis_service.py; real browsers in browsers.py."""
 
 from __future__ import annotations
 
@@ -22,8 +26,8 @@ from hypothesis import settings as hypothesis_settings
 from sentra.config import load_config
 from sentra.serve import serve
 
-# Fixtures that start real PostgreSQL and Redis servers for the scale-out tests.
-pytest_plugins = ["pg_service", "redis_service"]
+# Fixtures that start Sentra children, real PostgreSQL and Redis servers, and real browsers.
+pytest_plugins = ["processes", "pg_service", "redis_service", "browsers"]
 
 SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 
@@ -214,3 +218,96 @@ async def open_stream(
         # Held here so the line iterator lives as long as the block, even if the test drops the reader.
         reader = SSEReader(response)
         yield reader
+
+
+# ---- the API as a test calls it ----------------------------------------------------------------------------
+
+
+def error_of(response: httpx.Response) -> dict[str, str]:
+    """The {"code", "message"} of an error answer (and a check that it is Sentra's JSON error)."""
+    assert response.headers["content-type"] == "application/json; charset=utf-8", response.headers
+    return dict(response.json()["error"])
+
+
+async def post_lines(
+    client: httpx.AsyncClient, agent_id: str, lines: list[Any], *, headers: dict[str, str] | None = None, **extra: Any
+) -> dict[str, Any]:
+    """POST a batch (a string is a line's message, with `extra` fields; a dict is the line) and return the answer."""
+    body = [{"message": line, **extra} if isinstance(line, str) else line for line in lines]
+    response = await client.post(f"/api/agents/{agent_id}/logs", json=body, headers=headers)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+async def create_agent(client: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
+    """POST /api/agents with `body`; the new agent."""
+    response = await client.post("/api/agents", json=body)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def set_status(client: httpx.AsyncClient, agent_id: str, status: str) -> None:
+    """Mark an agent completed, failed or running."""
+    response = await client.patch(f"/api/agents/{agent_id}", json={"status": status})
+    assert response.status_code == 200, response.text
+
+
+def stream_path(agent_id: str) -> str:
+    """The SSE stream of one agent."""
+    return f"/api/agents/{agent_id}/logs/stream"
+
+
+def messages(lines: list[dict[str, Any]]) -> list[str]:
+    """The messages of stored lines (a history page's), in order."""
+    return [line["message"] for line in lines]
+
+
+def server_size(line: dict[str, Any]) -> int:
+    """A stored line's size as Sentra measures it against limits.max_line_size."""
+    fields = json.dumps(line["fields"], ensure_ascii=False).encode() if line["fields"] else b""
+    return len(line["message"].encode()) + len(fields)
+
+
+def messages_of(events: list[Event]) -> list[str]:
+    """The messages of every line the events carried, in order."""
+    return messages([line for event in events for line in event.json()["lines"]])
+
+
+def seqs_of(events: list[Event]) -> list[int]:
+    """The seqs of every line the events carried, in order."""
+    return [line["seq"] for event in events for line in event.json()["lines"]]
+
+
+async def read_lines(stream: SSEReader, wanted: int, timeout: float = 10.0) -> list[Event]:
+    """Events until `wanted` lines have come (a stream may coalesce lines into one event), within `timeout` s."""
+    events: list[Event] = []
+    deadline = time.monotonic() + timeout
+    while len(seqs_of(events)) < wanted:
+        event = await stream.next(max(0.1, deadline - time.monotonic()))
+        assert event is not None, f"the stream closed after {seqs_of(events)}"
+        events.append(event)
+    return events
+
+
+def cursor_of(event: Event) -> dict[str, int]:
+    """A multi-agent stream's event id as the documented cursor `agentA=5,agentB=7`."""
+    assert event.id is not None
+    return {part.rpartition("=")[0]: int(part.rpartition("=")[2]) for part in event.id.split(",") if part}
+
+
+def tagged(events: list[Event]) -> list[tuple[str, str]]:
+    """(agent, message) of every line a multi-agent stream's events carried."""
+    return [(line["agent"], line["message"]) for event in events for line in event.json()["lines"]]
+
+
+async def read_until_final(stream: SSEReader, *agent_ids: str) -> list[Event]:
+    """Events until each of `agent_ids` has had its final event (a label stream stays open after them)."""
+    events: list[Event] = []
+    ended: set[str] = set()
+    while ended != set(agent_ids):
+        event = await stream.next(10)
+        assert event is not None, f"the stream closed after {[e.data for e in events]}"
+        events.append(event)
+        if event.json().get("final"):
+            ended.add(event.json()["agent"])
+    return events

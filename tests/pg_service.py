@@ -6,7 +6,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from processes import free_port
 
 STARTUP_TIMEOUT = 30
 
@@ -48,12 +48,6 @@ def _bin_dir() -> Path:
     return Path(found[-1]).parent
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _runner(root: Path) -> list[str]:
     """The prefix that runs a PostgreSQL binary as a user it accepts (it refuses to run as root)."""
     if os.geteuid() != 0:
@@ -83,7 +77,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     root = Path(tempfile.mkdtemp(prefix="sentra-pg-"))
     prefix = _runner(root)
     data = root / "data"
-    port = _free_port()
+    port = free_port()
     initdb = [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C"]
     _run([*prefix, *initdb, "--no-sync"], root, "initdb")
     options = (

@@ -7,20 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import RunningServer
-
-
-def error_of(response: httpx.Response) -> dict[str, str]:
-    """The {"code", "message"} of an error answer."""
-    assert response.headers["content-type"].startswith("application/json")
-    return dict(response.json()["error"])
-
-
-async def create(client: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
-    """POST /api/agents and return the new agent."""
-    response = await client.post("/api/agents", json=body)
-    assert response.status_code == 201, response.text
-    return dict(response.json())
+from conftest import RunningServer, create_agent, error_of
 
 
 async def list_ids(client: httpx.AsyncClient, **params: Any) -> list[str]:
@@ -53,7 +40,7 @@ async def test_create_agent_is_201_with_location(alice: httpx.AsyncClient) -> No
 
 
 async def test_create_existing_id_is_409(alice: httpx.AsyncClient, bob: httpx.AsyncClient) -> None:
-    await create(alice, id="run-1")
+    await create_agent(alice, id="run-1")
     again = await alice.post("/api/agents", json={"id": "run-1"})
     assert again.status_code == 409
     error = error_of(again)
@@ -65,8 +52,8 @@ async def test_create_existing_id_is_409(alice: httpx.AsyncClient, bob: httpx.As
 
 
 async def test_create_without_id_generates_one(alice: httpx.AsyncClient) -> None:
-    first = await create(alice)
-    second = await create(alice, name="named")
+    first = await create_agent(alice)
+    second = await create_agent(alice, name="named")
     assert re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", first["id"])
     assert first["id"] != second["id"]
     assert (await alice.get(f"/api/agents/{first['id']}")).status_code == 200
@@ -132,8 +119,8 @@ async def test_create_with_body_that_is_not_an_object_is_400(alice: httpx.AsyncC
 
 async def test_list_shows_only_callers_agents_newest_first(server: RunningServer) -> None:
     async with server.client("alice") as alice, server.client("bob") as bob:
-        await create(alice, id="a1")
-        await create(bob, id="b1")
+        await create_agent(alice, id="a1")
+        await create_agent(bob, id="b1")
         await alice.post("/api/agents/a2/logs", json="created by ingest")
         assert await list_ids(alice) == ["a2", "a1"]
         assert await list_ids(bob) == ["b1"]
@@ -142,9 +129,9 @@ async def test_list_shows_only_callers_agents_newest_first(server: RunningServer
 
 
 async def test_list_filters_by_status_and_label(alice: httpx.AsyncClient) -> None:
-    await create(alice, id="web-1", labels={"team": "web", "batch": "42"})
-    await create(alice, id="web-2", labels={"team": "web", "batch": "43"})
-    await create(alice, id="ml-1", labels={"team": "ml", "batch": "42"})
+    await create_agent(alice, id="web-1", labels={"team": "web", "batch": "42"})
+    await create_agent(alice, id="web-2", labels={"team": "web", "batch": "43"})
+    await create_agent(alice, id="ml-1", labels={"team": "ml", "batch": "42"})
     await alice.patch("/api/agents/web-1", json={"status": "completed"})
     await alice.patch("/api/agents/ml-1", json={"status": "failed"})
     assert await list_ids(alice, status="running") == ["web-2"]
@@ -157,14 +144,14 @@ async def test_list_filters_by_status_and_label(alice: httpx.AsyncClient) -> Non
 
 
 async def test_label_filter_with_dots_spaces_and_equals(alice: httpx.AsyncClient) -> None:
-    await create(alice, id="odd", labels={"a.b": "c", "Team Name": "x=y"})
+    await create_agent(alice, id="odd", labels={"a.b": "c", "Team Name": "x=y"})
     assert await list_ids(alice, label="a.b=c") == ["odd"]
     assert await list_ids(alice, label="Team Name=x=y") == ["odd"]
     assert await list_ids(alice, label="a=c") == []
 
 
 async def test_label_filter_with_double_quote_in_key(alice: httpx.AsyncClient) -> None:
-    await create(alice, id="quoted", labels={'k"ey': "v"})
+    await create_agent(alice, id="quoted", labels={'k"ey': "v"})
     assert await list_ids(alice, label='k"ey=v') == ["quoted"]
 
 
@@ -186,7 +173,7 @@ async def test_list_with_bad_query_is_400(alice: httpx.AsyncClient, params: dict
 
 async def test_list_pages_with_next_cursor(alice: httpx.AsyncClient) -> None:
     for number in range(7):
-        await create(alice, id=f"r{number}")
+        await create_agent(alice, id=f"r{number}")
     seen: list[str] = []
     cursor: int | None = None
     pages = 0
@@ -206,7 +193,7 @@ async def test_list_pages_with_next_cursor(alice: httpx.AsyncClient) -> None:
 
 async def test_list_page_that_holds_everything_has_no_cursor(alice: httpx.AsyncClient) -> None:
     for number in range(3):
-        await create(alice, id=f"r{number}")
+        await create_agent(alice, id=f"r{number}")
     answer = (await alice.get("/api/agents", params={"limit": 3})).json()
     assert len(answer["agents"]) == 3 and answer["next_cursor"] is None
 
@@ -229,7 +216,7 @@ async def test_get_unknown_agent_is_404(alice: httpx.AsyncClient) -> None:
 
 
 async def test_patch_name_and_labels(alice: httpx.AsyncClient) -> None:
-    created = await create(alice, id="a1", name="old", labels={"a": "1"})
+    created = await create_agent(alice, id="a1", name="old", labels={"a": "1"})
     response = await alice.patch("/api/agents/a1", json={"name": "new", "labels": {"b": "2"}})
     assert response.status_code == 200
     agent = response.json()
@@ -241,7 +228,7 @@ async def test_patch_name_and_labels(alice: httpx.AsyncClient) -> None:
 
 
 async def test_patch_status_with_reason(alice: httpx.AsyncClient) -> None:
-    await create(alice, id="a1")
+    await create_agent(alice, id="a1")
     response = await alice.patch("/api/agents/a1", json={"status": "failed", "reason": "out of memory"})
     assert response.status_code == 200
     assert (response.json()["status"], response.json()["reason"]) == ("failed", "out of memory")
@@ -249,7 +236,7 @@ async def test_patch_status_with_reason(alice: httpx.AsyncClient) -> None:
 
 
 async def test_patch_finished_agent_name_is_allowed(alice: httpx.AsyncClient) -> None:
-    await create(alice, id="a1")
+    await create_agent(alice, id="a1")
     await alice.patch("/api/agents/a1", json={"status": "completed"})
     response = await alice.patch("/api/agents/a1", json={"name": "renamed later"})
     assert response.status_code == 200
@@ -268,7 +255,7 @@ async def test_patch_finished_agent_name_is_allowed(alice: httpx.AsyncClient) ->
 async def test_patch_with_bad_fields_is_400(
     alice: httpx.AsyncClient, body: dict[str, Any], code: str, words: str
 ) -> None:
-    await create(alice, id="a1", name="kept")
+    await create_agent(alice, id="a1", name="kept")
     response = await alice.patch("/api/agents/a1", json=body)
     assert response.status_code == 400
     error = error_of(response)

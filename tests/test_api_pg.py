@@ -9,17 +9,13 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import RunningServer, ServerFactory, make_token, open_stream
+from conftest import RunningServer, ServerFactory, make_token, open_stream, post_lines, stream_path
 
 from sentra.config import load_config
 from sentra.serve import StartupError
 from sentra.storage.open import revoke_token
 
 TIMES = ("created_at", "updated_at", "last_line_at", "ts")
-
-
-def stream_path(agent_id: str) -> str:
-    return f"/api/agents/{agent_id}/logs/stream"
 
 
 def without_times(value: Any) -> Any:
@@ -29,14 +25,6 @@ def without_times(value: Any) -> Any:
     if isinstance(value, list):
         return [without_times(item) for item in value]
     return value
-
-
-async def post_lines(client: httpx.AsyncClient, agent_id: str, messages: list[str], **headers: str) -> Any:
-    response = await client.post(
-        f"/api/agents/{agent_id}/logs", json=[{"message": m} for m in messages], headers=headers
-    )
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 @pytest.fixture
@@ -146,8 +134,8 @@ async def test_idempotent_retry_on_the_other_server_is_answered_not_stored_twice
 ) -> None:
     a, b = [await start_server(**{"storage.url": pg_url}) for _ in range(2)]
     async with a.client("alice") as on_a, b.client("alice") as on_b:
-        first = await post_lines(on_a, "job", ["x", "y"], **{"Idempotency-Key": "retry-1"})
-        again = await post_lines(on_b, "job", ["x", "y"], **{"Idempotency-Key": "retry-1"})
+        first = await post_lines(on_a, "job", ["x", "y"], headers={"Idempotency-Key": "retry-1"})
+        again = await post_lines(on_b, "job", ["x", "y"], headers={"Idempotency-Key": "retry-1"})
         history = (await on_b.get("/api/agents/job/logs")).json()
     assert first == again == {"accepted": 2, "first_seq": 1, "last_seq": 2}
     assert [line["message"] for line in history["lines"]] == ["x", "y"]

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from conftest import SECRET, RunningServer, ServerFactory, make_token, open_stream
+from conftest import SECRET, RunningServer, ServerFactory, error_of, make_token, open_stream
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -28,12 +28,6 @@ from sentra.config import ConfigError
 from sentra.serve import StartupError
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def error_of(response: httpx.Response) -> dict[str, str]:
-    """The {"code", "message"} of an error answer."""
-    assert response.headers["content-type"].startswith("application/json"), response.headers
-    return dict(response.json()["error"])
 
 
 def b64url(value: dict[str, Any]) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from conftest import SECRET
-from processes import ServerProcess, start_process, write_config
+from processes import ServerProcess, write_config
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 LOAD_TOOL = BENCH / "load.py"
@@ -27,7 +27,7 @@ from wire import SseSubscriber, Tally, Target, marked_line  # noqa: E402
 @pytest.fixture
 def sentra(tmp_path: Path) -> Iterator[ServerProcess]:
     """`python server.py` as the benchmark starts it: SQLite on disk, auth on, a known secret."""
-    server = start_process(tmp_path / "bench.db", config=write_config(tmp_path))
+    server = ServerProcess(tmp_path / "bench.db", config=write_config(tmp_path)).start()
     yield server
     server.terminate()
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 from conftest import RunningServer, ServerFactory, open_stream
-from processes import ServerProcess, start_process, write_config
+from processes import ServerProcess, write_config
 from redis_service import RedisServer
 
 from sentra.bridge import LOCK_TTL_MS, RENEW_EVERY
@@ -231,7 +231,7 @@ def start_bridge_process(directory: Path, redis_url: str, name: str) -> ServerPr
     """`python server.py` with a database of its own and no setting but bridge.redis_url (and the test secret)."""
     folder = directory / name
     folder.mkdir()
-    return start_process(folder / "sentra.db", config=write_config(folder, bridge={"redis_url": redis_url}))
+    return ServerProcess(folder / "sentra.db", config=write_config(folder, bridge={"redis_url": redis_url})).start()
 
 
 async def test_on_defaults_bridged_agents_are_read_with_the_printed_token(

@@ -2,126 +2,16 @@
 
 from __future__ import annotations
 
-import queue
-import re
-import subprocess
-import sys
-import threading
-import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from test_client import SentraProcess, free_port, messages
+from conftest import messages
+from processes import ServerProcess, TailProcess, cli, finish, free_port, post_line
 
 from sentra.cli import main
 
-TAIL_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} (?P<level>[A-Z]+) +(?P<rest>.*)$")
 
-
-@pytest.fixture(scope="module")
-def sentra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentraProcess]:
-    """One server child shared by the tests of this module (each uses its own agent ids)."""
-    server = SentraProcess(tmp_path_factory.mktemp("cli"))
-    server.start()
-    yield server
-    server.stop()
-
-
-def cli(server: SentraProcess, *args: str, env: dict[str, str] | None = None, stdin: bytes = b"") -> Any:
-    """Run `python -m sentra ARGS…` to its end; the CompletedProcess (bytes)."""
-    return subprocess.run(
-        [sys.executable, "-m", "sentra", *args],
-        env=env or server.env(),
-        input=stdin,
-        capture_output=True,
-        cwd=server.directory,
-        timeout=60,
-        check=False,
-    )
-
-
-def post_line(server: SentraProcess, agent_id: str, message: str, **extra: Any) -> None:
-    """Ingest one line over HTTP, as an agent would."""
-    response = server.send("POST", f"/api/agents/{agent_id}/logs", {"message": message, **extra})
-    assert response.status_code == 200, response.text
-
-
-def finish(server: SentraProcess, agent_id: str, status: str, reason: str | None = None) -> None:
-    """Mark an agent completed or failed."""
-    body = {"status": status, **({"reason": reason} if reason else {})}
-    assert server.send("PATCH", f"/api/agents/{agent_id}", body).status_code == 200
-
-
-class TailProcess:
-    """A running `sentra tail` whose stdout lines are collected as they come."""
-
-    def __init__(self, server: SentraProcess, *args: str) -> None:
-        self.err_path = server.directory / f"tail-{uuid.uuid4().hex}.err"
-        with open(self.err_path, "wb") as err:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "sentra", "tail", *args],
-                env=server.env(),
-                stdout=subprocess.PIPE,
-                stderr=err,
-                cwd=server.directory,
-            )
-        self.seen: list[str] = []
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for raw in self.process.stdout:
-            self._lines.put(raw.decode().rstrip("\n"))
-        self._lines.put(None)
-
-    def expect(self, text: str, timeout: float = 15.0) -> None:
-        """Wait until a printed line contains `text`."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"tail printed no {text!r} in {timeout} s; saw {self.seen}") from None
-            if line is None:
-                raise AssertionError(f"tail ended before printing {text!r}; saw {self.seen}; {self.stderr}")
-            self.seen.append(line)
-            if text in line:
-                return
-
-    def wait(self, timeout: float = 15.0) -> int:
-        """Wait for tail to exit; its exit code (every printed line is then in `seen`)."""
-        code = self.process.wait(timeout)
-        self._reader.join(5)
-        while (line := self._lines.get_nowait()) is not None:
-            self.seen.append(line)
-        assert self.process.stdout is not None
-        self.process.stdout.close()
-        return code
-
-    def stop(self) -> None:
-        """Kill tail if it still runs."""
-        if self.process.poll() is None:
-            self.process.kill()
-            self.wait()
-
-    @property
-    def stderr(self) -> str:
-        """What tail wrote on stderr so far."""
-        return self.err_path.read_text()
-
-    def printed(self) -> list[tuple[str, str]]:
-        """(level, source-and-message) of every line printed so far."""
-        found = [TAIL_LINE.match(line) for line in self.seen]
-        assert all(found), self.seen
-        return [(match.group("level"), match.group("rest")) for match in found if match]
-
-
-def test_run_passes_output_through_records_both_sources_fails_and_exits_3(sentra: SentraProcess) -> None:
+def test_run_passes_output_through_records_both_sources_fails_and_exits_3(sentra: ServerProcess) -> None:
     result = cli(sentra, "run", "--agent", "run-fail", "--", "sh", "-c", "echo out; echo err >&2; exit 3")
     assert result.returncode == 3
     assert result.stdout == b"out\n"
@@ -132,7 +22,7 @@ def test_run_passes_output_through_records_both_sources_fails_and_exits_3(sentra
     assert (record["status"], record["reason"]) == ("failed", "exit code 3")
 
 
-def test_run_completes_on_exit_0_keeping_colour_codes_name_and_labels(sentra: SentraProcess) -> None:
+def test_run_completes_on_exit_0_keeping_colour_codes_name_and_labels(sentra: ServerProcess) -> None:
     script = "printf '\\033[31mred\\033[0m\\n'; printf 'unbuffered=%s' \"$PYTHONUNBUFFERED\""
     result = cli(sentra, "run", "--agent", "run-ok", "--name", "build", "--label", "team=ml", "--", "sh", "-c", script)
     assert result.returncode == 0, result.stderr
@@ -142,7 +32,7 @@ def test_run_completes_on_exit_0_keeping_colour_codes_name_and_labels(sentra: Se
     assert (record["status"], record["name"], record["labels"]) == ("completed", "build", {"team": "ml"})
 
 
-def test_run_of_a_missing_command_exits_127_and_fails_the_agent(sentra: SentraProcess) -> None:
+def test_run_of_a_missing_command_exits_127_and_fails_the_agent(sentra: ServerProcess) -> None:
     result = cli(sentra, "run", "--agent", "run-missing", "--", "/nonexistent/command")
     assert result.returncode == 127
     assert b"cannot run /nonexistent/command" in result.stderr and b"Traceback" not in result.stderr
@@ -150,9 +40,9 @@ def test_run_of_a_missing_command_exits_127_and_fails_the_agent(sentra: SentraPr
 
 
 def test_run_with_the_server_unreachable_still_runs_the_command_and_keeps_its_code(
-    sentra: SentraProcess,
+    sentra: ServerProcess,
 ) -> None:
-    env = sentra.env(SENTRA_URL=f"http://127.0.0.1:{free_port()}")
+    env = sentra.agent_env(SENTRA_URL=f"http://127.0.0.1:{free_port()}")
     result = cli(sentra, "run", "--", "sh", "-c", "echo hi; exit 4", env=env)
     assert result.returncode == 4
     assert result.stdout == b"hi\n"
@@ -160,13 +50,13 @@ def test_run_with_the_server_unreachable_still_runs_the_command_and_keeps_its_co
     assert b"Traceback" not in result.stderr
 
 
-def test_run_without_a_command_is_a_one_line_error(sentra: SentraProcess) -> None:
+def test_run_without_a_command_is_a_one_line_error(sentra: ServerProcess) -> None:
     result = cli(sentra, "run", "--agent", "nothing")
     assert result.returncode == 2
     assert result.stderr.decode().startswith("sentra: name the command to run")
 
 
-def test_tail_prints_lines_as_they_are_sent_and_exits_1_when_the_agent_fails(sentra: SentraProcess) -> None:
+def test_tail_prints_lines_as_they_are_sent_and_exits_1_when_the_agent_fails(sentra: ServerProcess) -> None:
     post_line(sentra, "tail-live", "first")
     tail = TailProcess(sentra, "tail-live")
     try:
@@ -182,7 +72,7 @@ def test_tail_prints_lines_as_they_are_sent_and_exits_1_when_the_agent_fails(sen
 
 
 def test_tail_resumes_across_a_server_restart_without_gaps_or_repeats(tmp_path: Path) -> None:
-    server = SentraProcess(tmp_path)
+    server = ServerProcess.in_folder(tmp_path)
     server.start()
     tail: TailProcess | None = None
     try:
@@ -190,7 +80,7 @@ def test_tail_resumes_across_a_server_restart_without_gaps_or_repeats(tmp_path: 
         post_line(server, "tail-restart", "two")
         tail = TailProcess(server, "tail-restart")
         tail.expect("two")
-        server.stop()
+        server.terminate()
         server.start()
         post_line(server, "tail-restart", "three")
         post_line(server, "tail-restart", "four")
@@ -202,10 +92,10 @@ def test_tail_resumes_across_a_server_restart_without_gaps_or_repeats(tmp_path: 
     finally:
         if tail is not None:
             tail.stop()
-        server.stop()
+        server.terminate()
 
 
-def test_tail_of_a_finished_agent_filters_and_exits_by_its_status(sentra: SentraProcess) -> None:
+def test_tail_of_a_finished_agent_filters_and_exits_by_its_status(sentra: ServerProcess) -> None:
     post_line(sentra, "tail-done", "alpha")
     post_line(sentra, "tail-done", "beta", level="warning")
     post_line(sentra, "tail-done", "gamma beta", level="error")
@@ -224,7 +114,7 @@ def test_tail_of_a_finished_agent_filters_and_exits_by_its_status(sentra: Sentra
     assert tail("--after", "3") == []  # nothing left: the server answers 204 and the status decides
 
 
-def test_send_sends_one_line_or_each_line_of_stdin(sentra: SentraProcess) -> None:
+def test_send_sends_one_line_or_each_line_of_stdin(sentra: ServerProcess) -> None:
     result = cli(sentra, "send", "send-1", "hello", "world")
     assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
     result = cli(sentra, "send", "send-1", "--level", "warning", "-", stdin=b"a\nb\r\nc")
@@ -238,7 +128,7 @@ def test_send_sends_one_line_or_each_line_of_stdin(sentra: SentraProcess) -> Non
     ]
 
 
-def test_agents_lists_only_the_callers_agents_with_status_and_line_count(sentra: SentraProcess) -> None:
+def test_agents_lists_only_the_callers_agents_with_status_and_line_count(sentra: ServerProcess) -> None:
     post_line(sentra, "list-done", "x")
     post_line(sentra, "list-done", "y")
     finish(sentra, "list-done", "completed")
@@ -261,8 +151,8 @@ def test_agents_lists_only_the_callers_agents_with_status_and_line_count(sentra:
 
 
 @pytest.mark.parametrize("args", [["agents"], ["send", "err-agent", "hi"], ["tail", "err-agent"]])
-def test_a_bad_token_is_a_one_line_error(sentra: SentraProcess, args: list[str]) -> None:
-    result = cli(sentra, *args, env=sentra.env(SENTRA_TOKEN="not-a-token"))
+def test_a_bad_token_is_a_one_line_error(sentra: ServerProcess, args: list[str]) -> None:
+    result = cli(sentra, *args, env=sentra.agent_env(SENTRA_TOKEN="not-a-token"))
     assert result.returncode == 2
     error = result.stderr.decode()
     assert error.count("\n") == 1 and error.startswith("sentra: ")
@@ -270,8 +160,8 @@ def test_a_bad_token_is_a_one_line_error(sentra: SentraProcess, args: list[str])
 
 
 @pytest.mark.parametrize("args", [["agents"], ["send", "err-agent", "hi"], ["tail", "err-agent"]])
-def test_an_unreachable_server_is_a_one_line_error(sentra: SentraProcess, args: list[str]) -> None:
-    result = cli(sentra, *args, env=sentra.env(SENTRA_URL=f"http://127.0.0.1:{free_port()}"))
+def test_an_unreachable_server_is_a_one_line_error(sentra: ServerProcess, args: list[str]) -> None:
+    result = cli(sentra, *args, env=sentra.agent_env(SENTRA_URL=f"http://127.0.0.1:{free_port()}"))
     assert result.returncode == 2
     error = result.stderr.decode()
     assert error.count("\n") == 1

@@ -1,139 +1,23 @@
 """The Python client against a real `python server.py` child: order, batching, retries across a restart,
-the bounded buffer, refusals, the context manager, and use as one vendored file.
-
-Also home of SentraProcess, the restartable server child that test_handler.py and test_cli.py use too.
-"""
+the bounded buffer, refusals, the context manager, and use as one vendored file."""
 
 from __future__ import annotations
 
 import ast
 import logging
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-from conftest import SECRET, make_token
+from conftest import messages
+from processes import ROOT, ServerProcess
 
 from sentra.client import Client
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class SentraProcess:
-    """`python server.py --port P --db F --config C` as a child, restartable on the same port and database."""
-
-    def __init__(self, directory: Path, **settings: Any) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.db = directory / "sentra.db"
-        self.config = directory / "sentra.toml"
-        sections: dict[str, dict[str, Any]] = {"auth": {"jwt_secret": SECRET}, "server": {"access_log": False}}
-        for name, value in settings.items():
-            section, key = name.split(".", 1)
-            sections.setdefault(section, {})[key] = value
-        text = ""
-        for section, values in sections.items():
-            text += f"[{section}]\n" + "".join(f"{key} = {_toml(value)}\n" for key, value in values.items())
-        self.config.write_text(text)
-        self.process: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    @property
-    def url(self) -> str:
-        """Base URL of the server."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 20.0) -> None:
-        """Start the child and wait for its "Sentra listening on" line."""
-        self.starts += 1
-        out_path = self.directory / f"server-{self.starts}.out"
-        err_path = self.directory / f"server-{self.starts}.err"
-        args = [sys.executable, "server.py", "--config", str(self.config), "--port", str(self.port)]
-        args += ["--db", str(self.db)]
-        with open(out_path, "wb") as out, open(err_path, "wb") as err:
-            self.process = subprocess.Popen(args, cwd=REPO, stdout=out, stderr=err, env=self.env())
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if b"Sentra listening on" in out_path.read_bytes():
-                return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.02)
-        self.stop()
-        raise RuntimeError(f"the server did not start: {err_path.read_text()[-2000:]}")
-
-    def stop(self, how: signal.Signals = signal.SIGTERM) -> None:
-        """SIGTERM (a clean shutdown) or SIGKILL (a crash), then wait for the child to exit."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(how)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        self.process = None
-
-    def token(self, sub: str = "alice") -> str:
-        """A valid token for `sub`."""
-        return make_token(sub)
-
-    def env(self, sub: str | None = "alice", **extra: str) -> dict[str, str]:
-        """Environment for a child that talks to this server as `sub`."""
-        env = {key: value for key, value in os.environ.items() if not key.startswith("SENTRA_")}
-        env.update(PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1", SENTRA_URL=self.url)
-        if sub is not None:
-            env["SENTRA_TOKEN"] = self.token(sub)
-        env.update(extra)
-        return env
-
-    def get(self, path: str, sub: str = "alice", **params: Any) -> Any:
-        """GET an API path as `sub` (with httpx, independent of the client under test); the JSON answer."""
-        headers = {"Authorization": f"Bearer {self.token(sub)}"}
-        response = httpx.get(self.url + path, headers=headers, params=params, timeout=10.0)
-        response.raise_for_status()
-        return response.json()
-
-    def send(self, method: str, path: str, body: Any, sub: str = "alice") -> httpx.Response:
-        """A write request as `sub`, with httpx."""
-        headers = {"Authorization": f"Bearer {self.token(sub)}"}
-        return httpx.request(method, self.url + path, json=body, headers=headers, timeout=10.0)
-
-    def history(self, agent_id: str) -> list[dict[str, Any]]:
-        """Every stored line of an agent, in seq order."""
-        lines: list[dict[str, Any]] = []
-        after = 0
-        for _ in range(100):
-            page = self.get(f"/api/agents/{agent_id}/logs", after=after, limit=10000)
-            lines += page["lines"]
-            if page["next_after"] is None:
-                return lines
-            after = page["next_after"]
-        raise AssertionError("history did not end within 100 pages")
-
-
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    return '"' + str(value) + '"'
 
 
 class AnswerSwallowingRelay:
@@ -203,21 +87,7 @@ class AnswerSwallowingRelay:
             thread.join(5)
 
 
-@pytest.fixture(scope="module")
-def sentra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentraProcess]:
-    """One server child shared by the tests of this module (each uses its own agent ids)."""
-    server = SentraProcess(tmp_path_factory.mktemp("client"))
-    server.start()
-    yield server
-    server.stop()
-
-
-def messages(lines: list[dict[str, Any]]) -> list[str]:
-    """The messages of history lines."""
-    return [line["message"] for line in lines]
-
-
-def test_burst_of_10000_lines_arrives_complete_and_in_order(sentra: SentraProcess) -> None:
+def test_burst_of_10000_lines_arrives_complete_and_in_order(sentra: ServerProcess) -> None:
     agent = Client(sentra.url, sentra.token()).agent("burst")
     for number in range(10000):
         agent.info(f"line {number}", n=number)
@@ -229,11 +99,9 @@ def test_burst_of_10000_lines_arrives_complete_and_in_order(sentra: SentraProces
     assert [line["fields"]["n"] for line in lines] == list(range(10000))
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
-def test_lines_logged_while_the_server_restarts_are_stored_once_each(
-    tmp_path: Path, stop_signal: signal.Signals
-) -> None:
-    server = SentraProcess(tmp_path)
+@pytest.mark.parametrize("stop", ["terminate", "kill"], ids=["sigterm", "sigkill"])
+def test_lines_logged_while_the_server_restarts_are_stored_once_each(tmp_path: Path, stop: str) -> None:
+    server = ServerProcess.in_folder(tmp_path)
     server.start()
     try:
         agent = Client(server.url, server.token()).agent("restart")
@@ -251,7 +119,7 @@ def test_lines_logged_while_the_server_restarts_are_stored_once_each(
         producer = threading.Thread(target=produce)
         producer.start()
         time.sleep(0.7)
-        server.stop(stop_signal)
+        getattr(server, stop)()
         down_from = logged
         time.sleep(2.0)
         down_to = logged
@@ -265,10 +133,10 @@ def test_lines_logged_while_the_server_restarts_are_stored_once_each(
         assert messages(server.history("restart")) == [f"line {number}" for number in range(logged)]
         assert agent.dropped == 0
     finally:
-        server.stop()
+        server.terminate()
 
 
-def test_a_batch_whose_answer_is_lost_is_retried_but_stored_once(sentra: SentraProcess) -> None:
+def test_a_batch_whose_answer_is_lost_is_retried_but_stored_once(sentra: ServerProcess) -> None:
     relay = AnswerSwallowingRelay(sentra.port)
     try:
         agent = Client(f"http://127.0.0.1:{relay.port}", sentra.token()).agent("lost-answer")
@@ -283,7 +151,7 @@ def test_a_batch_whose_answer_is_lost_is_retried_but_stored_once(sentra: SentraP
 
 
 def test_full_buffer_drops_the_oldest_lines_and_reports_how_many(tmp_path: Path) -> None:
-    server = SentraProcess(tmp_path)
+    server = ServerProcess.in_folder(tmp_path)
     agent = Client(server.url, server.token(), max_buffer=100).agent("overflow")
     try:
         for number in range(250):
@@ -298,10 +166,10 @@ def test_full_buffer_drops_the_oldest_lines_and_reports_how_many(tmp_path: Path)
         assert messages(rest) == [f"line {number}" for number in range(150, 250)]
     finally:
         agent.close(5)
-        server.stop()
+        server.terminate()
 
 
-def test_a_line_the_server_refuses_is_dropped_alone(sentra: SentraProcess, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_line_the_server_refuses_is_dropped_alone(sentra: ServerProcess, caplog: pytest.LogCaptureFixture) -> None:
     agent = Client(sentra.url, sentra.token()).agent("refused")
     with caplog.at_level(logging.ERROR, logger="sentra.client"):
         agent.info("before")
@@ -315,7 +183,7 @@ def test_a_line_the_server_refuses_is_dropped_alone(sentra: SentraProcess, caplo
     assert [record.levelname for record in caplog.records if record.name == "sentra.client"] == ["ERROR"]
 
 
-def test_context_manager_completes_or_fails_with_the_traceback(sentra: SentraProcess) -> None:
+def test_context_manager_completes_or_fails_with_the_traceback(sentra: ServerProcess) -> None:
     client = Client(sentra.url, sentra.token())
     with client.agent("cm-ok") as agent:
         agent.info("fine")
@@ -333,7 +201,7 @@ def test_context_manager_completes_or_fails_with_the_traceback(sentra: SentraPro
     assert last["message"].endswith("ValueError: boom")
 
 
-def test_each_line_carries_its_level_source_fields_and_call_time(sentra: SentraProcess) -> None:
+def test_each_line_carries_its_level_source_fields_and_call_time(sentra: ServerProcess) -> None:
     agent = Client(sentra.url, sentra.token()).agent("shape")
     before = time.time()
     agent.log("planned", level="warning", source="planner", step=3, path=Path("/tmp/x"))
@@ -357,7 +225,7 @@ def test_each_line_carries_its_level_source_fields_and_call_time(sentra: SentraP
     assert before <= lines[0]["ts"] <= after
 
 
-def test_name_and_labels_are_applied_to_a_new_or_an_existing_agent(sentra: SentraProcess) -> None:
+def test_name_and_labels_are_applied_to_a_new_or_an_existing_agent(sentra: ServerProcess) -> None:
     client = Client(sentra.url, sentra.token())
     fresh = client.agent("labelled", name="nightly eval", labels={"team": "ml"})
     fresh.info("one")
@@ -376,7 +244,7 @@ def test_name_and_labels_are_applied_to_a_new_or_an_existing_agent(sentra: Sentr
     assert messages(sentra.history("made-elsewhere")) == ["two"]
 
 
-def test_a_bad_token_is_reported_once_and_never_raised(sentra: SentraProcess, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_bad_token_is_reported_once_and_never_raised(sentra: ServerProcess, caplog: pytest.LogCaptureFixture) -> None:
     agent = Client(sentra.url, "not-a-token").agent("bad-token")
     with caplog.at_level(logging.ERROR, logger="sentra.client"):
         for number in range(3):
@@ -389,8 +257,8 @@ def test_a_bad_token_is_reported_once_and_never_raised(sentra: SentraProcess, ca
     assert "HTTP 401" in errors[0]
 
 
-def test_client_module_is_one_standard_library_file(sentra: SentraProcess, tmp_path: Path) -> None:
-    source = REPO / "sentra" / "client.py"
+def test_client_module_is_one_standard_library_file(sentra: ServerProcess, tmp_path: Path) -> None:
+    source = ROOT / "sentra" / "client.py"
     imported: set[str] = set()
     for node in ast.walk(ast.parse(source.read_text())):
         if isinstance(node, ast.Import):
@@ -402,7 +270,7 @@ def test_client_module_is_one_standard_library_file(sentra: SentraProcess, tmp_p
     # Vendored as one file and configured by the environment alone.
     shutil.copy(source, tmp_path / "sentra_client.py")
     script = "import sentra_client\nwith sentra_client.Client().agent() as agent:\n    agent.info('vendored')\n"
-    env = sentra.env(SENTRA_AGENT="vendored-run")
+    env = sentra.agent_env(SENTRA_AGENT="vendored-run")
     env.pop("PYTHONPATH")
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, timeout=30, check=False

@@ -4,36 +4,25 @@ lines a dead server never got are counted on stderr at exit."""
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from test_client import SentraProcess, messages
+from conftest import messages, server_size
+from processes import ServerProcess
 
 from sentra.client import MAX_LINE_SIZE, Client
 
 EXIT_BOUND = 12.0  # seconds a script may take to exit with a dead server: the client's 5 s flush, and start-up
 
 
-@pytest.fixture(scope="module")
-def sentra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentraProcess]:
-    """One server child shared by the tests of this module (each uses its own agent ids)."""
-    server = SentraProcess(tmp_path_factory.mktemp("client-exit"))
-    server.start()
-    yield server
-    server.stop()
-
-
 def run_script(
-    server: SentraProcess, agent_id: str, body: str, *, url: str | None = None, timeout: float = 60.0
+    server: ServerProcess, agent_id: str, body: str, *, url: str | None = None, timeout: float = 60.0
 ) -> subprocess.CompletedProcess[str]:
     """Run a Python script that adds the handler to the root logger in the README's two lines, then `body`."""
     script = server.directory / f"{agent_id}.py"
@@ -41,29 +30,23 @@ def run_script(
     head += f"logging.getLogger().addHandler(SentraHandler(agent_id={agent_id!r}))\n"
     head += "logging.getLogger().setLevel(logging.INFO)\n"
     script.write_text(head + textwrap.dedent(body))
-    env = server.env(**({"SENTRA_URL": url} if url else {}))
+    env = server.agent_env(**({"SENTRA_URL": url} if url else {}))
     return subprocess.run(
         [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
 
 
-def agent_record(server: SentraProcess, agent_id: str) -> tuple[str, str | None]:
+def agent_record(server: ServerProcess, agent_id: str) -> tuple[str, str | None]:
     """(status, reason) of an agent."""
     record = server.get(f"/api/agents/{agent_id}")
     return record["status"], record.get("reason")
-
-
-def server_size(line: dict[str, Any]) -> int:
-    """A stored line's size as Sentra measures it against limits.max_line_size."""
-    fields = json.dumps(line["fields"], ensure_ascii=False).encode() if line["fields"] else b""
-    return len(line["message"].encode()) + len(fields)
 
 
 @pytest.mark.parametrize(
     "kind",
     ["ascii", "multibyte-at-the-cut"],
 )
-def test_a_300_kb_message_through_the_two_line_handler_reads_back_whole(sentra: SentraProcess, kind: str) -> None:
+def test_a_300_kb_message_through_the_two_line_handler_reads_back_whole(sentra: ServerProcess, kind: str) -> None:
     if kind == "ascii":
         message = "".join(f"{n:07d} " for n in range(300_000 // 8))
     else:
@@ -95,7 +78,7 @@ def test_a_300_kb_message_through_the_two_line_handler_reads_back_whole(sentra: 
     assert max(server_size(piece) for piece in pieces) <= MAX_LINE_SIZE
 
 
-def test_pieces_of_a_long_message_with_fields_stay_together_while_other_threads_log(sentra: SentraProcess) -> None:
+def test_pieces_of_a_long_message_with_fields_stay_together_while_other_threads_log(sentra: ServerProcess) -> None:
     agent = Client(sentra.url, sentra.token()).agent("long-fields")
     message = "ü" * 200_000  # 400,000 bytes
     stop = threading.Event()
@@ -126,7 +109,7 @@ def test_pieces_of_a_long_message_with_fields_stay_together_while_other_threads_
 
 
 def test_a_message_larger_than_a_request_may_be_still_reads_back_whole(tmp_path: Path) -> None:
-    server = SentraProcess(tmp_path, **{"limits.max_body_size": "200KiB", "limits.max_line_size": "64KiB"})
+    server = ServerProcess.in_folder(tmp_path, limits={"max_body_size": "200KiB", "max_line_size": "64KiB"})
     server.start()
     try:
         agent = Client(server.url, server.token(), max_line_size=64 * 1024).agent("huge")
@@ -137,10 +120,10 @@ def test_a_message_larger_than_a_request_may_be_still_reads_back_whole(tmp_path:
         assert agent.rejected == 0
         assert "".join(messages(server.history("huge"))) == message
     finally:
-        server.stop()
+        server.terminate()
 
 
-def test_a_normal_exit_or_sys_exit_0_completes_the_run(sentra: SentraProcess) -> None:
+def test_a_normal_exit_or_sys_exit_0_completes_the_run(sentra: ServerProcess) -> None:
     result = run_script(sentra, "exit-normal", 'logging.info("done")\n')
     assert result.returncode == 0, result.stderr
     assert agent_record(sentra, "exit-normal") == ("completed", None)
@@ -151,7 +134,7 @@ def test_a_normal_exit_or_sys_exit_0_completes_the_run(sentra: SentraProcess) ->
     assert agent_record(sentra, "exit-zero") == ("completed", None)
 
 
-def test_an_uncaught_exception_fails_the_run_with_the_exception_and_its_traceback(sentra: SentraProcess) -> None:
+def test_an_uncaught_exception_fails_the_run_with_the_exception_and_its_traceback(sentra: ServerProcess) -> None:
     result = run_script(sentra, "exit-boom", 'logging.info("starting")\nraise ValueError("boom")\n')
     assert result.returncode == 1
     assert result.stderr.rstrip().endswith("ValueError: boom")  # Python still prints the traceback
@@ -163,7 +146,7 @@ def test_an_uncaught_exception_fails_the_run_with_the_exception_and_its_tracebac
     assert last["message"].endswith("ValueError: boom")
 
 
-def test_sys_exit_with_a_code_fails_the_run_naming_the_code(sentra: SentraProcess) -> None:
+def test_sys_exit_with_a_code_fails_the_run_naming_the_code(sentra: ServerProcess) -> None:
     result = run_script(sentra, "exit-three", 'logging.info("giving up")\nsys.exit(3)\n')
     assert result.returncode == 3
     assert agent_record(sentra, "exit-three") == ("failed", "exit code 3")
@@ -173,7 +156,7 @@ def test_sys_exit_with_a_code_fails_the_run_naming_the_code(sentra: SentraProces
     assert agent_record(sentra, "exit-text") == ("failed", "exit code 1: no data")
 
 
-def test_an_exception_in_a_thread_is_logged_and_the_process_end_decides(sentra: SentraProcess) -> None:
+def test_an_exception_in_a_thread_is_logged_and_the_process_end_decides(sentra: ServerProcess) -> None:
     body = """
     def work():
         raise KeyError("missing")
@@ -193,7 +176,7 @@ def test_an_exception_in_a_thread_is_logged_and_the_process_end_decides(sentra: 
     assert agent_record(sentra, "exit-thread") == ("completed", None)
 
 
-def test_finish_run_false_leaves_the_status_alone(sentra: SentraProcess) -> None:
+def test_finish_run_false_leaves_the_status_alone(sentra: ServerProcess) -> None:
     script = sentra.directory / "no-finish.py"
     script.write_text(
         "import logging\nfrom sentra.client import SentraHandler\n"
@@ -201,7 +184,7 @@ def test_finish_run_false_leaves_the_status_alone(sentra: SentraProcess) -> None
         "logging.warning('left running')\nraise ValueError('boom')\n"
     )
     result = subprocess.run(
-        [sys.executable, str(script)], env=sentra.env(), capture_output=True, timeout=60, check=False
+        [sys.executable, str(script)], env=sentra.agent_env(), capture_output=True, timeout=60, check=False
     )
     assert result.returncode == 1
     assert agent_record(sentra, "no-finish") == ("running", None)
@@ -213,7 +196,7 @@ def test_finish_run_false_leaves_the_status_alone(sentra: SentraProcess) -> None
     [("refusing", "Connection refused"), ("silent", "no answer in time")],
 )
 def test_a_dead_server_at_exit_gives_one_stderr_line_with_the_count_and_a_prompt_exit(
-    sentra: SentraProcess, server: str, why: str
+    sentra: ServerProcess, server: str, why: str
 ) -> None:
     # Held for the whole test, so no other process can take the port: bound only, it refuses connections;
     # listening but never accepting, it takes the request and never answers.
@@ -237,7 +220,7 @@ def test_a_dead_server_at_exit_gives_one_stderr_line_with_the_count_and_a_prompt
     assert sentra.token() not in result.stderr
 
 
-def test_a_refused_line_is_counted_at_exit_too(sentra: SentraProcess) -> None:
+def test_a_refused_line_is_counted_at_exit_too(sentra: ServerProcess) -> None:
     # Fields alone above the line limit: no split can help, and the server refuses the line.
     body = 'logging.info("fine")\nlogging.info("huge", extra={"blob": "x" * 300_000})\n'
     result = run_script(sentra, "refused-at-exit", body)

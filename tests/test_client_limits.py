@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
-from test_client import SentraProcess, messages
-from test_client_exit import server_size
+from conftest import messages, server_size
+from processes import ServerProcess
 
 from sentra.client import LIMITS_TIMEOUT, MAX_LINE_SIZE, Client
 
@@ -33,15 +33,15 @@ def long_message() -> str:
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentraProcess]:
+def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A server child that takes lines of at most 8 KiB."""
-    server = SentraProcess(tmp_path_factory.mktemp("client-limits"), **{"limits.max_line_size": "8KiB"})
+    server = ServerProcess.in_folder(tmp_path_factory.mktemp("client-limits"), limits={"max_line_size": "8KiB"})
     server.start()
     yield server
-    server.stop()
+    server.terminate()
 
 
-def handler_script(server: SentraProcess, agent_id: str, body: str) -> Path:
+def handler_script(server: ServerProcess, agent_id: str, body: str) -> Path:
     """A script that adds SentraHandler to the root logger in the README's two lines, then runs `body` with
     `message` (long_message()) and `handler` defined."""
     text_file = server.directory / f"{agent_id}.txt"
@@ -68,7 +68,7 @@ def pieces_of(lines: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 
 
 def test_a_100_kb_message_through_the_two_line_handler_reads_back_whole_under_a_smaller_server_limit(
-    small: SentraProcess,
+    small: ServerProcess,
 ) -> None:
     # The first record starts the client: it was split by the default before /healthz was read, and is split
     # again when sent. The second is logged once the limit is known.
@@ -80,7 +80,7 @@ def test_a_100_kb_message_through_the_two_line_handler_reads_back_whole_under_a_
     """
     script = handler_script(small, "small-handler", body)
     result = subprocess.run(
-        [sys.executable, str(script)], env=small.env(), capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, str(script)], env=small.agent_env(), capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""  # nothing refused, nothing undelivered
@@ -98,7 +98,7 @@ def test_a_100_kb_message_through_the_two_line_handler_reads_back_whole_under_a_
 def test_a_message_logged_while_the_server_is_still_down_is_split_by_its_limit_once_it_is_up(
     tmp_path: Path,
 ) -> None:
-    server = SentraProcess(tmp_path, **{"limits.max_line_size": "8KiB"})
+    server = ServerProcess.in_folder(tmp_path, limits={"max_line_size": "8KiB"})
     body = """
     logging.warning(message)
     print("logged", flush=True)
@@ -107,7 +107,7 @@ def test_a_message_logged_while_the_server_is_still_down_is_split_by_its_limit_o
     """
     script = handler_script(server, "late-server", body)
     child = subprocess.Popen(
-        [sys.executable, str(script)], env=server.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, str(script)], env=server.agent_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
         assert child.stdout is not None
@@ -123,10 +123,10 @@ def test_a_message_logged_while_the_server_is_still_down_is_split_by_its_limit_o
     finally:
         child.kill()
         child.wait(10)
-        server.stop()
+        server.terminate()
 
 
-def test_an_explicit_max_line_size_wins_over_the_advertised_one(small: SentraProcess) -> None:
+def test_an_explicit_max_line_size_wins_over_the_advertised_one(small: ServerProcess) -> None:
     client = Client(small.url, small.token(), max_line_size=4096)
     agent = client.agent("explicit-size")
     agent.info("first")
@@ -225,16 +225,16 @@ def test_a_server_without_limits_at_healthz_leaves_the_default(health: str) -> N
 
 
 @pytest.fixture(scope="module")
-def batching(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentraProcess]:
+def batching(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A server child taking at most 50 lines and 64 KiB in one request, far below the client's own batches."""
-    settings = {"limits.max_lines_per_request": 50, "limits.max_body_size": "64KiB"}
-    server = SentraProcess(tmp_path_factory.mktemp("client-batching"), **settings)
+    limits = {"max_lines_per_request": 50, "max_body_size": "64KiB"}
+    server = ServerProcess.in_folder(tmp_path_factory.mktemp("client-batching"), limits=limits)
     server.start()
     yield server
-    server.stop()
+    server.terminate()
 
 
-def refusals(server: SentraProcess) -> str:
+def refusals(server: ServerProcess) -> str:
     """The /metrics lines counting refused ingest requests (loopback may read /metrics)."""
     text = httpx.get(server.url + "/metrics", timeout=10.0).text
     return "\n".join(line for line in text.splitlines() if line.startswith("sentra_ingest_rejected_total"))
@@ -242,7 +242,7 @@ def refusals(server: SentraProcess) -> str:
 
 @pytest.mark.parametrize(("agent_id", "size"), [("many-small", 40), ("fewer-large", 2000)])
 def test_batches_stay_within_the_servers_lines_and_body_limits(
-    batching: SentraProcess, agent_id: str, size: int
+    batching: ServerProcess, agent_id: str, size: int
 ) -> None:
     agent = Client(batching.url, batching.token()).agent(agent_id)
     sent = [f"{n:05d} " + "x" * size for n in range(1000)]  # logged faster than one flush interval

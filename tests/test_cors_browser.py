@@ -16,7 +16,6 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 from conftest import RunningServer, running_server
-from test_viewer import browser_fixture  # noqa: F401  (the Chromium fixture)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -8,12 +8,11 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from conftest import make_token, open_stream
-from processes import ROOT, ServerProcess, free_port, start_process, write_config
+from conftest import make_token, open_stream, seqs_of
+from processes import ROOT, ServerProcess, free_port
 
 DEPLOY_DOC = ROOT / "docs" / "deploy.md"
 
@@ -32,11 +31,9 @@ def nginx_binary() -> str:
 
 
 @pytest.fixture
-def deployment(
-    tmp_path: Path, pg_url: str, redis_url: str, bus_prefix: str
-) -> Iterator[tuple[str, list[ServerProcess]]]:
-    config = write_config(tmp_path, storage={"url": pg_url}, bus={"url": redis_url, "prefix": bus_prefix})
-    processes = [start_process(tmp_path / f"{name}.db", config=config) for name in ("a", "b")]
+def deployment(tmp_path: Path, pair: list[ServerProcess]) -> Iterator[tuple[str, list[ServerProcess]]]:
+    """docs/deploy.md's nginx in front of the pair, on a loopback port of its own."""
+    processes = pair
     port = free_port()
     block = nginx_block()
     block = block.replace("127.0.0.1:8001", f"127.0.0.1:{processes[0].port}")
@@ -64,13 +61,6 @@ def deployment(
     finally:
         nginx.terminate()
         nginx.communicate(timeout=10)
-        for process in processes:
-            if process.process.poll() is None:
-                process.terminate()
-
-
-def seqs(events: list[Any]) -> list[int]:
-    return [line["seq"] for event in events for line in event.json()["lines"]]
 
 
 async def test_events_pass_through_nginx_at_once_and_streams_fail_over(
@@ -87,7 +77,7 @@ async def test_events_pass_through_nginx_at_once_and_streams_fail_over(
         async with open_stream(proxy, "/api/agents/run-1/logs/stream") as reader:
             first = await reader.next(5)
             assert first is not None
-            seen += seqs([first])
+            seen += seqs_of([first])
             # Unbuffered: a line written straight to one process arrives through nginx within a moment.
             for n in range(3):
                 started = time.monotonic()
@@ -96,7 +86,7 @@ async def test_events_pass_through_nginx_at_once_and_streams_fail_over(
                 event = await reader.next(5)
                 assert event is not None
                 assert time.monotonic() - started < 1.0
-                seen += seqs([event])
+                seen += seqs_of([event])
             last_id = seen[-1]
         # One process dies; the reconnect with Last-Event-ID lands on the survivor and misses nothing.
         a.kill()
@@ -108,11 +98,11 @@ async def test_events_pass_through_nginx_at_once_and_streams_fail_over(
             # A connection refused by the dead process is retried on the other (proxy_next_upstream error).
             assert reader.response.status_code == 200
             events = []
-            while len(seqs(events)) < 3:
+            while len(seqs_of(events)) < 3:
                 event = await reader.next(5)
                 assert event is not None
                 events.append(event)
-            seen += seqs(events)
+            seen += seqs_of(events)
         assert seen == list(range(1, 8))
         # New requests go to the survivor too.
         for _ in range(4):

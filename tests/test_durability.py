@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import make_token
-from processes import ROOT, ServerProcess, start_process, write_config
+from processes import ROOT, ServerProcess, write_config
 
 WRITERS = 4
 KILLS = 3
@@ -54,7 +54,7 @@ async def test_kill_9_at_random_moments_loses_no_acknowledged_line(tmp_path: Pat
     acked: list[str] = []
     port: int | None = None
     for _ in range(KILLS):
-        proc = start_process(db, port=port, config=config)
+        proc = ServerProcess(db, port=port, config=config).start()
         port = proc.port
         stop = asyncio.Event()
         writers = [
@@ -65,7 +65,7 @@ async def test_kill_9_at_random_moments_loses_no_acknowledged_line(tmp_path: Pat
         stop.set()
         await asyncio.gather(*writers)
     assert len(acked) > 100, "the writers should have had time to get lines acknowledged"
-    proc = start_process(db, port=port, config=config)
+    proc = ServerProcess(db, port=port, config=config).start()
     try:
         async with httpx.AsyncClient(base_url=proc.url, headers={"Authorization": f"Bearer {token}"}) as client:
             agent = (await client.get("/api/agents/crashy")).json()
@@ -90,7 +90,7 @@ async def test_sigterm_while_writing_answers_or_refuses_and_loses_nothing(
     tmp_path: Path, setting: str, event_loop: str
 ) -> None:
     db = tmp_path / "sentra.db"
-    proc = start_process(db, config=write_config(tmp_path, server={"event_loop": setting}))
+    proc = ServerProcess(db, config=write_config(tmp_path, server={"event_loop": setting})).start()
     token = make_token("alice")
     acked: list[str] = []
     stop = asyncio.Event()
@@ -129,7 +129,7 @@ AS_PLAIN_USER = ("setpriv", "--bounding-set", "-dac_override,-dac_read_search,-f
 
 def test_read_only_database_is_reported_in_one_line(tmp_path: Path) -> None:
     db = tmp_path / "sentra.db"
-    proc: ServerProcess = start_process(db, config=write_config(tmp_path))
+    proc: ServerProcess = ServerProcess(db, config=write_config(tmp_path)).start()
     assert proc.terminate() == 0
     for path in tmp_path.iterdir():
         path.chmod(0o444)

@@ -7,25 +7,15 @@ import logging
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from test_client import SentraProcess, messages
+from conftest import messages
+from processes import ServerProcess
 
 from sentra.client import SentraHandler
 
 
-@pytest.fixture(scope="module")
-def sentra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentraProcess]:
-    """One server child shared by the tests of this module."""
-    server = SentraProcess(tmp_path_factory.mktemp("handler"))
-    server.start()
-    yield server
-    server.stop()
-
-
-def test_record_becomes_a_line_with_level_logger_exception_and_extra(sentra: SentraProcess) -> None:
+def test_record_becomes_a_line_with_level_logger_exception_and_extra(sentra: ServerProcess) -> None:
     handler = SentraHandler(sentra.url, sentra.token(), "handler-shape")
     logger = logging.getLogger("agent.planner")
     logger.addHandler(handler)
@@ -51,7 +41,7 @@ def test_record_becomes_a_line_with_level_logger_exception_and_extra(sentra: Sen
     assert (fourth["level"], fourth["message"]) == ("DEBUG", "detail")
 
 
-def test_client_problems_logged_on_the_root_logger_do_not_feed_back(sentra: SentraProcess) -> None:
+def test_client_problems_logged_on_the_root_logger_do_not_feed_back(sentra: ServerProcess) -> None:
     # On the root logger the handler also sees the client's own "line refused" error record.
     handler = SentraHandler(sentra.url, sentra.token(), "handler-recursion")
     root = logging.getLogger()
@@ -68,7 +58,7 @@ def test_client_problems_logged_on_the_root_logger_do_not_feed_back(sentra: Sent
 
 
 def test_script_adds_the_handler_in_two_lines_and_its_lines_arrive_at_exit(
-    sentra: SentraProcess, tmp_path: Path
+    sentra: ServerProcess, tmp_path: Path
 ) -> None:
     script = tmp_path / "agent.py"
     script.write_text(
@@ -82,7 +72,7 @@ def test_script_adds_the_handler_in_two_lines_and_its_lines_arrive_at_exit(
             """
         )
     )
-    env = sentra.env(SENTRA_AGENT="handler-script")
+    env = sentra.agent_env(SENTRA_AGENT="handler-script")
     result = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, timeout=30, check=False)
     assert result.returncode == 0, result.stderr
     lines = sentra.history("handler-script")

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import RunningServer, ServerFactory
+from conftest import RunningServer, ServerFactory, error_of
 
 from sentra.models import AppendResult
 from sentra.storage.sqlite import WAL_RESTART_BYTES
@@ -22,12 +22,6 @@ async def lines_of(client: httpx.AsyncClient, agent: str, **params: Any) -> list
     response = await client.get(f"/api/agents/{agent}/logs", params={"limit": 10000, **params})
     assert response.status_code == 200, response.text
     return list(response.json()["lines"])
-
-
-def error_of(response: httpx.Response) -> dict[str, str]:
-    """The {"code", "message"} of an error answer (and a check that it is JSON)."""
-    assert response.headers["content-type"].startswith("application/json")
-    return dict(response.json()["error"])
 
 
 # ---- formats -------------------------------------------------------------------------------------

@@ -8,14 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 
-import httpx
-from conftest import RunningServer, ServerFactory, open_stream
-
-
-def error_of(response: httpx.Response) -> dict[str, str]:
-    """The {"code", "message"} of an error answer."""
-    assert response.headers["content-type"].startswith("application/json"), response.headers
-    return dict(response.json()["error"])
+from conftest import RunningServer, ServerFactory, error_of, open_stream
 
 
 async def line_count(server: RunningServer, agent: str) -> int:

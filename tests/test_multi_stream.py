@@ -9,51 +9,24 @@ import uuid
 from typing import Any
 
 import httpx
-from conftest import Event, RunningServer, make_token, open_stream
+from conftest import (
+    Event,
+    RunningServer,
+    create_agent,
+    cursor_of,
+    make_token,
+    open_stream,
+    post_lines,
+    read_until_final,
+    set_status,
+    tagged,
+)
 
 from sentra.storage.sqlite import revoke_token_offline
 
 
-async def post_lines(client: httpx.AsyncClient, agent_id: str, messages: list[str]) -> None:
-    response = await client.post(f"/api/agents/{agent_id}/logs", json=[{"message": m} for m in messages])
-    assert response.status_code == 200, response.text
-
-
-async def create(client: httpx.AsyncClient, agent_id: str, **labels: str) -> None:
-    response = await client.post("/api/agents", json={"id": agent_id, "labels": labels})
-    assert response.status_code == 201, response.text
-
-
-async def set_status(client: httpx.AsyncClient, agent_id: str, status: str) -> None:
-    response = await client.patch(f"/api/agents/{agent_id}", json={"status": status})
-    assert response.status_code == 200, response.text
-
-
-def cursor_of(event: Event) -> dict[str, int]:
-    """The event id as the documented cursor `agentA=5,agentB=7`."""
-    assert event.id is not None
-    return {part.rpartition("=")[0]: int(part.rpartition("=")[2]) for part in event.id.split(",") if part}
-
-
-def tagged(events: list[Event]) -> list[tuple[str, str]]:
-    return [(line["agent"], line["message"]) for event in events for line in event.json()["lines"]]
-
-
 async def read_until_closed(stream: Any) -> list[Event]:
     events: list[Event] = await stream.collect_until_closed(timeout=10)
-    return events
-
-
-async def read_until_final(stream: Any, *agent_ids: str) -> list[Event]:
-    """Events until each of `agent_ids` has had its final event (a label stream stays open after them)."""
-    events: list[Event] = []
-    ended: set[str] = set()
-    while ended != set(agent_ids):
-        event = await stream.next(10)
-        assert event is not None, f"the stream closed after {[e.data for e in events]}"
-        events.append(event)
-        if event.json().get("final"):
-            ended.add(event.json()["agent"])
     return events
 
 
@@ -86,7 +59,7 @@ async def test_resume_with_cursor_while_lines_arrive_has_no_gap_and_no_duplicate
     rng = random.Random(7)
     async with server.client("alice") as writer_client, server.client("alice") as reader:
         for agent_id in ("x", "y"):
-            await create(writer_client, agent_id)
+            await create_agent(writer_client, id=agent_id)
 
         async def write(agent_id: str) -> None:
             for start in range(1, per_agent + 1, per_request):
@@ -140,13 +113,13 @@ async def test_reconnect_after_every_agent_finished_gets_204(alice: httpx.AsyncC
 
 async def test_label_stream_picks_up_agents_created_after_connecting(server: RunningServer) -> None:
     async with server.client("alice") as alice, server.client("bob") as bob:
-        await create(alice, "early", batch="42")
+        await create_agent(alice, id="early", labels={"batch": "42"})
         await post_lines(alice, "early", ["early line"])
         async with open_stream(alice, "/api/streams", label="batch=42") as stream:
             first = await stream.next()
-            await create(alice, "late", batch="42")
-            await create(alice, "elsewhere", batch="7")
-            await create(bob, "bobs", batch="42")
+            await create_agent(alice, id="late", labels={"batch": "42"})
+            await create_agent(alice, id="elsewhere", labels={"batch": "7"})
+            await create_agent(bob, id="bobs", labels={"batch": "42"})
             await post_lines(bob, "bobs", ["bob's line"])
             await post_lines(alice, "elsewhere", ["not in the batch"])
             await post_lines(alice, "late", ["late line"])
@@ -160,8 +133,8 @@ async def test_label_stream_picks_up_agents_created_after_connecting(server: Run
 
 
 async def test_agent_relabelled_into_the_batch_brings_its_earlier_lines(alice: httpx.AsyncClient) -> None:
-    await create(alice, "member", batch="9")
-    await create(alice, "newcomer")
+    await create_agent(alice, id="member", labels={"batch": "9"})
+    await create_agent(alice, id="newcomer")
     await post_lines(alice, "newcomer", ["said before joining"])
     async with open_stream(alice, "/api/streams", label="batch=9") as stream:
         relabel = await alice.patch("/api/agents/newcomer", json={"labels": {"batch": "9"}})

@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import re
-import select
 import shutil
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import httpx
 import jwt
 import pytest
 from conftest import SECRET, RunningServer, make_token, open_stream
-from processes import ROOT, write_config
+from processes import ROOT, ServerProcess, write_config
 
 import sentra
 
@@ -41,22 +40,15 @@ def plain_env() -> dict[str, str]:
 
 
 @contextmanager
-def launched(args: list[str], cwd: Path) -> Iterator[str]:
-    """Start a server command in `cwd`, yield its URL once it says "Sentra listening", then SIGTERM it."""
-    errors = cwd.parent / f"{cwd.name}-stderr.txt"
-    with errors.open("w") as stderr:
-        process = subprocess.Popen(args, cwd=cwd, env=plain_env(), stdout=subprocess.PIPE, stderr=stderr, text=True)
-    assert process.stdout is not None
+def launched(command: list[str], db: Path, config: Path, cwd: Path) -> Iterator[str]:
+    """Start `command --port P --db DB --config C` in `cwd`, yield its URL once it says "Sentra listening", then
+    SIGTERM it."""
+    server = ServerProcess(db, config=config, cwd=cwd, command=command, env=plain_env()).start()
     try:
-        ready, _, _ = select.select([process.stdout], [], [], 30)
-        line = process.stdout.readline() if ready else ""
-        match = re.match(r"Sentra listening on (http://127\.0\.0\.1:\d+)/", line)
-        assert match, f"no start-up line from {args}: {line!r} {errors.read_text()}"
-        yield match.group(1)
+        yield server.url
     finally:
-        process.terminate()
-        process.communicate(timeout=30)
-    assert process.returncode == 0, errors.read_text()
+        code = server.terminate()
+    assert code == 0, server.stderr
 
 
 async def viewer_answers(url: str) -> dict[str, tuple[int, dict[str, str | None], str]]:
@@ -113,7 +105,7 @@ async def test_pyz_alone_in_an_empty_directory_takes_a_line_streams_it_and_serve
     pyz: Path, config: Path, tmp_path: Path, server: RunningServer
 ) -> None:
     db = tmp_path / "pyz.db"
-    with launched(pyz_command(pyz, "--port", "0", "--db", str(db), "--config", str(config)), pyz.parent) as url:
+    with launched(pyz_command(pyz), db, config, pyz.parent) as url:
         headers = {"Authorization": f"Bearer {make_token('alice')}"}
         async with httpx.AsyncClient(base_url=url, headers=headers, timeout=10) as client:
             posted = await client.post("/api/agents/pyz-1/logs", json={"message": "hello from one file"})
@@ -145,7 +137,7 @@ def test_pyz_runs_token_create_run_and_tail_like_the_sentra_command(pyz: Path, c
     created = pyz_run("token", "create", "--sub", "carol", "--config", str(config), "--db", str(db))
     assert created.returncode == 0, created.stderr
     assert jwt.decode(created.stdout.strip(), SECRET, algorithms=["HS256"])["sub"] == "carol"
-    with launched(pyz_command(pyz, "--port", "0", "--db", str(db), "--config", str(config)), pyz.parent) as url:
+    with launched(pyz_command(pyz), db, config, pyz.parent) as url:
         env = {"SENTRA_URL": url, "SENTRA_TOKEN": created.stdout.strip()}
         ran = pyz_run("run", "--agent", "job-1", "--", sys.executable, "-c", "print('built in one file')", env=env)
         assert (ran.returncode, ran.stdout) == (0, "built in one file\n"), ran.stderr
@@ -164,14 +156,10 @@ def test_pyz_without_the_crypto_backend_refuses_rs256_at_start_in_one_line(pyz: 
     pem.write_bytes(key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     rs256 = write_config(tmp_path, auth={"algorithm": "RS256", "public_key_file": str(pem), "jwt_secret": ""})
     args = pyz_command(pyz, "--port", "0", "--db", str(tmp_path / "rs.db"), "--config", str(rs256))
-    process = subprocess.Popen(args, cwd=pyz.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    ready, _, _ = select.select([process.stdout], [], [], 30)
-    first = process.stdout.readline() if ready else ""
-    process.terminate()
-    out, err = process.communicate(timeout=30)
-    assert not first.startswith("Sentra listening"), "the pyz started with RS256 and no way to check a token"
-    assert process.returncode == 2 and first + out == ""
+    done = subprocess.run(args, cwd=pyz.parent, capture_output=True, text=True, timeout=30)
+    assert not done.stdout.startswith("Sentra listening"), "the pyz started with RS256 and no way to check a token"
+    assert (done.returncode, done.stdout) == (2, "")
+    err = done.stderr
     assert len(err.splitlines()) == 1 and "cryptography" in err and "RS256" in err
 
 
@@ -228,8 +216,7 @@ async def test_wheel_in_a_fresh_venv_serves_the_viewer_from_any_directory(
     # Once installed, the wheel no longer needs the source it was built from.
     shutil.rmtree(source)
     db = elsewhere / "sentra.db"
-    serve = [str(venv / "bin" / "sentra"), "serve", "--port", "0", "--db", str(db), "--config", str(config)]
-    with launched(serve, elsewhere) as url:
+    with launched([str(venv / "bin" / "sentra"), "serve"], db, config, elsewhere) as url:
         answers = await viewer_answers(url)
     index_and_module(answers)
     assert answers == await viewer_answers(server.url), "the wheel serves the viewer unlike a checkout"

@@ -6,24 +6,14 @@ from __future__ import annotations
 
 import socket
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_cli import cli
-from test_client import SentraProcess, messages
+from conftest import messages
+from processes import ServerProcess, cli
 
 from sentra.cli.run import LineLevels
 from sentra.client import MAX_LINE_SIZE
-
-
-@pytest.fixture(scope="module")
-def sentra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentraProcess]:
-    """One server child shared by the tests of this module (each uses its own agent ids)."""
-    server = SentraProcess(tmp_path_factory.mktemp("run-levels"))
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.mark.parametrize(
@@ -97,7 +87,7 @@ def test_an_exception_group_traceback_ends_at_the_first_unindented_line() -> Non
 
 
 def test_run_files_lines_at_the_level_of_their_prefix_and_a_traceback_at_error(
-    sentra: SentraProcess, tmp_path: Path
+    sentra: ServerProcess, tmp_path: Path
 ) -> None:
     script = tmp_path / "agent.py"
     script.write_text(
@@ -138,7 +128,7 @@ def test_run_files_lines_at_the_level_of_their_prefix_and_a_traceback_at_error(
 
 
 def test_run_cuts_an_over_long_line_between_characters_and_it_reads_back_whole(
-    sentra: SentraProcess, tmp_path: Path
+    sentra: ServerProcess, tmp_path: Path
 ) -> None:
     long_line = "a" * (MAX_LINE_SIZE - 1) + "€" * 30_000 + "😀" * 50_000  # cuts inside a € and inside a 😀
     (tmp_path / "long.txt").write_text(long_line + "\nshort\n", encoding="utf-8")
@@ -152,11 +142,11 @@ def test_run_cuts_an_over_long_line_between_characters_and_it_reads_back_whole(
     assert max(len(piece.encode()) for piece in pieces) <= MAX_LINE_SIZE
 
 
-def test_run_with_a_dead_server_says_in_one_line_how_many_lines_were_not_delivered(sentra: SentraProcess) -> None:
+def test_run_with_a_dead_server_says_in_one_line_how_many_lines_were_not_delivered(sentra: ServerProcess) -> None:
     with socket.socket() as dead:  # bound, not listening: refuses, and no other process can take the port
         dead.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{dead.getsockname()[1]}"
-        env = sentra.env(SENTRA_URL=url)
+        env = sentra.agent_env(SENTRA_URL=url)
         result = cli(sentra, "run", "--agent", "run-dead", "--", "sh", "-c", "echo one; echo two", env=env)
     assert result.returncode == 0
     report = [line for line in result.stderr.decode().splitlines() if "could not be delivered" in line]

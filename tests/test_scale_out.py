@@ -8,68 +8,25 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from conftest import make_token, open_stream
-from processes import ROOT, ServerProcess, start_process, write_config
-
-
-@pytest.fixture
-def config_file(tmp_path: Path, pg_url: str, redis_url: str, bus_prefix: str) -> Path:
-    return write_config(tmp_path, storage={"url": pg_url}, bus={"url": redis_url, "prefix": bus_prefix})
-
-
-@pytest.fixture
-def pair(tmp_path: Path, config_file: Path) -> Iterator[list[ServerProcess]]:
-    processes: list[ServerProcess] = []
-    try:
-        for name in ("a", "b"):
-            processes.append(start_process(tmp_path / f"{name}.db", config=config_file))
-        yield processes
-    finally:
-        for process in processes:
-            if process.process.poll() is None:
-                process.terminate()
-
-
-def client(process: ServerProcess, token: str | None = None) -> httpx.AsyncClient:
-    token = token or make_token("alice")
-    return httpx.AsyncClient(base_url=process.url, headers={"Authorization": f"Bearer {token}"})
-
-
-def seqs(events: list[Any]) -> list[int]:
-    return [line["seq"] for event in events for line in event.json()["lines"]]
-
-
-def messages(events: list[Any]) -> list[str]:
-    return [line["message"] for event in events for line in event.json()["lines"]]
-
-
-async def read_lines(reader: Any, wanted: int, timeout: float = 10.0) -> list[Any]:
-    """Events until `wanted` lines have arrived (the stream may coalesce several lines into one event)."""
-    events: list[Any] = []
-    deadline = time.monotonic() + timeout
-    while len(seqs(events)) < wanted:
-        event = await reader.next(max(0.1, deadline - time.monotonic()))
-        assert event is not None, f"the stream ended after {seqs(events)}"
-        events.append(event)
-    return events
+from conftest import make_token, messages_of, open_stream, read_lines, seqs_of
+from processes import ROOT, ServerProcess, write_config
 
 
 async def test_a_line_ingested_on_one_process_reaches_a_watcher_of_the_other(pair: list[ServerProcess]) -> None:
     a, b = pair
-    async with client(a) as on_a, client(b) as on_b:
+    async with a.client() as on_a, b.client() as on_b:
         assert (await on_a.post("/api/agents/run-1/logs", json={"message": "hello"})).status_code == 200
         async with open_stream(on_b, "/api/agents/run-1/logs/stream") as reader:
-            assert messages(await read_lines(reader, 1)) == ["hello"]
+            assert messages_of(await read_lines(reader, 1)) == ["hello"]
             started = time.monotonic()
             assert (await on_a.post("/api/agents/run-1/logs", json={"message": "live"})).status_code == 200
             events = await read_lines(reader, 1)
-            assert messages(events) == ["live"]
+            assert messages_of(events) == ["live"]
             assert events[-1].id == "2"
             assert time.monotonic() - started < 2.0
             # A status change on A ends B's stream, with the status.
@@ -86,7 +43,7 @@ async def test_two_processes_ingesting_into_one_agent_give_gap_free_seqs(pair: l
 
     async def write(process: ServerProcess, tag: str) -> list[int]:
         firsts = []
-        async with client(process) as http:
+        async with process.client() as http:
             for n in range(per_writer):
                 lines = [{"message": f"{tag}-{n}-{i}"} for i in range(batch)]
                 response = await http.post("/api/agents/shared/logs", json=lines)
@@ -100,7 +57,7 @@ async def test_two_processes_ingesting_into_one_agent_give_gap_free_seqs(pair: l
     total = 2 * 3 * per_writer * batch
     starts = sorted(first for firsts in results for first in firsts)
     assert starts == list(range(1, total + 1, batch))
-    async with client(b) as on_b:
+    async with b.client() as on_b:
         stored: list[dict[str, Any]] = []
         after = 0
         while True:
@@ -121,20 +78,20 @@ async def test_two_processes_ingesting_into_one_agent_give_gap_free_seqs(pair: l
 
 async def test_a_client_resumes_on_the_other_process_when_one_is_killed(pair: list[ServerProcess]) -> None:
     a, b = pair
-    async with client(a) as on_a, client(b) as on_b:
+    async with a.client() as on_a, b.client() as on_b:
         for n in range(5):
             await on_b.post("/api/agents/run-1/logs", json={"message": f"line {n + 1}"})
         seen: list[int] = []
         async with open_stream(on_a, "/api/agents/run-1/logs/stream") as reader:
             events = await read_lines(reader, 5)
-            seen += seqs(events)
+            seen += seqs_of(events)
             last_id = events[-1].id
         a.kill()
         # While the client reconnects, the agent goes on logging through B.
         for n in range(5, 12):
             await on_b.post("/api/agents/run-1/logs", json={"message": f"line {n + 1}"})
         async with open_stream(on_b, "/api/agents/run-1/logs/stream", headers={"Last-Event-ID": last_id}) as reader:
-            seen += seqs(await read_lines(reader, 7))
+            seen += seqs_of(await read_lines(reader, 7))
         assert seen == list(range(1, 13))
 
 
@@ -143,7 +100,7 @@ async def test_an_idempotency_key_retried_on_the_other_process_stores_nothing_tw
 ) -> None:
     a, b = pair
     headers = {"Idempotency-Key": "batch-7"}
-    async with client(a) as on_a, client(b) as on_b:
+    async with a.client() as on_a, b.client() as on_b:
         first = await on_a.post("/api/agents/run-1/logs", json=[{"message": "x"}, {"message": "y"}], headers=headers)
         retry = await on_b.post("/api/agents/run-1/logs", json=[{"message": "x"}, {"message": "y"}], headers=headers)
         assert first.status_code == retry.status_code == 200
@@ -161,11 +118,11 @@ async def test_the_ingest_rate_limit_is_one_allowance_across_processes(
         bus={"url": redis_url, "prefix": bus_prefix},
         limits={"ingest_rate": 20},
     )
-    a = start_process(tmp_path / "a.db", config=config)
-    b = start_process(tmp_path / "b.db", config=config)
+    a = ServerProcess(tmp_path / "a.db", config=config).start()
+    b = ServerProcess(tmp_path / "b.db", config=config).start()
     try:
         token = make_token("alice")  # the allowance is per token
-        async with client(a, token) as on_a, client(b, token) as on_b:
+        async with a.client(token=token) as on_a, b.client(token=token) as on_b:
             burst = [{"message": str(n)} for n in range(15)]
             assert (await on_a.post("/api/agents/run-1/logs", json=burst)).status_code == 200
             refused = await on_b.post("/api/agents/run-1/logs", json=burst)
@@ -177,7 +134,9 @@ async def test_the_ingest_rate_limit_is_one_allowance_across_processes(
         b.terminate()
 
 
-async def test_a_token_revoked_once_is_refused_by_every_process(pair: list[ServerProcess], config_file: Path) -> None:
+async def test_a_token_revoked_once_is_refused_by_every_process(
+    pair: list[ServerProcess], scale_out_config: Path
+) -> None:
     a, b = pair
     token = make_token("alice", jti="tok-1")
     headers = {"Authorization": f"Bearer {token}"}
@@ -185,7 +144,7 @@ async def test_a_token_revoked_once_is_refused_by_every_process(pair: list[Serve
         for process in pair:
             assert (await http.get(f"{process.url}/api/agents", headers=headers)).status_code == 200
         revoke = subprocess.run(
-            [sys.executable, "-m", "sentra", "token", "revoke", "tok-1", "--config", str(config_file)],
+            [sys.executable, "-m", "sentra", "token", "revoke", "tok-1", "--config", str(scale_out_config)],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -204,14 +163,14 @@ async def test_a_token_revoked_once_is_refused_by_every_process(pair: list[Serve
 
 async def test_a_redis_restart_mid_stream_loses_nothing(tmp_path: Path, pg_url: str, own_redis: Any) -> None:
     config = write_config(tmp_path, storage={"url": pg_url}, bus={"url": own_redis.url, "prefix": "sentra"})
-    a = start_process(tmp_path / "a.db", config=config)
-    b = start_process(tmp_path / "b.db", config=config)
+    a = ServerProcess(tmp_path / "a.db", config=config).start()
+    b = ServerProcess(tmp_path / "b.db", config=config).start()
     total = 300
     try:
-        async with client(a) as on_a, client(b) as on_b:
+        async with a.client() as on_a, b.client() as on_b:
             await on_a.post("/api/agents/run-1/logs", json={"message": "0"})
             async with open_stream(on_b, "/api/agents/run-1/logs/stream") as reader:
-                received = seqs(await read_lines(reader, 1))
+                received = seqs_of(await read_lines(reader, 1))
 
                 async def publish() -> None:
                     for n in range(1, total):
@@ -225,7 +184,7 @@ async def test_a_redis_restart_mid_stream_loses_nothing(tmp_path: Path, pg_url: 
 
                 publishing = asyncio.create_task(publish())
                 while len(received) < total:
-                    received += seqs(await read_lines(reader, 1, timeout=15))
+                    received += seqs_of(await read_lines(reader, 1, timeout=15))
                 await publishing
             assert received == list(range(1, total + 1))
             # The operator can see it happened.
@@ -239,7 +198,7 @@ async def test_a_redis_restart_mid_stream_loses_nothing(tmp_path: Path, pg_url: 
 
 async def test_an_agent_deleted_on_one_process_is_gone_on_the_other(pair: list[ServerProcess]) -> None:
     a, b = pair
-    async with client(a) as on_a, client(b) as on_b:
+    async with a.client() as on_a, b.client() as on_b:
         await on_b.post("/api/agents/run-1/logs", json={"message": "one"})
         async with open_stream(on_b, "/api/agents/run-1/logs/stream") as reader:
             await read_lines(reader, 1)

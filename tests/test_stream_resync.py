@@ -7,11 +7,10 @@ import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from conftest import SECRET, make_token, open_stream
+from conftest import SECRET, make_token, messages_of, open_stream, post_lines, read_lines
 
 from sentra.app import make_app
 from sentra.auth import TokenService
@@ -87,99 +86,80 @@ async def app(tmp_path: Path) -> AsyncIterator[App]:
         await store.close()
 
 
-async def post(client: httpx.AsyncClient, agent: str, *messages: str) -> Any:
-    response = await client.post(f"/api/agents/{agent}/logs", json=[{"message": m} for m in messages])
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def messages(events: list[Any]) -> list[str]:
-    return [line["message"] for event in events for line in event.json()["lines"]]
-
-
-async def read_until(reader: Any, wanted: int) -> list[Any]:
-    events: list[Any] = []
-    while len(messages(events)) < wanted:
-        event = await reader.next(5)
-        assert event is not None, f"stream closed after {messages(events)}"
-        events.append(event)
-    return events
-
-
 async def test_lines_lost_while_the_bus_was_down_arrive_after_a_resync(app: App) -> None:
     async with app.client() as alice:
-        await post(alice, "run-1", "one")
+        await post_lines(alice, "run-1", ["one"])
         async with open_stream(alice, "/api/agents/run-1/logs/stream") as reader:
-            assert messages(await read_until(reader, 1)) == ["one"]
+            assert messages_of(await read_lines(reader, 1)) == ["one"]
             app.bus.down = True
-            await post(alice, "run-1", "two", "three")
+            await post_lines(alice, "run-1", ["two", "three"])
             app.bus.down = False
             app.registry.resync_all()
-            await post(alice, "run-1", "four")
-            events = await read_until(reader, 3)
-            assert messages(events) == ["two", "three", "four"]
+            await post_lines(alice, "run-1", ["four"])
+            events = await read_lines(reader, 3)
+            assert messages_of(events) == ["two", "three", "four"]
             assert events[-1].id == "4"
 
 
 async def test_a_line_that_overtakes_earlier_ones_does_not_open_a_gap(app: App) -> None:
     async with app.client() as alice:
-        await post(alice, "run-1", "one")
+        await post_lines(alice, "run-1", ["one"])
         async with open_stream(alice, "/api/agents/run-1/logs/stream") as reader:
-            await read_until(reader, 1)
+            await read_lines(reader, 1)
             app.bus.holding = True
-            await post(alice, "run-1", "two")
-            await post(alice, "run-1", "three")
+            await post_lines(alice, "run-1", ["two"])
+            await post_lines(alice, "run-1", ["three"])
             app.bus.holding = False
             # "four" reaches the stream before "two" and "three": the stream reads those from storage first.
-            await post(alice, "run-1", "four")
+            await post_lines(alice, "run-1", ["four"])
             app.bus.release_held()
-            await post(alice, "run-1", "five")
-            events = await read_until(reader, 4)
-            assert messages(events) == ["two", "three", "four", "five"]
+            await post_lines(alice, "run-1", ["five"])
+            events = await read_lines(reader, 4)
+            assert messages_of(events) == ["two", "three", "four", "five"]
             assert [line["seq"] for event in events for line in event.json()["lines"]] == [2, 3, 4, 5]
 
 
 async def test_a_run_that_finished_while_the_bus_was_down_ends_the_stream_after_a_resync(app: App) -> None:
     async with app.client() as alice:
-        await post(alice, "run-1", "one")
+        await post_lines(alice, "run-1", ["one"])
         async with open_stream(alice, "/api/agents/run-1/logs/stream") as reader:
-            await read_until(reader, 1)
+            await read_lines(reader, 1)
             app.bus.down = True
-            await post(alice, "run-1", "last words")
+            await post_lines(alice, "run-1", ["last words"])
             response = await alice.patch("/api/agents/run-1", json={"status": "completed"})
             assert response.status_code == 200
             app.bus.down = False
             app.registry.resync_all()
             events = await reader.collect_until_closed()
-            assert messages(events) == ["last words"]
+            assert messages_of(events) == ["last words"]
             assert events[-1].json()["final"] is True
             assert events[-1].json()["status"] == "completed"
 
 
 async def test_a_multi_agent_stream_recovers_every_agent_after_a_resync(app: App) -> None:
     async with app.client() as alice:
-        await post(alice, "a", "a1")
-        await post(alice, "b", "b1")
+        await post_lines(alice, "a", ["a1"])
+        await post_lines(alice, "b", ["b1"])
         async with open_stream(alice, "/api/streams", agent=["a", "b"]) as reader:
-            await read_until(reader, 2)
+            await read_lines(reader, 2)
             app.bus.down = True
-            await post(alice, "a", "a2")
-            await post(alice, "b", "b2", "b3")
+            await post_lines(alice, "a", ["a2"])
+            await post_lines(alice, "b", ["b2", "b3"])
             app.bus.down = False
             app.registry.resync_all()
-            events = await read_until(reader, 3)
-            assert sorted(messages(events)) == ["a2", "b2", "b3"]
+            events = await read_lines(reader, 3)
+            assert sorted(messages_of(events)) == ["a2", "b2", "b3"]
             assert events[-1].id == "a=2,b=3"
 
 
 async def test_the_agents_page_gets_a_fresh_snapshot_after_a_resync(app: App) -> None:
     async with app.client() as alice:
-        await post(alice, "run-1", "one")
+        await post_lines(alice, "run-1", ["one"])
         async with open_stream(alice, "/api/agent-events") as reader:
             first = await reader.next(5)
             assert first is not None and first.json()["type"] == "snapshot"
             app.bus.down = True
-            await post(alice, "run-2", "missed while down")
+            await post_lines(alice, "run-2", ["missed while down"])
             app.bus.down = False
             app.registry.resync_all()
             event = await reader.next(5)

@@ -15,22 +15,24 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Event, RunningServer, ServerFactory, SSEReader, make_token, open_stream
-from processes import ROOT, ServerProcess, start_process, write_config
-from test_multi_stream import create, cursor_of, read_until_final, tagged
+from conftest import (
+    RunningServer,
+    ServerFactory,
+    create_agent,
+    cursor_of,
+    make_token,
+    messages_of,
+    open_stream,
+    post_lines,
+    read_lines,
+    read_until_final,
+    seqs_of,
+    set_status,
+    stream_path,
+    tagged,
+)
+from processes import ROOT, ServerProcess
 from test_openapi import assert_valid
-from test_streams import messages_of, post_lines, seqs_of, set_status, stream_path
-
-
-async def read_lines(stream: SSEReader, wanted: int) -> list[Event]:
-    """Events until `wanted` lines have come (a stream may coalesce lines into one event)."""
-    events: list[Event] = []
-    while len(seqs_of(events)) < wanted:
-        event = await stream.next(10)
-        assert event is not None, f"the stream closed after {seqs_of(events)}"
-        events.append(event)
-    return events
-
 
 # ---- one agent -------------------------------------------------------------------------------------------
 
@@ -162,13 +164,13 @@ async def test_multi_stream_resumes_a_cursor_that_names_an_agent_not_created_yet
 async def test_label_stream_stays_open_after_every_agent_finished_and_picks_up_a_new_one(
     alice: httpx.AsyncClient,
 ) -> None:
-    await create(alice, "first-of-batch", batch="77")
+    await create_agent(alice, id="first-of-batch", labels={"batch": "77"})
     await post_lines(alice, "first-of-batch", ["one"])
     async with open_stream(alice, "/api/streams", label="batch=77") as stream:
         assert tagged(await read_lines(stream, 1)) == [("first-of-batch", "one")]
         await set_status(alice, "first-of-batch", "completed")
         ended = await read_until_final(stream, "first-of-batch")
-        await create(alice, "second-of-batch", batch="77")
+        await create_agent(alice, id="second-of-batch", labels={"batch": "77"})
         await post_lines(alice, "second-of-batch", ["two"])
         joined = await read_lines(stream, 1)
         await set_status(alice, "second-of-batch", "completed")
@@ -180,7 +182,7 @@ async def test_label_stream_stays_open_after_every_agent_finished_and_picks_up_a
     async with open_stream(alice, "/api/streams", headers=headers, label="batch=77") as stream:
         assert stream.response.status_code == 200
         await read_until_final(stream, "first-of-batch", "second-of-batch")
-        await create(alice, "third-of-batch", batch="77")
+        await create_agent(alice, id="third-of-batch", labels={"batch": "77"})
         await post_lines(alice, "third-of-batch", ["three"])
         assert tagged(await read_lines(stream, 1)) == [("third-of-batch", "three")]
     assert [e.json()["agent"] for e in ended if e.json().get("final")] == ["first-of-batch"]
@@ -209,7 +211,7 @@ def walkthrough_script() -> str:
 @pytest.fixture
 def sentra_child(tmp_path: Path) -> Iterator[ServerProcess]:
     """`python server.py` in an empty directory, on its own database and generated key, as a newcomer runs it."""
-    process = start_process(tmp_path / "sentra.db", cwd=tmp_path)
+    process = ServerProcess(tmp_path / "sentra.db", cwd=tmp_path).start()
     try:
         yield process
     finally:
@@ -240,20 +242,6 @@ def test_the_readme_walkthrough_runs_as_written(sentra_child: ServerProcess, tmp
 
 
 # ---- PostgreSQL and Redis: two processes ------------------------------------------------------------------
-
-
-@pytest.fixture
-def pair(tmp_path: Path, pg_url: str, redis_url: str, bus_prefix: str) -> Iterator[list[ServerProcess]]:
-    """Two Sentra processes on one PostgreSQL database and one Redis."""
-    config = write_config(tmp_path, storage={"url": pg_url}, bus={"url": redis_url, "prefix": bus_prefix})
-    processes: list[ServerProcess] = []
-    try:
-        for name in ("a", "b"):
-            processes.append(start_process(tmp_path / f"{name}.db", config=config))
-        yield processes
-    finally:
-        for process in processes:
-            process.terminate()
 
 
 async def test_a_waiting_stream_on_one_process_gets_an_agent_created_through_the_other(

@@ -13,33 +13,19 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from conftest import Event, RunningServer, ServerFactory, make_token, open_stream
+from conftest import (
+    RunningServer,
+    ServerFactory,
+    make_token,
+    messages_of,
+    open_stream,
+    post_lines,
+    seqs_of,
+    set_status,
+    stream_path,
+)
 
 from sentra.storage.sqlite import revoke_token_offline
-
-
-async def post_lines(client: httpx.AsyncClient, agent_id: str, messages: list[str], **extra: Any) -> dict[str, Any]:
-    """POST a batch of lines and return the acknowledgement."""
-    response = await client.post(f"/api/agents/{agent_id}/logs", json=[{"message": m, **extra} for m in messages])
-    assert response.status_code == 200, response.text
-    return response.json()  # type: ignore[no-any-return]
-
-
-async def set_status(client: httpx.AsyncClient, agent_id: str, status: str) -> None:
-    response = await client.patch(f"/api/agents/{agent_id}", json={"status": status})
-    assert response.status_code == 200, response.text
-
-
-def stream_path(agent_id: str) -> str:
-    return f"/api/agents/{agent_id}/logs/stream"
-
-
-def messages_of(events: list[Event]) -> list[str]:
-    return [line["message"] for event in events for line in event.json()["lines"]]
-
-
-def seqs_of(events: list[Event]) -> list[int]:
-    return [line["seq"] for event in events for line in event.json()["lines"]]
 
 
 async def test_replayed_lines_arrive_as_one_unnamed_event_with_last_seq_as_id(alice: httpx.AsyncClient) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import RunningServer, ServerFactory, make_token
-from processes import start_process, write_config
+from processes import ServerProcess, write_config
 
 from sentra.auth import local_user
 from sentra.config import load_config
@@ -119,7 +119,7 @@ def test_access_lines_written_without_a_log_record_read_as_the_formatter_writes_
 
 
 async def test_access_log_of_the_server_process_keeps_every_line_through_shutdown(tmp_path: Path) -> None:
-    proc = start_process(tmp_path / "sentra.db", config=write_config(tmp_path, server={"access_log": True}))
+    proc = ServerProcess(tmp_path / "sentra.db", config=write_config(tmp_path, server={"access_log": True})).start()
     try:
         headers = {"Authorization": f"Bearer {make_token('alice')}"}
         async with httpx.AsyncClient(base_url=proc.url, headers=headers) as client:
@@ -134,7 +134,7 @@ async def test_access_log_of_the_server_process_keeps_every_line_through_shutdow
 
 
 async def test_server_started_as_the_readme_says_prints_a_token_that_works(tmp_path: Path) -> None:
-    proc = start_process(tmp_path / "sentra.db", config=write_config(tmp_path))
+    proc = ServerProcess(tmp_path / "sentra.db", config=write_config(tmp_path)).start()
     try:
         assert proc.banner[0].startswith(f"Sentra listening on http://127.0.0.1:{proc.port}/")
         assert proc.banner[1].startswith(f"Open http://127.0.0.1:{proc.port}/?token=")

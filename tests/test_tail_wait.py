@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import httpx
-import pytest
-from test_cli import TailProcess, cli, finish, post_line
-from test_client import SentraProcess
+from processes import ServerProcess, TailProcess, cli, finish, post_line
 
 
-@pytest.fixture(scope="module")
-def sentra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentraProcess]:
-    """One server child shared by the tests of this module (each uses its own agent ids)."""
-    server = SentraProcess(tmp_path_factory.mktemp("tail-wait"))
-    server.start()
-    yield server
-    server.stop()
-
-
-def wait_until_streaming(server: SentraProcess, tail: TailProcess) -> None:
+def wait_until_streaming(server: ServerProcess, tail: TailProcess) -> None:
     """Wait (at most 15 s) until the server holds tail's stream open: tail is watching, not failed."""
     deadline = time.monotonic() + 15
     while httpx.get(server.url + "/healthz", timeout=5).json()["open_streams"] < 1:
@@ -30,7 +18,7 @@ def wait_until_streaming(server: SentraProcess, tail: TailProcess) -> None:
 
 
 def test_tail_started_before_the_agent_exists_prints_its_lines_and_exits_0_when_it_completes(
-    sentra: SentraProcess,
+    sentra: ServerProcess,
 ) -> None:
     tail = TailProcess(sentra, "not-yet")
     try:
@@ -47,7 +35,7 @@ def test_tail_started_before_the_agent_exists_prints_its_lines_and_exits_0_when_
     assert "not-yet completed" in tail.stderr
 
 
-def test_tail_waiting_for_an_agent_another_user_creates_exits_2_without_its_lines(sentra: SentraProcess) -> None:
+def test_tail_waiting_for_an_agent_another_user_creates_exits_2_without_its_lines(sentra: ServerProcess) -> None:
     tail = TailProcess(sentra, "taken")
     try:
         wait_until_streaming(sentra, tail)
@@ -60,7 +48,7 @@ def test_tail_waiting_for_an_agent_another_user_creates_exits_2_without_its_line
     assert tail.stderr == "sentra: agent taken was created by another user\n"
 
 
-def test_tail_no_wait_on_a_missing_agent_exits_2_with_the_404(sentra: SentraProcess) -> None:
+def test_tail_no_wait_on_a_missing_agent_exits_2_with_the_404(sentra: ServerProcess) -> None:
     result = cli(sentra, "tail", "--no-wait", "never-made")
     assert result.returncode == 2
     assert result.stdout == b""
@@ -69,7 +57,7 @@ def test_tail_no_wait_on_a_missing_agent_exits_2_with_the_404(sentra: SentraProc
     assert "no agent 'never-made'" in error and "(HTTP 404)" in error
 
 
-def test_tail_help_says_it_waits_and_names_no_wait(sentra: SentraProcess) -> None:
+def test_tail_help_says_it_waits_and_names_no_wait(sentra: ServerProcess) -> None:
     result = cli(sentra, "tail", "--help")
     assert result.returncode == 0
     text = " ".join(result.stdout.decode().split())

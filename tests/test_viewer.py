@@ -1,167 +1,18 @@
-"""The web viewer in real headless Chromium: sign-in, the live agents page, the live agent page, filters.
-
-Debian's chromium is driven by Playwright's Python package (its own driver, the system's browser). Without
-Chromium the browser tests skip with the reason; under CI (CI set) they fail instead, since .ci/run installs it.
-Screenshots go to $SENTRA_SCREENSHOTS when it is set.
-"""
+"""The web viewer in real headless Chromium (browsers.py): sign-in, the live agents page, the live agent page,
+filters."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import time
-import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-import pytest_asyncio
-from conftest import RunningServer, running_server
-
-CHROMIUM = os.environ.get("SENTRA_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-VIEWER_SETTINGS = {"streams.retry": "300ms"}
-WIDE = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 800}
+from browsers import PHONE, VIEWER_SETTINGS, Viewer, close_viewer, expect, open_viewer
+from conftest import RunningServer, post_lines, running_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-def browser_missing() -> str | None:
-    """Why the browser tests cannot run here, or None."""
-    if shutil.which(CHROMIUM) is None:
-        return f"Chromium is not installed at {CHROMIUM} (Debian: apt-get install chromium)"
-    try:
-        import playwright.async_api  # noqa: F401
-    except ImportError:
-        return "Playwright's Python package is missing (pip install -e '.[test]')"
-    return None
-
-
-@pytest_asyncio.fixture(name="browser", scope="module", loop_scope="module")
-async def browser_fixture() -> AsyncIterator[Any]:
-    """One headless Chromium for the module (each test gets its own context: cookies, storage)."""
-    problem = browser_missing()
-    if problem is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"browser tests must run in CI: {problem}")
-        pytest.skip(problem)
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as driver:
-        chromium = await driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        await chromium.close()
-
-
-@pytest_asyncio.fixture(name="site", scope="module", loop_scope="module")
-async def site_fixture(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningServer]:
-    """One Sentra server for the module; each test signs in as its own user, so it sees only its agents."""
-    async with running_server(tmp_path_factory.mktemp("viewer") / "sentra.db", **VIEWER_SETTINGS) as server:
-        yield server
-
-
-@dataclass
-class Viewer:
-    """A browser tab signed in (or not) as one user, and an API client for the same user."""
-
-    server: RunningServer
-    context: Any
-    page: Any
-    user: str
-    api: httpx.AsyncClient
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def token(self) -> str:
-        return self.server.token(self.user)
-
-    def url(self, path: str = "/") -> str:
-        return self.server.url + path
-
-    async def sign_in(self, path: str = "/") -> None:
-        """Open the link Sentra prints at start-up (the token in the address), then go to `path`."""
-        await self.page.goto(self.url(f"/?token={self.token}"))
-        await self.page.wait_for_selector(".agents-page, .sign-in")
-        if path != "/":
-            await self.page.goto(self.url(path))
-
-    async def row_keys(self) -> list[str]:
-        """The data-key (agent:seq) of every rendered log row, top to bottom."""
-        keys: list[str] = await self.page.evaluate(
-            """() => [...document.querySelectorAll('.log .row')]
-                .map((row) => [row.getBoundingClientRect().top, row.dataset.key])
-                .sort((a, b) => a[0] - b[0]).map((pair) => pair[1])"""
-        )
-        return keys
-
-    async def screenshot(self, name: str) -> None:
-        """Save a PNG of the page into $SENTRA_SCREENSHOTS, if set."""
-        folder = os.environ.get("SENTRA_SCREENSHOTS")
-        if folder:
-            Path(folder).mkdir(parents=True, exist_ok=True)
-            await self.page.screenshot(path=str(Path(folder) / f"{name}.png"))
-
-
-async def open_viewer(
-    browser: Any, server: RunningServer, *, viewport: dict[str, int] = WIDE, scheme: str = "light"
-) -> Viewer:
-    """A fresh browser context (no cookies) and page, recording CSP violations and uncaught errors."""
-    context = await browser.new_context(
-        viewport=viewport, color_scheme=scheme, permissions=["clipboard-read", "clipboard-write"]
-    )
-    page = await context.new_page()
-    user = f"u{uuid.uuid4().hex[:10]}"
-    viewer = Viewer(server, context, page, user, server.client(user))
-
-    def on_console(message: Any) -> None:
-        if "Content Security Policy" in message.text:
-            viewer.problems.append(f"CSP: {message.text}")
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda error: viewer.problems.append(f"uncaught: {error}"))
-    return viewer
-
-
-async def close_viewer(viewer: Viewer) -> None:
-    """Close the tab; fail if the page broke its CSP or threw."""
-    await viewer.api.aclose()
-    await viewer.context.close()
-    assert viewer.problems == []
-
-
-@pytest_asyncio.fixture(name="viewer", loop_scope="module")
-async def viewer_fixture(browser: Any, site: RunningServer) -> AsyncIterator[Viewer]:
-    """A fresh tab on the module's server, as a user of its own."""
-    tab = await open_viewer(browser, site)
-    yield tab
-    await close_viewer(tab)
-
-
-def expect(target: Any) -> Any:
-    """Playwright's auto-waiting assertions."""
-    from playwright.async_api import expect as playwright_expect
-
-    return playwright_expect(target)
-
-
-async def post_lines(api: httpx.AsyncClient, agent: str, lines: list[Any]) -> dict[str, Any]:
-    response = await api.post(f"/api/agents/{agent}/logs", json=lines)
-    assert response.status_code == 200, response.text
-    result: dict[str, Any] = response.json()
-    return result
 
 
 # ---- sign-in ----------------------------------------------------------------------------------------

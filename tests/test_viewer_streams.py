@@ -10,18 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RunningServer, running_server
-from test_viewer import (  # noqa: F401  (the browser, site and viewer fixtures)
-    VIEWER_SETTINGS,
-    Viewer,
-    browser_fixture,
-    close_viewer,
-    expect,
-    open_viewer,
-    post_lines,
-    site_fixture,
-    viewer_fixture,
-)
+from browsers import VIEWER_SETTINGS, Viewer, close_viewer, expect, open_viewer
+from conftest import RunningServer, post_lines, running_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

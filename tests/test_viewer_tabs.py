@@ -16,18 +16,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import RunningServer, running_server
-from test_viewer import (  # noqa: F401  (the browser, site and viewer fixtures)
-    VIEWER_SETTINGS,
-    Viewer,
-    browser_fixture,
-    close_viewer,
-    expect,
-    open_viewer,
-    post_lines,
-    site_fixture,
-    viewer_fixture,
-)
+from browsers import VIEWER_SETTINGS, Viewer, close_viewer, expect, keys_of, open_viewer, watch
+from conftest import RunningServer, post_lines, running_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -40,23 +30,9 @@ TALL = {"width": 1000, "height": 4000}
 async def new_tab(viewer: Viewer, path: str) -> Any:
     """Another tab in the viewer's browser context (same profile, same cookie), watched for errors."""
     page = await viewer.context.new_page()
-    page.on("pageerror", lambda error: viewer.problems.append(f"uncaught: {error}"))
-    page.on(
-        "console",
-        lambda message: "Content Security Policy" in message.text and viewer.problems.append(f"CSP: {message.text}"),
-    )
+    watch(page, viewer.problems)
     await page.goto(viewer.url(path))
     return page
-
-
-async def keys_of(page: Any) -> list[str]:
-    """The data-key (agent:seq) of every rendered log row of a tab, top to bottom."""
-    keys: list[str] = await page.evaluate(
-        """() => [...document.querySelectorAll('.log .row')]
-            .map((row) => [row.getBoundingClientRect().top, row.dataset.key])
-            .sort((a, b) => a[0] - b[0]).map((pair) => pair[1])"""
-    )
-    return keys
 
 
 async def open_streams(server: RunningServer) -> int:

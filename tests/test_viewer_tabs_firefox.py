@@ -1,15 +1,11 @@
 """Viewer tabs sharing their live data in Firefox ESR (module SharedWorker, EventSource inside it), driven by
-puppeteer-core over WebDriver BiDi as in test_viewer_firefox.py."""
+puppeteer-core over WebDriver BiDi (browsers.py)."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
-
 import pytest
+from browsers import run_in_firefox
 from conftest import ServerFactory
-from test_viewer_firefox import FIREFOX, smoke_setup
 
 TABS = r"""
 import puppeteer from 'puppeteer-core';
@@ -71,27 +67,7 @@ console.log(JSON.stringify(result));
 
 @pytest.mark.timeout(240)
 async def test_firefox_tabs_share_one_stream_and_all_show_their_lines(start_server: ServerFactory) -> None:
-    folder, problem = smoke_setup()
-    if folder is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"the Firefox tabs test must run in CI: {problem}")
-        pytest.skip(problem or "")
-    server = await start_server(**{"streams.retry": "300ms"})
-    script = folder / "viewer-tabs.mjs"
-    script.write_text(TABS)
-    process = await asyncio.create_subprocess_exec(
-        "node",
-        str(script),
-        server.url,
-        server.token("fox-tabs"),
-        FIREFOX,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=folder,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 200)
-    assert process.returncode == 0, err.decode()[-2000:]
-    result = json.loads(out.decode().strip().splitlines()[-1])
+    _, result = await run_in_firefox(start_server, TABS, "fox-tabs", 200)
     assert result["errors"] == []
     assert result["supports"] is True  # Firefox ESR runs the module SharedWorker (and has Web Locks)
     for index in range(6):

@@ -1,4 +1,4 @@
-"""What the reliability suites share: a server child with settings, its memory and descriptors, knobs and figures.
+"""What the reliability suites share: a server child's memory and descriptors, knobs and figures.
 
 Every suite has a short default that CI runs and an environment knob for the long version; each records the
 figures it measured (requests, kills, RSS samples…) as JSON in $SENTRA_RELIABILITY_OUT when that is set, which
@@ -12,19 +12,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from processes import ServerProcess, start_process, write_config
-
 
 def knob(name: str, default: float) -> float:
     """A number from the environment (SENTRA_SOAK_SECONDS…), else the short default."""
     raw = os.environ.get(name, "").strip()
     return float(raw) if raw else default
-
-
-def start_child(directory: Path, **sections: dict[str, object]) -> ServerProcess:
-    """`python server.py` on a free loopback port with the test secret and the given [section] settings."""
-    directory.mkdir(parents=True, exist_ok=True)
-    return start_process(directory / "sentra.db", config=write_config(directory, **sections))
 
 
 def rss_bytes(pid: int) -> int:

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
 import resource
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,7 +29,7 @@ import httpx
 import psutil
 import pytest
 from conftest import make_token
-from processes import ROOT, ServerProcess, free_port, start_process, write_config
+from processes import ServerProcess, free_port, write_config
 
 from .support import knob, record_figures
 
@@ -129,7 +127,7 @@ async def test_kill_9_many_times_under_concurrent_writers_keeps_every_acknowledg
     interrupted = 0
     started = time.monotonic()
     for _ in range(KILLS):
-        proc = start_process(db, port=port, config=config)
+        proc = ServerProcess(db, port=port, config=config).start()
         stop = asyncio.Event()
         tasks = [asyncio.create_task(w.write_until(proc.url, stop)) for w in writers]
         await asyncio.sleep(random.uniform(0.05, 1.0))
@@ -137,7 +135,7 @@ async def test_kill_9_many_times_under_concurrent_writers_keeps_every_acknowledg
         stop.set()
         await asyncio.gather(*tasks)
         interrupted += sum(w.pending is not None for w in writers)
-    proc = start_process(db, port=port, config=config)
+    proc = ServerProcess(db, port=port, config=config).start()
     try:
         # Every batch a crash left unanswered is sent again with its key: stored once, whichever side of the
         # crash its commit fell on.
@@ -249,7 +247,7 @@ async def check_refusal_and_recovery(
 
 async def test_full_disk_refuses_ingest_with_507_and_recovers_when_space_returns(tmp_path: Path) -> None:
     with small_tmpfs(tmp_path / "disk", "3m") as disk:
-        proc = start_process(disk / "sentra.db", config=write_config(tmp_path))
+        proc = ServerProcess(disk / "sentra.db", config=write_config(tmp_path)).start()
         try:
             figures = await check_refusal_and_recovery(proc, lambda: resize(disk, "64m"), (507,))
         finally:
@@ -266,20 +264,7 @@ def start_with_file_size_limit(db: Path, config: Path, limit: int) -> ServerProc
         # Only the soft limit: lifting it again later needs no privilege.
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
 
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "server.py"), "--port", str(port), "--db", str(db), "--config", str(config)],
-        cwd=db.parent,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        preexec_fn=limit_files,
-    )
-    assert process.stdout is not None
-    banner = [process.stdout.readline().rstrip("\n") for _ in range(3)]
-    assert banner[0].startswith("Sentra listening on "), (banner, process.poll())
-    return ServerProcess(process, port, banner)
+    return ServerProcess(db, config=config, preexec_fn=limit_files).start()
 
 
 async def test_file_size_limit_refuses_ingest_with_a_json_error_and_recovers_when_lifted(tmp_path: Path) -> None:

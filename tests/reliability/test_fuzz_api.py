@@ -40,7 +40,7 @@ from schemathesis.specs.openapi import checks as openapi_checks
 
 from sentra.api.openapi import openapi_document
 
-from .support import knob, record_figures, start_child
+from .support import knob, record_figures
 
 EXAMPLES = int(knob("SENTRA_FUZZ_EXAMPLES", 20))
 STREAM_EXAMPLES = max(2, EXAMPLES // 5)
@@ -123,7 +123,7 @@ def with_event_schemas(document: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One server for the module, with an agent the document's example id names, so reads find it."""
-    proc = start_child(tmp_path_factory.mktemp("fuzz"), streams={"heartbeat": "100ms"})
+    proc = ServerProcess.in_folder(tmp_path_factory.mktemp("fuzz"), streams={"heartbeat": "100ms"}).start()
     try:
         headers = {"Authorization": f"Bearer {make_token('alice')}"}
         answer = requests.post(f"{proc.url}/api/agents/run-42/logs", json=["one", "two"], headers=headers, timeout=10)

@@ -22,7 +22,6 @@ from typing import Any
 
 import httpx
 import pytest
-import tornado.httpserver
 import tornado.netutil
 from conftest import SECRET, RunningServer, ServerFactory, make_token, open_stream
 from processes import ServerProcess
@@ -30,10 +29,11 @@ from processes import ServerProcess
 from sentra.app import make_app
 from sentra.auth import TokenService
 from sentra.config import load_config
+from sentra.http.protocol import HTTP1Server
 from sentra.registry import TopicRegistry
 from sentra.storage.sqlite import Store
 
-from .support import open_fds, record_figures, start_child
+from .support import open_fds, record_figures
 
 tried: Counter[str] = Counter()
 
@@ -97,12 +97,12 @@ async def settle_fds(pid: int, baseline: int, within: float = 10) -> int:
 @pytest.fixture
 async def child(tmp_path: Path) -> AsyncIterator[ServerProcess]:
     """A server process with short header and body timeouts and a small per-user stream limit."""
-    proc = start_child(
+    proc = ServerProcess.in_folder(
         tmp_path,
         server={"header_timeout": "1s", "body_timeout": "2s"},
         limits={"max_streams_per_user": 20},
         streams={"heartbeat": "1s"},
-    )
+    ).start()
     try:
         assert await healthy(proc.url)
         await asyncio.sleep(0.2)
@@ -423,9 +423,9 @@ async def viewer_with_symlinks(tmp_path: Path) -> AsyncIterator[str]:
     registry = TopicRegistry()
     store.listener = registry
     app = make_app(config, store, registry, TokenService(config), static_files=files)
-    server = tornado.httpserver.HTTPServer(app)
+    server = HTTP1Server(app, max_body_size=config["limits.max_body_size"])
     sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
-    server.add_sockets(sockets)
+    await server.add_sockets(sockets)
     try:
         yield f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
     finally:

@@ -23,7 +23,7 @@ from processes import ServerProcess
 from sentra.errors import ApiError
 from sentra.lines import LEVELS, parse_body
 
-from .support import knob, record_figures, start_child
+from .support import knob, record_figures
 
 HTTP_EXAMPLES = int(knob("SENTRA_PROPERTY_EXAMPLES", 100))
 MAX_LINE_SIZE = 256 * 1024
@@ -142,7 +142,7 @@ def test_parser_reads_text_lines_exactly_as_written(messages: list[str]) -> None
 @pytest.fixture(scope="module")
 def ingest_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A server child whose line limit is the default 256 KiB."""
-    proc = start_child(tmp_path_factory.mktemp("ingest"))
+    proc = ServerProcess.in_folder(tmp_path_factory.mktemp("ingest")).start()
     try:
         yield proc
     finally:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import httpx
 from conftest import make_token
+from processes import ServerProcess
 
-from .support import rss_bytes, start_child
+from .support import rss_bytes
 
 STREAMS = 10_000
 MiB = 1024 * 1024
@@ -53,7 +54,7 @@ async def settled_rss(pid: int, within: float = 10) -> int:
 
 
 async def test_memory_taken_by_thousands_of_streams_is_given_back_when_they_close(tmp_path: Path) -> None:
-    proc = start_child(tmp_path, limits={"max_streams_per_user": STREAMS * 2})
+    proc = ServerProcess.in_folder(tmp_path, limits={"max_streams_per_user": STREAMS * 2}).start()
     try:
         pid = proc.process.pid
         await asyncio.sleep(0.5)

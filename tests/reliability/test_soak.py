@@ -25,7 +25,7 @@ import httpx
 from conftest import make_token
 from processes import ServerProcess
 
-from .support import knob, open_fds, record_figures, rss_bytes, start_child
+from .support import knob, open_fds, record_figures, rss_bytes
 
 SECONDS = knob("SENTRA_SOAK_SECONDS", 20)
 SUBSCRIBERS = int(knob("SENTRA_SOAK_SUBSCRIBERS", 220))
@@ -211,12 +211,12 @@ async def open_streams(client: httpx.AsyncClient) -> int:
 
 
 async def test_soak_keeps_memory_flat_leaks_no_descriptor_and_answers_no_server_error(tmp_path: Path) -> None:
-    proc = start_child(
+    proc = ServerProcess.in_folder(
         tmp_path,
         streams={"heartbeat": "1s"},
         limits={"subscriber_buffer": 2000},
         retention={"max_lines_per_agent": LINES_PER_AGENT, "interval": "1s"},
-    )
+    ).start()
     pid = proc.process.pid
     tally = Tally()
     try:
