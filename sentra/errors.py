@@ -1,21 +1,18 @@
-"""Typed API errors: handlers raise them, one `write_error` renders {"error": {"code", "message"}}."""
+"""Typed API errors: handlers raise them, Handler.fail (sentra.http.handler) renders {"error": {"code", "message"}}."""
 
 from __future__ import annotations
 
-import tornado.web
 
-
-class ApiError(tornado.web.HTTPError):
-    """An error with an HTTP status, a stable machine code and a message that says what was wrong.
-
-    It is a Tornado HTTPError so that Tornado answers with its status and logs no traceback.
-    """
+class ApiError(Exception):
+    """An error with an HTTP status, a stable machine code and a message that says what was wrong; answered with
+    its status and logged by nobody (it is the client's to read)."""
 
     status = 500
     code = "internal_error"
 
     def __init__(self, message: str, *, code: str | None = None, headers: dict[str, str] | None = None) -> None:
-        super().__init__(self.status)
+        super().__init__(message)
+        self.status_code = self.status
         self.message = message
         if code is not None:
             self.code = code

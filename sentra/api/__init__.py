@@ -1,1 +1,2 @@
-"""The endpoints, one module per resource, on the handlers and checks every endpoint shares (base.py, direct.py)."""
+"""The endpoints, one module per resource, on the handler and checks every endpoint shares (base.py), served from
+one route table (routes.py)."""

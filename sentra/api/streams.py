@@ -9,7 +9,7 @@ from typing import Any
 import tornado.iostream
 
 from sentra import sse
-from sentra.api.base import ApiHandler, BaseHandler
+from sentra.api.base import ApiHandler
 from sentra.api.logs import query_from_arguments
 from sentra.errors import BadRequest, Forbidden, NotFound, TooManyRequests
 from sentra.lines import Line, check_agent_id
@@ -28,11 +28,6 @@ def frame_chunk(data: bytes) -> bytes:
 
 class _Gone(Exception):
     """The client went away or the stream was cut: stop writing."""
-
-
-class StreamPathHandler(BaseHandler):
-    """What the routing table sees of a stream's path (its GET and HEAD are read directly): OPTIONS, and a 405
-    naming those methods for any other."""
 
 
 class StreamHandler(ApiHandler):

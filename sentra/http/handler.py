@@ -197,6 +197,7 @@ class Handler(httputil.HTTPMessageDelegate):
         self._too_large = False
         self._task: asyncio.Future[Any] | None = None  # held, so the request is not collected while it runs
         self._later = False
+        self._refusal: BaseException | None = None  # an error found before the body, answered once it is read
 
     # ---- what subclasses may change --------------------------------------------------------------
 
@@ -513,23 +514,16 @@ class Handler(httputil.HTTPMessageDelegate):
     def headers_received(
         self, start_line: httputil.RequestStartLine | httputil.ResponseStartLine, headers: httputil.HTTPHeaders
     ) -> Awaitable[None] | None:
-        """Check the request line and headers; for a method with a body, set its limit and run before_body."""
+        """Check what the request line and headers show (see _check_head) before any of the body is read."""
         assert isinstance(start_line, httputil.RequestStartLine)
         self.start_line, self.request_headers = start_line, headers
         check_host(start_line, headers)
         if self.watches_close:
             self.connection.set_close_callback(self.on_connection_close)
-        if self.dispatch.action is None or start_line.method in _BODILESS:
-            return None
-        self._limit = self.body_limit()
-        self._chunks = []
-        # A body over the limit is read and dropped for a while, so its sender gets a 413, not a reset mid-upload.
-        self.connection.set_max_body_size(self._limit + DISCARD_ALLOWANCE)
         try:
-            self._path_args = self._decode_path_args()  # an argument that is not UTF-8 is refused before the body too
-            checking = self.before_body()
+            checking = self._check_head()
         except Exception as exc:
-            self.fail(exc)
+            self._refuse_before_body(exc)
             return None
         return None if checking is None else self._checked(checking)
 
@@ -547,6 +541,9 @@ class Handler(httputil.HTTPMessageDelegate):
     def finish(self) -> None:
         """The request is read: answer it."""
         if self.finished:
+            return
+        if self._refusal is not None:
+            self.fail(self._refusal)
             return
         action = self.dispatch.action
         if action is None:
@@ -566,6 +563,34 @@ class Handler(httputil.HTTPMessageDelegate):
 
     # ---- the request's life ----------------------------------------------------------------------
 
+    def _check_head(self) -> Awaitable[None] | None:
+        """Refuse what the request line and headers show, in Tornado's order: a path Sentra does not serve (404), a
+        method no path has (405), a path argument that is not UTF-8 (400); then, for a method that carries a body,
+        set its limit and run before_body (or, for a method this path does not answer, its 413 check)."""
+        dispatch, method = self.dispatch, self.start_line.method
+        if not dispatch.allow:
+            raise NotFound(f"no such path {self.path[:200]!r}", code="not_found")
+        if dispatch.action is None and method not in ALLOW_ORDER:
+            raise self._not_allowed()
+        self._path_args = self._decode_path_args()
+        if method in _BODILESS:
+            return None
+        self._limit = self.body_limit()
+        # A body over the limit is read and dropped for a while, so its sender gets a 413, not a reset mid-upload.
+        self.connection.set_max_body_size(self._limit + DISCARD_ALLOWANCE)
+        if dispatch.action is None:
+            return Handler.before_body(self)
+        self._chunks = []
+        return self.before_body()
+
+    def _refuse_before_body(self, exc: BaseException) -> None:
+        """Answer an error found before the body: at once if a body follows (it is dropped, and the connection
+        closes after the answer, since the client may stop sending it), else once the request is read."""
+        if self.declared_length() or self.request_headers.get_list("Transfer-Encoding"):
+            self.fail(exc)
+        else:
+            self._refusal = exc
+
     def _decode_path_args(self) -> dict[str, str]:
         return {name: path_argument(raw, name) for name, raw in self.raw_path_args.items()}
 
@@ -573,7 +598,7 @@ class Handler(httputil.HTTPMessageDelegate):
         try:
             await checking
         except Exception as exc:
-            self.fail(exc)
+            self._refuse_before_body(exc)
 
     def _answering_done(self, task: asyncio.Future[Any]) -> None:
         self._task = None
@@ -586,20 +611,21 @@ class Handler(httputil.HTTPMessageDelegate):
             self.end()
 
     def _answer_without_action(self) -> None:
-        """OPTIONS, a method the path does not answer, or a path Sentra does not serve."""
+        """OPTIONS, or a method the path does not answer."""
         allow = self.dispatch.allow
-        method = self.start_line.method
-        if not allow:
-            self.fail(NotFound(f"no such path {self.path[:200]!r}", code="not_found"))
-        elif method == "OPTIONS":
-            self.status = 204
-            self.set_header("Allow", allow)
-            for name, value in preflight_headers(self.config, self.header("Origin"), allow):
-                self.set_header(name, value)
-            self.end()
-        else:
-            message = f"{method[:20]} is not a method of this path; it answers {allow}"
-            self.fail(MethodNotAllowed(message, headers={"Allow": allow}))
+        if self.start_line.method != "OPTIONS":
+            self.fail(self._not_allowed())
+            return
+        self.status = 204
+        self.set_header("Allow", allow)
+        for name, value in preflight_headers(self.config, self.header("Origin"), allow):
+            self.set_header(name, value)
+        self.end()
+
+    def _not_allowed(self) -> MethodNotAllowed:
+        allow = self.dispatch.allow
+        message = f"{self.start_line.method[:20]} is not a method of this path; it answers {allow}"
+        return MethodNotAllowed(message, headers={"Allow": allow})
 
     def _fields(self) -> tuple[tuple[str, str], ...]:
         fields = (*self.default_headers(), *self._headers.values())
