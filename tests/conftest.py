@@ -10,6 +10,7 @@ import asyncio
 import io
 import json
 import os
+import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -30,6 +31,10 @@ from sentra.serve import serve
 pytest_plugins = ["processes", "pg_service", "redis_service", "browsers"]
 
 SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
+
+# httpx builds a TLS context for every client it makes (about 25 ms: it loads the CA bundle), and the tests make
+# thousands; they speak plain HTTP to loopback, so one context, never used, serves every client.
+TLS = ssl.create_default_context()
 
 # Property tests draw the same examples every run, so a red run means a change broke something;
 # SENTRA_FUZZ_RANDOM=1 lets them explore new ones.
@@ -72,7 +77,7 @@ class RunningServer:
     def client(self, sub: str | None = "alice", **kwargs: Any) -> httpx.AsyncClient:
         """An HTTP client on this server, authenticated as `sub` (None: no credentials)."""
         headers = self.headers(sub) if sub is not None else {}
-        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=10.0, **kwargs)
+        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=10.0, verify=TLS, **kwargs)
 
     async def shutdown(self) -> None:
         """Stop the server as SIGTERM would, and wait for it."""

@@ -20,7 +20,7 @@ from typing import IO, Any
 
 import httpx
 import pytest
-from conftest import SECRET, make_token
+from conftest import SECRET, TLS, make_token
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = (sys.executable, str(ROOT / "server.py"))
@@ -163,7 +163,7 @@ class ServerProcess:
     def client(self, sub: str = "alice", token: str | None = None) -> httpx.AsyncClient:
         """An HTTP client on this server, as `sub` (or with `token`)."""
         headers = {"Authorization": f"Bearer {token or self.token(sub)}"}
-        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=10.0)
+        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=10.0, verify=TLS)
 
     def agent_env(self, sub: str | None = "alice", **extra: str) -> dict[str, str]:
         """Environment for an agent-side child (`sentra run`, a script) that talks to this server as `sub`."""
@@ -177,14 +177,14 @@ class ServerProcess:
     def get(self, path: str, sub: str = "alice", **params: Any) -> Any:
         """GET an API path as `sub` (with httpx, independent of the client under test); the JSON answer."""
         headers = {"Authorization": f"Bearer {self.token(sub)}"}
-        response = httpx.get(self.url + path, headers=headers, params=params, timeout=10.0)
+        response = httpx.get(self.url + path, headers=headers, params=params, timeout=10.0, verify=TLS)
         response.raise_for_status()
         return response.json()
 
     def send(self, method: str, path: str, body: Any, sub: str = "alice") -> httpx.Response:
         """A write request as `sub`, with httpx."""
         headers = {"Authorization": f"Bearer {self.token(sub)}"}
-        return httpx.request(method, self.url + path, json=body, headers=headers, timeout=10.0)
+        return httpx.request(method, self.url + path, json=body, headers=headers, timeout=10.0, verify=TLS)
 
     def history(self, agent_id: str) -> list[dict[str, Any]]:
         """Every stored line of an agent, in seq order."""
