@@ -7,6 +7,7 @@ import itertools
 import time
 from typing import Any
 
+import pytest
 from conftest import RunningServer, ServerFactory, SSEReader, make_token, open_stream
 
 
@@ -76,6 +77,7 @@ async def test_other_users_agents_never_appear(server: RunningServer) -> None:
         assert ids(await next_data(reader)) == ["mine"]
 
 
+@pytest.mark.slow  # waits out the once-a-second activity
 async def test_line_activity_is_sent_at_most_once_a_second_and_the_last_count_arrives(server: RunningServer) -> None:
     async with server.client("alice") as alice, open_stream(alice, "/api/agent-events") as reader:
         await next_data(reader)
@@ -133,6 +135,7 @@ async def test_label_feed_picks_up_new_matches_and_drops_agents_relabelled_away(
             assert ids(done) == ["late"] and done["agents"][0]["status"] == "completed"
 
 
+@pytest.mark.slow  # waits for a token to expire
 async def test_feed_ends_with_a_reason_when_the_token_expires(server: RunningServer) -> None:
     token = make_token("alice", exp=int(time.time()) + 2)
     async with server.client(None) as client:
@@ -144,6 +147,7 @@ async def test_feed_ends_with_a_reason_when_the_token_expires(server: RunningSer
             assert await reader.next() is None
 
 
+@pytest.mark.slow  # waits for a token to expire
 async def test_busy_agent_does_not_keep_an_expired_token_alive(server: RunningServer) -> None:
     token = make_token("alice", exp=int(time.time()) + 2)
     async with server.client("alice") as writer, server.client(None) as client:

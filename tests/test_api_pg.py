@@ -15,6 +15,8 @@ from sentra.config import load_config
 from sentra.serve import StartupError
 from sentra.storage.open import revoke_token
 
+pytestmark = pytest.mark.slow  # PostgreSQL
+
 TIMES = ("created_at", "updated_at", "last_line_at", "ts")
 
 

@@ -489,6 +489,7 @@ async def wait_for_status(server: RunningServer, headers: dict[str, str], path: 
     return seen
 
 
+@pytest.mark.slow  # waits for the revocation check
 async def test_revoked_token_is_refused_within_seconds(
     server: RunningServer, alices_agent: str, tmp_path: Path
 ) -> None:
@@ -522,6 +523,7 @@ async def test_revoked_token_is_refused_within_seconds(
     assert (await status_of(server, "GET", f"/api/agents/{alices_agent}", server.headers("alice"))).status_code == 200
 
 
+@pytest.mark.slow  # waits for the revocation check
 async def test_revocation_ends_an_open_stream_and_its_tickets(server: RunningServer, alices_agent: str) -> None:
     from sentra.storage.sqlite import revoke_token_offline
 

@@ -23,6 +23,8 @@ from load import open_publishers  # noqa: E402
 from sustained import at_rates, judge, rung  # noqa: E402
 from wire import SseSubscriber, Tally, Target, marked_line  # noqa: E402
 
+pytestmark = pytest.mark.slow  # the benchmark's tools against a server child
+
 
 @pytest.fixture
 def sentra(tmp_path: Path) -> Iterator[ServerProcess]:

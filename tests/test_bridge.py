@@ -22,6 +22,8 @@ from redis_service import RedisServer
 
 from sentra.bridge import LOCK_TTL_MS, RENEW_EVERY
 
+pytestmark = pytest.mark.slow  # Redis, and server children
+
 # On default settings bridged agents belong to whoever runs Sentra: the user its printed token is for.
 LOCAL_USER = getpass.getuser()
 STEADY_FOR = 0.2

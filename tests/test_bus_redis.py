@@ -18,6 +18,8 @@ from sentra.lines import Line, NewLine
 from sentra.registry import AgentUpdate, Item, Resync, Subscription, TopicRegistry
 from sentra.storage.sqlite import Store
 
+pytestmark = pytest.mark.slow  # Redis
+
 
 @dataclass
 class Node:

@@ -10,6 +10,8 @@ from processes import ServerProcess, TailProcess, cli, finish, free_port, post_l
 
 from sentra.cli import main
 
+pytestmark = pytest.mark.slow  # server and `sentra` command children
+
 
 def test_run_passes_output_through_records_both_sources_fails_and_exits_3(sentra: ServerProcess) -> None:
     result = cli(sentra, "run", "--agent", "run-fail", "--", "sh", "-c", "echo out; echo err >&2; exit 3")

@@ -19,6 +19,8 @@ from processes import ROOT, ServerProcess
 
 from sentra.client import Client
 
+pytestmark = pytest.mark.slow  # server children
+
 
 class AnswerSwallowingRelay:
     """A loopback TCP relay to the server that forwards the first ingest request, then swallows its answer

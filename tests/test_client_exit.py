@@ -18,6 +18,8 @@ from processes import ServerProcess
 
 from sentra.client import MAX_LINE_SIZE, Client
 
+pytestmark = pytest.mark.slow  # server and script children
+
 EXIT_BOUND = 12.0  # seconds a script may take to exit with a dead server: the client's 5 s flush, and start-up
 
 

@@ -22,6 +22,8 @@ from processes import ServerProcess
 
 from sentra.client import LIMITS_TIMEOUT, MAX_LINE_SIZE, Client
 
+pytestmark = pytest.mark.slow  # server and script children
+
 SMALL_LINE = 8 * 1024
 
 

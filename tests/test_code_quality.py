@@ -8,6 +8,8 @@ import sys
 import pytest
 from processes import ROOT
 
+pytestmark = pytest.mark.slow  # ruff and mypy over the whole tree
+
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ import tornado.netutil
 import tornado.web
 from conftest import RunningServer, running_server
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]  # a real browser
 
 # The app's page: two calls as a browser app makes them, each giving back what the page could read of the answer.
 APP_PAGE = b"""<!doctype html>

@@ -14,6 +14,8 @@ import pytest
 from conftest import make_token, open_stream, seqs_of
 from processes import ROOT, ServerProcess, free_port
 
+pytestmark = pytest.mark.slow  # nginx, PostgreSQL, Redis and two server children
+
 DEPLOY_DOC = ROOT / "docs" / "deploy.md"
 
 

@@ -15,6 +15,8 @@ import pytest
 from conftest import make_token
 from processes import ROOT, ServerProcess, write_config
 
+pytestmark = pytest.mark.slow  # server children killed and restarted
+
 WRITERS = 4
 KILLS = 3
 

@@ -9,10 +9,13 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from conftest import messages
 from processes import ServerProcess
 
 from sentra.client import SentraHandler
+
+pytestmark = pytest.mark.slow  # server and script children
 
 
 def test_record_becomes_a_line_with_level_logger_exception_and_extra(sentra: ServerProcess) -> None:

@@ -699,6 +699,7 @@ def _report(case: Case, problems: list[str], outcomes: dict[str, Outcome]) -> st
     return f"{case.data!r} cut at {sorted(set(case.cuts))}\n" + "\n".join(problems) + "\n" + readings
 
 
+@pytest.mark.slow  # 1,500 generated streams through three parsers
 @pytest.mark.parametrize("event_loop_of_module", ["uvloop"], indirect=True)
 def test_sentra_reads_generated_streams_as_tornado_and_llhttp_do(
     event_loop_of_module: asyncio.AbstractEventLoop,

@@ -271,6 +271,7 @@ async def test_seqs_continue_across_requests(alice: httpx.AsyncClient) -> None:
     assert (agent["line_count"], agent["last_seq"], agent["status"], agent["owner"]) == (3, 3, "running", "alice")
 
 
+@pytest.mark.slow  # a thousand requests from 20 clients
 async def test_concurrent_ingest_gets_gap_free_disjoint_seqs(server: RunningServer) -> None:
     clients, requests_each = 20, 50
     ranges: list[tuple[int, int, list[str]]] = []
@@ -521,6 +522,7 @@ async def test_overlong_idempotency_key_is_400(alice: httpx.AsyncClient) -> None
     assert error["code"] == "invalid_idempotency_key" and "1-255" in error["message"]
 
 
+@pytest.mark.slow  # 1,200 commits of 24 KB lines
 async def test_many_small_commits_keep_the_wal_file_small(server: RunningServer, alice: httpx.AsyncClient) -> None:
     # Small batches are committed on the event loop with SQLite's auto-checkpoint off, and checkpoint passes
     # beside the commits rarely find the WAL all copied: the store must still start it over, or it grows with

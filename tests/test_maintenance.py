@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import closing
 from pathlib import Path
 
+import pytest
 from conftest import RunningServer, ServerFactory, open_stream
 
 
@@ -21,6 +22,7 @@ async def _wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float = 1
     raise AssertionError("condition not met in time")
 
 
+@pytest.mark.slow  # waits out an agent's silence timeout
 async def test_silent_agent_is_failed_with_reason_timeout_and_its_stream_ends(start_server: ServerFactory) -> None:
     server: RunningServer = await start_server(**{"agents.timeout": "1s"})
     async with server.client("alice") as client:
@@ -59,6 +61,7 @@ async def test_retention_keeps_the_newest_lines_per_agent(start_server: ServerFa
         assert answer.json()["first_seq"] == 26
 
 
+@pytest.mark.slow  # waits for retention passes
 async def test_retention_deletes_finished_agents_past_max_age_but_not_running_ones(
     start_server: ServerFactory,
 ) -> None:
@@ -75,6 +78,7 @@ async def test_retention_deletes_finished_agents_past_max_age_but_not_running_on
         assert (await client.get("/api/agents/live")).status_code == 200
 
 
+@pytest.mark.slow  # waits for retention passes
 async def test_a_database_from_an_earlier_version_keeps_its_agents_and_retention_still_finds_finished_ones(
     start_server: ServerFactory, tmp_path: Path
 ) -> None:

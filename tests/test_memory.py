@@ -14,6 +14,7 @@ from sentra import memory
 from sentra.memory import MemoryReturn
 
 
+@pytest.mark.slow  # waits for the memory release
 async def test_memory_is_released_once_most_connections_closed_and_the_closing_stopped() -> None:
     returner = MemoryReturn(after=3)
     for still_open in (10, 9, 8):

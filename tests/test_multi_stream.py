@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 from conftest import (
     Event,
     RunningServer,
@@ -159,6 +160,7 @@ async def test_multi_stream_refuses_other_users_agents_and_missing_arguments(ser
         assert bad_cursor.status_code == 400
 
 
+@pytest.mark.slow  # waits for the revocation check
 async def test_revoking_the_token_ends_the_multi_stream(server: RunningServer) -> None:
     jti = uuid.uuid4().hex
     token = make_token("alice", jti=jti)

@@ -101,6 +101,7 @@ def pyz_command(pyz: Path, *args: str) -> list[str]:
     return [sys.executable, "-I", "-S", str(pyz), *args]
 
 
+@pytest.mark.slow  # builds sentra.pyz, runs it as a child
 async def test_pyz_alone_in_an_empty_directory_takes_a_line_streams_it_and_serves_the_viewer(
     pyz: Path, config: Path, tmp_path: Path, server: RunningServer
 ) -> None:
@@ -123,6 +124,7 @@ async def test_pyz_alone_in_an_empty_directory_takes_a_line_streams_it_and_serve
     assert not [name for name in zipfile.ZipFile(pyz).namelist() if name.startswith("uvloop/")], "compiled only"
 
 
+@pytest.mark.slow  # builds sentra.pyz, runs it as a child
 def test_pyz_runs_token_create_run_and_tail_like_the_sentra_command(pyz: Path, config: Path, tmp_path: Path) -> None:
     db = tmp_path / "pyz.db"
 
@@ -147,6 +149,7 @@ def test_pyz_runs_token_create_run_and_tail_like_the_sentra_command(pyz: Path, c
         assert [line.split(None, 2)[2] for line in tailed.stdout.splitlines()] == ["stdout built in one file"]
 
 
+@pytest.mark.slow  # builds sentra.pyz, runs it as a child
 def test_pyz_without_the_crypto_backend_refuses_rs256_at_start_in_one_line(pyz: Path, tmp_path: Path) -> None:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -163,6 +166,7 @@ def test_pyz_without_the_crypto_backend_refuses_rs256_at_start_in_one_line(pyz: 
     assert len(err.splitlines()) == 1 and "cryptography" in err and "RS256" in err
 
 
+@pytest.mark.slow  # builds sentra.pyz, runs it as a child
 def test_pyz_refuses_postgresql_and_redis_settings_in_one_line(pyz: Path, tmp_path: Path) -> None:
     scaled = write_config(tmp_path, storage={"url": "postgresql://sentra@127.0.0.1:1/sentra"})
     done = subprocess.run(
@@ -177,6 +181,7 @@ def test_pyz_refuses_postgresql_and_redis_settings_in_one_line(pyz: Path, tmp_pa
     assert done.stderr == "sentra: storage.url needs the Python package asyncpg: pip install 'sentra[scale]'\n"
 
 
+@pytest.mark.slow  # builds a wheel, installs it in a venv
 async def test_wheel_in_a_fresh_venv_serves_the_viewer_from_any_directory(
     tmp_path: Path, config: Path, server: RunningServer
 ) -> None:

@@ -13,6 +13,8 @@ from redis_service import RedisServer
 from sentra.ratelimit import redis_limit
 from sentra.ratelimit.redis_limit import RedisRateLimiter
 
+pytestmark = pytest.mark.slow  # Redis
+
 
 @pytest.fixture
 async def limiters(redis_url: str, bus_prefix: str) -> AsyncIterator[tuple[RedisRateLimiter, RedisRateLimiter]]:

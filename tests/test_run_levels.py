@@ -86,6 +86,7 @@ def test_an_exception_group_traceback_ends_at_the_first_unindented_line() -> Non
     assert [reader.level(line) for line in output] == [*["ERROR"] * 6, "INFO"]
 
 
+@pytest.mark.slow  # server and `sentra run` children
 def test_run_files_lines_at_the_level_of_their_prefix_and_a_traceback_at_error(
     sentra: ServerProcess, tmp_path: Path
 ) -> None:
@@ -127,6 +128,7 @@ def test_run_files_lines_at_the_level_of_their_prefix_and_a_traceback_at_error(
     assert sentra.get("/api/agents/run-levels")["status"] == "failed"
 
 
+@pytest.mark.slow  # server and `sentra run` children
 def test_run_cuts_an_over_long_line_between_characters_and_it_reads_back_whole(
     sentra: ServerProcess, tmp_path: Path
 ) -> None:
@@ -142,6 +144,7 @@ def test_run_cuts_an_over_long_line_between_characters_and_it_reads_back_whole(
     assert max(len(piece.encode()) for piece in pieces) <= MAX_LINE_SIZE
 
 
+@pytest.mark.slow  # server and `sentra run` children
 def test_run_with_a_dead_server_says_in_one_line_how_many_lines_were_not_delivered(sentra: ServerProcess) -> None:
     with socket.socket() as dead:  # bound, not listening: refuses, and no other process can take the port
         dead.bind(("127.0.0.1", 0))

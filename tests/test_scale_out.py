@@ -16,6 +16,8 @@ import pytest
 from conftest import make_token, messages_of, open_stream, read_lines, seqs_of
 from processes import ROOT, ServerProcess, write_config
 
+pytestmark = pytest.mark.slow  # PostgreSQL, Redis and two server children
+
 
 async def test_a_line_ingested_on_one_process_reaches_a_watcher_of_the_other(pair: list[ServerProcess]) -> None:
     a, b = pair

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+import pytest
 from conftest import Event, RunningServer, ServerFactory, SSEReader, make_token, open_stream
 
 SEED001_DATA_KEYS = {"level", "message", "source", "request_id", "timestamp", "log_source"}
@@ -236,6 +237,7 @@ async def test_seed000_hook_shows_the_whole_text_and_stops_on_final(server: Runn
             assert stream.response.status_code == 204
 
 
+@pytest.mark.slow  # waits for a token to expire
 async def test_seed001_stream_ends_with_end_event_when_the_token_expires(server: RunningServer) -> None:
     short = make_token("alice", exp=int(time.time()) + 2)
     async with server.client("alice") as alice, server.client(None) as dashboard:

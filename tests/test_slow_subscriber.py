@@ -13,6 +13,7 @@ import socket
 import time
 
 import httpx
+import pytest
 from conftest import ServerFactory, make_token, open_stream
 
 TOTAL = 50_000
@@ -92,6 +93,7 @@ async def overflow_cuts(client: httpx.AsyncClient) -> float:
     return float(match.group(1)) if match else 0.0
 
 
+@pytest.mark.slow  # fills a subscriber's buffer over seconds
 async def test_non_reading_subscriber_is_cut_while_others_get_every_line(start_server: ServerFactory) -> None:
     server = await start_server(**{"limits.subscriber_buffer": 1000})
     path = "/api/agents/flood/logs/stream"
@@ -168,6 +170,7 @@ async def test_reader_that_keeps_up_is_not_cut_by_a_batch_larger_than_the_buffer
         assert await overflow_cuts(alice) == 0
 
 
+@pytest.mark.slow  # pours lines in over a second
 async def test_replay_while_lines_pour_in_is_not_cut_and_misses_nothing(start_server: ServerFactory) -> None:
     # A reader replaying a long history is not slow: lines that arrive meanwhile must not get it cut.
     server = await start_server(**{"limits.subscriber_buffer": 50})

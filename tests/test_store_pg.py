@@ -21,6 +21,8 @@ from sentra.storage.base import LineQuery
 from sentra.storage.postgres import PostgresStore, mask_password, revoke_token_pg
 from sentra.storage.sqlite import Store
 
+pytestmark = pytest.mark.slow  # PostgreSQL
+
 StoreFactory = Callable[..., Awaitable[PostgresStore]]
 
 

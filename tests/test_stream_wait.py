@@ -218,6 +218,7 @@ def sentra_child(tmp_path: Path) -> Iterator[ServerProcess]:
         process.terminate()
 
 
+@pytest.mark.slow  # a server child and curl
 def test_the_readme_walkthrough_runs_as_written(sentra_child: ServerProcess, tmp_path: Path) -> None:
     assert shutil.which("curl"), "the README's walkthrough needs curl"
     script = walkthrough_script()
@@ -244,6 +245,7 @@ def test_the_readme_walkthrough_runs_as_written(sentra_child: ServerProcess, tmp
 # ---- PostgreSQL and Redis: two processes ------------------------------------------------------------------
 
 
+@pytest.mark.slow  # PostgreSQL, Redis and two server children
 async def test_a_waiting_stream_on_one_process_gets_an_agent_created_through_the_other(
     pair: list[ServerProcess],
 ) -> None:

@@ -78,6 +78,7 @@ async def test_stream_sends_sse_headers_and_retry_hint(alice: httpx.AsyncClient)
         assert stream.retry == 2000  # the default streams.retry of 2 s, in milliseconds
 
 
+@pytest.mark.slow  # waits for heartbeats
 async def test_idle_stream_gets_heartbeat_comments(start_server: ServerFactory) -> None:
     server = await start_server(**{"streams.heartbeat": "200ms"})
     async with server.client("alice") as alice:
@@ -274,6 +275,7 @@ async def test_resume_older_than_retention_says_how_many_lines_were_skipped(star
     assert seqs_of([event]) == list(range(41, 51))
 
 
+@pytest.mark.slow  # waits for a token to expire
 async def test_stream_ends_with_token_expired_event_when_the_token_expires(server: RunningServer) -> None:
     short = make_token("alice", exp=int(time.time()) + 3)
     async with server.client("alice") as alice:
@@ -289,6 +291,7 @@ async def test_stream_ends_with_token_expired_event_when_the_token_expires(serve
     assert last["reason"] == "token_expired"
 
 
+@pytest.mark.slow  # waits for the revocation check
 async def test_revoking_the_token_of_an_open_stream_ends_it(server: RunningServer) -> None:
     jti = uuid.uuid4().hex
     token = make_token("alice", jti=jti)
@@ -318,6 +321,7 @@ async def test_stream_ticket_opens_the_stream_through_the_url(server: RunningSer
         assert (await anonymous.get(stream_path("other"), params={"token": ticket})).status_code == 403
 
 
+@pytest.mark.slow  # waits for the revocation check
 @pytest.mark.parametrize("revoked", ["ticket", "parent token"])
 async def test_revoking_a_ticket_or_its_parent_token_ends_the_ticket_stream(
     server: RunningServer, revoked: str
@@ -350,6 +354,7 @@ async def test_deleting_the_agent_ends_its_stream(alice: httpx.AsyncClient) -> N
     assert (await alice.get(stream_path("gone"))).status_code == 404
 
 
+@pytest.mark.slow  # waits out an agent's silence timeout
 async def test_silent_agent_times_out_and_its_stream_ends(start_server: ServerFactory) -> None:
     server = await start_server(**{"agents.timeout": "1s"})
     async with server.client("alice") as alice:

@@ -118,6 +118,7 @@ def test_access_lines_written_without_a_log_record_read_as_the_formatter_writes_
         handler.close()
 
 
+@pytest.mark.slow  # a server child
 async def test_access_log_of_the_server_process_keeps_every_line_through_shutdown(tmp_path: Path) -> None:
     proc = ServerProcess(tmp_path / "sentra.db", config=write_config(tmp_path, server={"access_log": True})).start()
     try:
@@ -133,6 +134,7 @@ async def test_access_log_of_the_server_process_keeps_every_line_through_shutdow
     assert "WARNING sentra.access: 404 GET /api/nothing-here" in lines[-1]
 
 
+@pytest.mark.slow  # a server child
 async def test_server_started_as_the_readme_says_prints_a_token_that_works(tmp_path: Path) -> None:
     proc = ServerProcess(tmp_path / "sentra.db", config=write_config(tmp_path)).start()
     try:

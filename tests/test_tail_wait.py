@@ -5,7 +5,10 @@ from __future__ import annotations
 import time
 
 import httpx
+import pytest
 from processes import ServerProcess, TailProcess, cli, finish, post_line
+
+pytestmark = pytest.mark.slow  # server and `sentra tail` children
 
 
 def wait_until_streaming(server: ServerProcess, tail: TailProcess) -> None:

@@ -12,7 +12,7 @@ import pytest
 from browsers import PHONE, VIEWER_SETTINGS, Viewer, close_viewer, expect, open_viewer
 from conftest import RunningServer, post_lines, running_server
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]  # a real browser
 
 
 # ---- sign-in ----------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import pytest
 from browsers import VIEWER_SETTINGS, Viewer, close_viewer, expect, open_viewer
 from conftest import RunningServer, post_lines, running_server
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]  # a real browser
 
 # A frame that takes longer than this means the page froze (a non-virtualised 100,000-line DOM takes seconds).
 FROZEN_FRAME_MS = 750

@@ -19,7 +19,7 @@ import pytest
 from browsers import VIEWER_SETTINGS, Viewer, close_viewer, expect, keys_of, open_viewer, watch
 from conftest import RunningServer, post_lines, running_server
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]  # a real browser
 
 # "Within seconds": how long a tab may take to show a line after it was posted.
 LIVE_MS = 5_000

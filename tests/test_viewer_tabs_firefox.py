@@ -7,6 +7,8 @@ import pytest
 from browsers import run_in_firefox
 from conftest import ServerFactory
 
+pytestmark = pytest.mark.slow  # a real browser
+
 TABS = r"""
 import puppeteer from 'puppeteer-core';
 const [base, token, firefox] = process.argv.slice(2);

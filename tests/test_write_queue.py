@@ -36,7 +36,7 @@ async def postgresql_storage(pg_url: str) -> AsyncIterator[Storage]:
     await store.close()
 
 
-@pytest.fixture(params=["sqlite_storage", "postgresql_storage"])
+@pytest.fixture(params=["sqlite_storage", pytest.param("postgresql_storage", marks=pytest.mark.slow)])
 def storage(request: pytest.FixtureRequest) -> Storage:
     opened: Storage = request.getfixturevalue(request.param)
     return opened

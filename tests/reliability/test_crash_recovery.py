@@ -33,6 +33,8 @@ from processes import ServerProcess, free_port, write_config
 
 from .support import knob, record_figures
 
+pytestmark = pytest.mark.slow  # server children killed and starved of disk
+
 KILLS = int(knob("SENTRA_KILLS", 8))
 WRITERS = 6
 AGENTS = 3  # writers share agents, so concurrent batches of one agent are numbered by one group commit

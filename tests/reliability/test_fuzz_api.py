@@ -42,6 +42,8 @@ from sentra.api.openapi import openapi_document
 
 from .support import knob, record_figures
 
+pytestmark = pytest.mark.slow  # schemathesis fuzzing a server child
+
 EXAMPLES = int(knob("SENTRA_FUZZ_EXAMPLES", 20))
 STREAM_EXAMPLES = max(2, EXAMPLES // 5)
 # Stateful scenarios, the most steps in one, and the most runs of them (a run may stop early: see the test).

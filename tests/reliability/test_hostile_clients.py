@@ -35,6 +35,8 @@ from sentra.storage.sqlite import Store
 
 from .support import open_fds, record_figures
 
+pytestmark = pytest.mark.slow  # a server child under hostile clients
+
 tried: Counter[str] = Counter()
 
 

@@ -25,6 +25,8 @@ from sentra.lines import LEVELS, parse_body
 
 from .support import knob, record_figures
 
+pytestmark = pytest.mark.slow  # property tests against a server child
+
 HTTP_EXAMPLES = int(knob("SENTRA_PROPERTY_EXAMPLES", 100))
 MAX_LINE_SIZE = 256 * 1024
 CONTENT_TYPES = [

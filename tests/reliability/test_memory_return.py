@@ -8,10 +8,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from conftest import make_token
 from processes import ServerProcess
 
 from .support import rss_bytes
+
+pytestmark = pytest.mark.slow  # a server child's memory, measured
 
 STREAMS = 10_000
 MiB = 1024 * 1024

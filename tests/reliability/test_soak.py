@@ -22,10 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import pytest
 from conftest import make_token
 from processes import ServerProcess
 
 from .support import knob, open_fds, record_figures, rss_bytes
+
+pytestmark = pytest.mark.slow  # a soak of a server child
 
 SECONDS = knob("SENTRA_SOAK_SECONDS", 20)
 SUBSCRIBERS = int(knob("SENTRA_SOAK_SUBSCRIBERS", 220))
