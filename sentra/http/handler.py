@@ -23,7 +23,7 @@ import logging
 import re
 import time
 import urllib.parse
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -172,18 +172,41 @@ class Handler(httputil.HTTPMessageDelegate):
     ended when the method returns is ended with what it holds (status, headers, empty body), unless the method
     called answer_later."""
 
+    # Thousands of these stay open as event streams: their own state in slots, not in each instance's dict.
+    __slots__ = (
+        "_arguments",
+        "_chunks",
+        "_cookies",
+        "_headers",
+        "_later",
+        "_limit",
+        "_refusal",
+        "_size",
+        "_task",
+        "_too_large",
+        "config",
+        "connection",
+        "dispatch",
+        "finished",
+        "headers_sent",
+        "path_args",
+        "request_headers",
+        "services",
+        "start_line",
+        "started",
+        "status",
+    )
+
     start_line: httputil.RequestStartLine
     request_headers: httputil.HTTPHeaders
 
-    def __init__(
-        self, services: Services, connection: Exchange, dispatch: Dispatch, path_args: Mapping[str, str]
-    ) -> None:
+    def __init__(self, services: Services, connection: Exchange, dispatch: Dispatch, path_args: dict[str, str]) -> None:
         self.services = services
         self.config: Config = services.config  # the server's settings
         self.connection = connection
         self.dispatch = dispatch
-        self.raw_path_args = path_args  # as sent (percent-encoded)
-        self._path_args: dict[str, str] | None = None
+        # The path's arguments: as sent (percent-encoded), then decoded in place before the method runs.
+        self.path_args = path_args
         self.started = time.time()
         self.status = 200
         self.headers_sent = False
@@ -254,13 +277,6 @@ class Handler(httputil.HTTPMessageDelegate):
     def protocol(self) -> str:
         """The scheme the request came over: "http" (TLS ends before Sentra)."""
         return str(self.connection.context.protocol)
-
-    @property
-    def path_args(self) -> dict[str, str]:
-        """The path's arguments, percent-decoded and read as UTF-8 (BadRequest naming one that is not)."""
-        if self._path_args is None:
-            self._path_args = self._decode_path_args()
-        return self._path_args
 
     def header(self, name: str) -> str | None:
         """A request header's value (repeated fields joined by commas), or None if it was not sent.
@@ -411,6 +427,7 @@ class Handler(httputil.HTTPMessageDelegate):
             return self.connection.write(data)
         self.headers_sent = True
         start, headers = status_line(self.status), answer_headers(self._fields(), time.time())
+        self._headers.clear()  # sent: an event stream need not hold them for its life
         if self.start_line.method != "HEAD":
             return self.connection.write_headers(start, headers, data)
         self.connection.write_headers(start, headers).add_done_callback(_look_at)
@@ -572,7 +589,9 @@ class Handler(httputil.HTTPMessageDelegate):
             raise NotFound(f"no such path {self.path[:200]!r}", code="not_found")
         if dispatch.action is None and method not in ALLOW_ORDER:
             raise self._not_allowed()
-        self._path_args = self._decode_path_args()
+        path_args = self.path_args
+        for name, raw in path_args.items():
+            path_args[name] = path_argument(raw, name)
         if method in _BODILESS:
             return None
         self._limit = self.body_limit()
@@ -590,9 +609,6 @@ class Handler(httputil.HTTPMessageDelegate):
             self.fail(exc)
         else:
             self._refusal = exc
-
-    def _decode_path_args(self) -> dict[str, str]:
-        return {name: path_argument(raw, name) for name, raw in self.raw_path_args.items()}
 
     async def _checked(self, checking: Awaitable[None]) -> None:
         try:

@@ -10,7 +10,7 @@ request object, since a one-line POST and the opening of a stream are Sentra's h
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import tornado.routing
 from tornado import httputil
@@ -100,7 +100,7 @@ class Router(tornado.routing.Router):
         dispatch, arguments = self.dispatch(start_line.method, start_line.path)
         return dispatch.handler(self.services, connection, dispatch, arguments)
 
-    def dispatch(self, method: str, target: str) -> tuple[Dispatch, Mapping[str, str]]:
+    def dispatch(self, method: str, target: str) -> tuple[Dispatch, dict[str, str]]:
         """What answers `method` on the request target `target`, and the path's arguments (percent-encoded)."""
         end = target.find("?")
         found = self._regex.fullmatch(target if end < 0 else target[:end])
