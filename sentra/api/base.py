@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 from sentra.auth import LOCAL_PRINCIPAL, Principal, TokenService
 from sentra.config import Config
 from sentra.errors import Forbidden, NotFound, Unauthorized
-from sentra.http.handler import JSON_TYPE, Handler
+from sentra.http.answers import JSON_TYPE
+from sentra.http.handler import Handler
 from sentra.lines import check_agent_id
 from sentra.metrics import Metrics
 from sentra.models import Agent

@@ -14,7 +14,7 @@ from collections.abc import Awaitable
 from sentra.api.agents import MAX_NAME_LENGTH
 from sentra.api.base import ApiHandler
 from sentra.errors import BadRequest, TooManyRequests
-from sentra.http.handler import JSON_TYPE
+from sentra.http.answers import JSON_TYPE
 from sentra.lines import NewLine, check_agent_id, parse_body
 from sentra.models import Agent, AppendResult
 from sentra.storage.appends import AppendJob

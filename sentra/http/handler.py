@@ -8,33 +8,39 @@ OPTIONS is 204 with Allow (and a CORS pre-flight's grant for a listed origin), a
 path's methods. Errors raised are rendered here as {"error": {"code", "message"}}, every answer gets the default and
 CORS headers here, and every answer is written to the access log here.
 
-Tornado's RequestHandler did all this for the cold endpoints, with an object per request of headers, arguments,
-transforms and UI modules and a task for every request; a delegate of this size serves a one-line POST in a third of
-the time, and an open event stream holds one small object (bench/run.py, ingest and fan-out scenarios).
+Tornado's RequestHandler did this for the JSON endpoints, with a request object, header, argument and transform
+objects and a task per request: GET /api/agents/{id} now takes a third of the CPU it took (31-39 us against 89-108 us
+per request, in one process on a 2-core EPYC), and an open event stream holds one small object (slots below).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import http.cookies
 import json
 import logging
 import re
 import time
-import urllib.parse
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import tornado.iostream
 from tornado import httputil
-from tornado.escape import parse_qs_bytes
 
-from sentra.errors import ApiError, BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge
+from sentra.errors import ApiError, MethodNotAllowed, NotFound, PayloadTooLarge
 from sentra.http.access_log import log_access
+from sentra.http.answers import (
+    JSON_TYPE,
+    error_answer,
+    etag_matches,
+    preflight_headers,
+    set_cookie_value,
+    standard_headers,
+)
 from sentra.http.exchange import Exchange
 from sentra.http.heads import answer_headers, status_line, whole_answer_head
+from sentra.http.reading import RequestReading, check_host, path_argument
 
 if TYPE_CHECKING:
     from sentra.config import Config
@@ -42,8 +48,6 @@ if TYPE_CHECKING:
 
 app_log = logging.getLogger("tornado.application")
 
-JSON_TYPE = "application/json; charset=utf-8"
-INTERNAL_ERROR = "internal server error; the server logged the details"
 # The methods a handler may define, as `get`, `post`, ...; and the order Allow names a path's methods in.
 HANDLER_METHODS = ("GET", "POST", "PATCH", "PUT", "DELETE")
 ALLOW_ORDER = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
@@ -54,105 +58,9 @@ JSON_BODY_LIMIT = 1024 * 1024
 # A body over its limit is read and dropped up to this much more, so its sender gets a 413 rather than a connection
 # reset in the middle of its upload.
 DISCARD_ALLOWANCE = 64 * 1024 * 1024
-MAX_QUERY_FIELDS = 1000  # the fields of a query string, as Tornado's request object limits them
-MAX_INT_ARGUMENT = 2**63 - 1  # SQLite's largest integer
 
-# What a page on an allowed origin may send, and read beyond the headers every CORS answer shows.
-CORS_REQUEST_HEADERS = "Authorization, Content-Type, Idempotency-Key, Last-Event-ID"
-CORS_EXPOSED_HEADERS = "Location, Retry-After, Idempotent-Replayed, WWW-Authenticate"
-# How long a browser may keep a pre-flight's grant: short, so a changed server.cors_origins reaches it soon.
-PREFLIGHT_MAX_AGE = 600
-
-_DECIMAL = re.compile(r"-?[0-9]+")
-_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0e-\x1f]")  # what Tornado's query arguments turn into spaces
 _UNSAFE_VALUE = re.compile(r"[\x00-\x1f]")  # what Tornado refuses in a header value
-# A Host value as Tornado's HTTPServerRequest takes it (RFC 3986's host characters and a port), without commas.
-_HOST = re.compile(r"(?:[\[\]:A-Za-z0-9\-._~!$&'()*+;=]|%[0-9A-Fa-f]{2})*")
-_ETAGS = re.compile(r'\*|(?:W/)?"[^"]*"')
 _NO_CONTENT = ("Content-Type", "Content-Encoding", "Content-Language")  # headers of a body, gone without one
-
-
-_SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"))
-
-
-def standard_headers(config: Config, origin: str | None) -> tuple[tuple[str, str], ...]:
-    """The headers every answer carries: no sniffing, no referrer, and CORS for an allowed origin."""
-    allowed = config["server.cors_origins"]
-    if not allowed:
-        return _SECURITY_HEADERS
-    # The answer depends on the Origin, so a cache must not give one origin's answer to another.
-    if not origin or origin not in allowed:
-        return (*_SECURITY_HEADERS, ("Vary", "Origin"))
-    return (
-        *_SECURITY_HEADERS,
-        ("Vary", "Origin"),
-        ("Access-Control-Allow-Origin", origin),
-        ("Access-Control-Allow-Credentials", "true"),
-        ("Access-Control-Expose-Headers", CORS_EXPOSED_HEADERS),
-    )
-
-
-def preflight_headers(config: Config, origin: str | None, methods: str) -> list[tuple[str, str]]:
-    """What a CORS pre-flight from an allowed origin is granted (nothing for any other): `methods`, the request
-    headers Sentra reads, and how long to keep the grant."""
-    if not origin or origin not in config["server.cors_origins"]:
-        return []
-    return [
-        ("Access-Control-Allow-Methods", methods),
-        ("Access-Control-Allow-Headers", CORS_REQUEST_HEADERS),
-        ("Access-Control-Max-Age", str(PREFLIGHT_MAX_AGE)),
-    ]
-
-
-def error_json(code: str, message: str) -> str:
-    """The body of every error answer."""
-    return json.dumps({"error": {"code": code, "message": message}}, ensure_ascii=False)
-
-
-def error_answer(exc: BaseException) -> tuple[int, str, list[tuple[str, str]]]:
-    """The status, JSON body and extra headers that answer `exc`: its own for an ApiError, else a 500."""
-    if isinstance(exc, ApiError):
-        return exc.status_code, error_json(exc.code, exc.message), list(exc.headers.items())
-    return 500, error_json("internal_error", INTERNAL_ERROR), []
-
-
-def parse_query(uri: str) -> dict[str, list[bytes]]:
-    """The query arguments of `uri` as Tornado's request object parses them: at most MAX_QUERY_FIELDS fields."""
-    query = uri.partition("?")[2]
-    if not query:
-        return {}
-    try:
-        return parse_qs_bytes(query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS)
-    except ValueError as exc:
-        raise BadRequest(f"Invalid query string: {exc}") from None
-
-
-def path_argument(raw: str, name: str) -> str:
-    """A path argument as Tornado handed it to a handler: percent-decoded, then read as UTF-8."""
-    if "%" not in raw:
-        return raw  # the request line is ASCII (sentra.http.parsing refuses any other), so this is the argument
-    data = urllib.parse.unquote_to_bytes(raw)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadRequest(f"Invalid unicode in {name}: {data[:40]!r}") from None
-
-
-def check_host(start_line: httputil.RequestStartLine, headers: httputil.HTTPHeaders) -> None:
-    """Refuse (400 in words, then close) a request with no Host, several, or one no host is spelled like: RFC 9112
-    3.2 requires it of HTTP/1.1 requests, as Tornado's request object does."""
-    hosts = headers.get_list("Host")
-    if len(hosts) == 1 and _HOST.fullmatch(hosts[0]) is not None:
-        return
-    if not hosts:
-        if start_line.version != "HTTP/1.0":
-            raise httputil.HTTPInputError("Missing Host header")
-        return
-    host = ",".join(hosts)
-    if _HOST.fullmatch(host) is None:
-        if "," in host:
-            raise httputil.HTTPInputError(f"Multiple host headers not allowed: {host[:100]!r}")
-        raise httputil.HTTPInputError(f"Invalid Host header: {host[:100]!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +74,7 @@ class Dispatch:
     allow: str
 
 
-class Handler(httputil.HTTPMessageDelegate):
+class Handler(RequestReading, httputil.HTTPMessageDelegate):
     """One request and its answer. Subclasses define `get`, `post`, `patch`, `put` or `delete` (keyword arguments:
     the path's arguments, decoded), async or plain. They raise ApiErrors for the JSON error answer; an answer not
     ended when the method returns is ended with what it holds (status, headers, empty body), unless the method
@@ -174,7 +82,6 @@ class Handler(httputil.HTTPMessageDelegate):
 
     # Thousands of these stay open as event streams: their own state in slots, not in each instance's dict.
     __slots__ = (
-        "_arguments",
         "_chunks",
         "_cookies",
         "_headers",
@@ -201,6 +108,7 @@ class Handler(httputil.HTTPMessageDelegate):
     request_headers: httputil.HTTPHeaders
 
     def __init__(self, services: Services, connection: Exchange, dispatch: Dispatch, path_args: dict[str, str]) -> None:
+        super().__init__()
         self.services = services
         self.config: Config = services.config  # the server's settings
         self.connection = connection
@@ -212,8 +120,7 @@ class Handler(httputil.HTTPMessageDelegate):
         self.headers_sent = False
         self.finished = False
         self._headers: dict[str, tuple[str, str]] = {}
-        self._cookies: http.cookies.SimpleCookie | None = None
-        self._arguments: dict[str, list[bytes]] | None = None
+        self._cookies: dict[str, str] | None = None  # Set-Cookie values by cookie name
         self._chunks: list[bytes] | None = None  # the body read so far; None when none is taken (or it is too large)
         self._size = 0
         self._limit = 0
@@ -251,94 +158,7 @@ class Handler(httputil.HTTPMessageDelegate):
     # Counted in sentra_ingest_rejected when answered with an error status.
     counts_rejections = False
 
-    # ---- the request -----------------------------------------------------------------------------
-
-    @property
-    def method(self) -> str:
-        """The request's method."""
-        return self.start_line.method
-
-    @property
-    def uri(self) -> str:
-        """The request target as sent: path and query."""
-        return self.start_line.path
-
-    @property
-    def path(self) -> str:
-        """The request's path, without the query."""
-        return self.start_line.path.partition("?")[0]
-
-    @property
-    def remote_ip(self) -> str:
-        """The client's address."""
-        return str(self.connection.context.remote_ip)
-
-    @property
-    def protocol(self) -> str:
-        """The scheme the request came over: "http" (TLS ends before Sentra)."""
-        return str(self.connection.context.protocol)
-
-    def header(self, name: str) -> str | None:
-        """A request header's value (repeated fields joined by commas), or None if it was not sent.
-
-        HTTPHeaders.get raises and catches a KeyError for a name the request did not send, a cost that showed in
-        profiles of ingest and of opening streams: the fields are read as a list instead."""
-        values = self.request_headers.get_list(name)
-        return ",".join(values) if values else None
-
-    def declared_length(self) -> int | None:
-        """The body size the Content-Length header announces, if it is a plain decimal number."""
-        length = self.header("Content-Length")
-        if length is None or not length.isascii() or not length.isdigit():
-            return None
-        # int() refuses thousands of digits; any length that long is far above every limit anyway.
-        return int(length) if len(length) <= 18 else 10**18
-
-    @property
-    def arguments(self) -> dict[str, list[bytes]]:
-        """The query arguments, parsed on first use (BadRequest past Tornado's limit of fields)."""
-        if self._arguments is None:
-            self._arguments = parse_query(self.start_line.path)
-        return self._arguments
-
-    def get_query_arguments(self, name: str) -> list[str]:
-        """Every value of a query argument, read as Tornado reads them: UTF-8, control characters as spaces,
-        stripped."""
-        values = []
-        for raw in self.arguments.get(name, ()):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise BadRequest(f"Invalid unicode in {name}: {raw[:40]!r}") from None
-            values.append(_CONTROL_CHARS.sub(" ", text).strip())
-        return values
-
-    def query_argument(self, name: str) -> str | None:
-        """The last value of a query argument, or None."""
-        values = self.get_query_arguments(name)
-        return values[-1] if values else None
-
-    def int_argument(self, name: str, default: int | None = None, *, minimum: int = 0) -> int | None:
-        """An integer query argument; BadRequest naming it if it is not one."""
-        raw = self.query_argument(name)
-        if raw is None:
-            return default
-        # int() would also take " 5", "1_000" and other scripts' digits; the API documents plain decimal.
-        if not _DECIMAL.fullmatch(raw):
-            raise BadRequest(f"query parameter {name!r} must be an integer, not {raw[:40]!r}")
-        if len(raw) > 40:  # no value in range is that long, and int() refuses thousands of digits
-            raise BadRequest(f"query parameter {name!r} must be between {minimum} and {MAX_INT_ARGUMENT}")
-        value = int(raw)
-        if value < minimum:
-            raise BadRequest(f"query parameter {name!r} must be at least {minimum}")
-        if value > MAX_INT_ARGUMENT:
-            raise BadRequest(f"query parameter {name!r} must be at most {MAX_INT_ARGUMENT}")
-        return value
-
-    def cookie(self, name: str) -> str | None:
-        """A cookie the request carries, or None."""
-        sent = self.header("Cookie")
-        return (httputil.parse_cookie(sent).get(name) or None) if sent else None
+    # ---- the request (and RequestReading's accessors) ---------------------------------------------
 
     @property
     def body(self) -> bytes:
@@ -351,24 +171,6 @@ class Handler(httputil.HTTPMessageDelegate):
         if len(chunks) != 1:
             chunks[:] = [b"".join(chunks)]
         return chunks[0]
-
-    def json_body(self) -> dict[str, Any]:
-        """The request body as a JSON object ({} for none); BadRequest if it is anything else."""
-        body = self.body
-        if not body:
-            return {}
-        try:
-            value = json.loads(body)
-        except (ValueError, RecursionError) as exc:
-            raise BadRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
-        if not isinstance(value, dict):
-            raise BadRequest("the body must be a JSON object", code="invalid_json")
-        try:
-            # JSON may spell lone UTF-16 surrogates (\ud800), which no UTF-8 column can store.
-            json.dumps(value, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
-            raise BadRequest("the body contains an unpaired UTF-16 surrogate", code="invalid_json") from None
-        return value
 
     # ---- the answer ------------------------------------------------------------------------------
 
@@ -394,22 +196,18 @@ class Handler(httputil.HTTPMessageDelegate):
         secure: bool = False,
         samesite: str | None = None,
     ) -> None:
-        """A cookie for the browser to keep, written as Tornado's RequestHandler.set_cookie writes it."""
-        if self._cookies is None:
-            self._cookies = http.cookies.SimpleCookie()
-        self._cookies[name] = value
-        morsel = self._cookies[name]
-        if expires is not None:
-            morsel["expires"] = httputil.format_timestamp(expires)
-        morsel["path"] = path
-        if max_age:
-            morsel["max-age"] = str(int(max_age))
-        if httponly:
-            morsel["httponly"] = True
-        if secure:
-            morsel["secure"] = True
-        if samesite:
-            morsel["samesite"] = samesite
+        """A cookie for the browser to keep (before anything is written), as Tornado's set_cookie writes it."""
+        text = set_cookie_value(
+            name,
+            value,
+            path=path,
+            max_age=max_age,
+            expires=expires,
+            httponly=httponly,
+            secure=secure,
+            samesite=samesite,
+        )
+        self._cookies = {**(self._cookies or {}), name: text}
 
     def clear_cookie(
         self, name: str, *, path: str = "/", httponly: bool = False, secure: bool = False, samesite: str | None = None
@@ -494,14 +292,7 @@ class Handler(httputil.HTTPMessageDelegate):
 
     def etag_matches(self) -> bool:
         """True if the request's If-None-Match names the answer's Etag (weakly, or by "*"), as Tornado compares."""
-        etag = self._headers.get("etag", ("", ""))[1]
-        sent = _ETAGS.findall(self.header("If-None-Match") or "")
-        if not etag or not sent:
-            return False
-        if sent[0] == "*":
-            return True
-        strong = etag.removeprefix("W/")
-        return any(candidate.removeprefix("W/") == strong for candidate in sent)
+        return etag_matches(self._headers.get("etag", ("", ""))[1], self.header("If-None-Match"))
 
     def fail(self, exc: BaseException) -> None:
         """Answer `exc`: its status and {"error": {"code", "message"}} for an ApiError, a 500 for anything else
@@ -646,7 +437,7 @@ class Handler(httputil.HTTPMessageDelegate):
     def _fields(self) -> tuple[tuple[str, str], ...]:
         fields = (*self.default_headers(), *self._headers.values())
         if self._cookies:
-            fields += tuple(("Set-Cookie", morsel.OutputString(None)) for morsel in self._cookies.values())
+            fields += tuple(("Set-Cookie", header) for header in self._cookies.values())
         return fields
 
     def _answered(self) -> None:
