@@ -8,10 +8,9 @@ from typing import Any
 from sentra.api.base import ApiHandler
 from sentra.errors import BadRequest, Conflict
 from sentra.lines import STATUSES, check_agent_id
+from sentra.reads import LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT, visible_agents
 from sentra.scopes import SCOPE_READ, SCOPE_WRITE
 
-LIST_DEFAULT_LIMIT = 100
-LIST_MAX_LIMIT = 1000
 MAX_NAME_LENGTH = 512
 
 
@@ -64,22 +63,9 @@ class AgentsHandler(ApiHandler):
         labels = parse_label_arguments(self.get_query_arguments("label"))
         limit = min(self.int_argument("limit", LIST_DEFAULT_LIMIT, minimum=1) or 1, LIST_MAX_LIMIT)
         cursor = self.int_argument("cursor", None, minimum=1)
-        owner = None if principal.is_admin else principal.subject
-        if principal.agent is not None:
-            # A stream ticket sees its one agent, if the filters keep it.
-            ticketed = await self.store.get_agent(principal.agent)
-            agents = []
-            if (
-                ticketed is not None
-                and principal.may_access(ticketed.owner, ticketed.id)
-                and status in (None, ticketed.status)
-                and ticketed.matches_labels(labels)
-            ):
-                agents = [ticketed]
-        else:
-            agents = await self.store.list_agents(
-                owner, status=status, labels=labels, limit=limit + 1, before_pk=cursor
-            )
+        agents = await visible_agents(
+            self.store, principal, status=status, labels=labels, limit=limit + 1, before_pk=cursor
+        )
         more = len(agents) > limit
         agents = agents[:limit]
         self.write_json(

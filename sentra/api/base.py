@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 
 from sentra.auth import LOCAL_PRINCIPAL, Principal, TokenService
 from sentra.config import Config
-from sentra.errors import Forbidden, NotFound, Unauthorized
+from sentra.errors import Forbidden, Unauthorized
 from sentra.http.answers import JSON_TYPE
 from sentra.http.handler import Handler
-from sentra.lines import check_agent_id
 from sentra.metrics import Metrics
 from sentra.models import Agent
+from sentra.reads import check_owner, checked_agent
 from sentra.registry import TopicRegistry
 from sentra.scopes import SCOPE_READ, SCOPE_WRITE
 from sentra.services import Services
@@ -90,19 +90,11 @@ class RequestChecks:
 
     async def agent_for(self, agent_id: str, scope: str = SCOPE_READ) -> Agent:
         """Authenticate, check scope, then the agent's existence and owner, in that order."""
-        principal = self.principal
-        principal.require(scope)
-        check_agent_id(agent_id)
-        agent = await self.store.get_agent(agent_id)
-        if agent is None:
-            raise NotFound(f"no agent {agent_id!r}", code="agent_not_found")
-        self.check_owner(agent)
-        return agent
+        return await checked_agent(self.store, self.principal, agent_id, scope)
 
     def check_owner(self, agent: Agent) -> None:
         """Forbidden unless the caller may read and write `agent`."""
-        if not self.principal.may_access(agent.owner, agent.id):
-            raise Forbidden(f"agent {agent.id!r} belongs to another user", code="not_owner")
+        check_owner(self.principal, agent)
 
     def require_write(self) -> Principal:
         """The caller, if allowed to write logs (and not holding a read-only stream ticket)."""

@@ -9,6 +9,7 @@ from sentra.api.base import ApiHandler, RequestChecks
 from sentra.errors import BadRequest
 from sentra.lines import LEVELS, Line, parse_level
 from sentra.models import Agent
+from sentra.reads import history_page
 from sentra.storage.base import LineQuery
 
 HISTORY_DEFAULT_LIMIT = 1000
@@ -39,31 +40,16 @@ class LogsHandler(ApiHandler):
         asked = self.int_argument("limit", None, minimum=1)
         after = self.int_argument("after")
         before = self.int_argument("before")
-        if after is not None and before is not None:
-            raise BadRequest("use either 'after' or 'before', not both")
         if fmt != "json" and asked is None and before is None:
             await self._download(agent, after or 0, query, fmt)
             return
         limit = min(asked or HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT)
-        if before is not None:
-            lines = await self.store.lines_before(agent, before, limit=limit, query=query)
-        else:
-            lines = await self.store.lines_after(agent, after or 0, limit=limit, query=query)
+        page = await history_page(self.store, agent, after=after, before=before, limit=limit, query=query)
         if fmt != "json":
             self._start_download(agent, fmt)
-            self.end(self._render(lines, fmt))
+            self.end(self._render(page.lines, fmt))
             return
-        # Lines may have arrived since `agent` was read: judge "more" against the agent as it is now.
-        agent = self.store.cached_agent(agent.id) or agent
-        more_after = bool(lines) and lines[-1].seq < agent.last_seq and (before is not None or len(lines) == limit)
-        more_before = bool(lines) and before is not None and len(lines) == limit and lines[0].seq > agent.first_seq
-        self.write_json(
-            {
-                "lines": [line.to_json() for line in lines],
-                "next_after": lines[-1].seq if more_after else None,
-                "next_before": lines[0].seq if more_before else None,
-            }
-        )
+        self.write_json(page.to_json())
 
     def _start_download(self, agent: Agent, fmt: str) -> None:
         if fmt == "ndjson":
