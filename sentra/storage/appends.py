@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sentra.errors import ApiError, Conflict, Forbidden
@@ -10,9 +11,16 @@ from sentra.lines import Line, NewLine
 from sentra.models import Agent, AppendResult
 
 
+@dataclass(frozen=True, eq=False)
+class AppendGroup:
+    """The agents one request appends to: its jobs, queued one after another, are stored all together or none."""
+
+    agent_ids: tuple[str, ...]
+
+
 @dataclass
 class AppendJob:
-    """One ingest request's lines, as handed to the writer."""
+    """One ingest request's lines, as handed to the writer (or one agent's part of a request to several: `group`)."""
 
     agent_id: str
     subject: str
@@ -21,6 +29,7 @@ class AppendJob:
     key: str | None
     name: str
     labels: dict[str, str]
+    group: AppendGroup | None = None
 
 
 @dataclass
@@ -44,14 +53,29 @@ def admit(job: AppendJob, agent: Agent, replay: AppendResult | None) -> AppendRe
     """The stored answer of a retried request, or None when the job's lines may be appended;
     Forbidden for another user's agent, Conflict for a finished one."""
     if agent.owner != job.subject and not job.may_write_any:
-        raise Forbidden(f"agent {job.agent_id!r} belongs to another user", code="not_owner")
+        raise Forbidden(f"agent {agent.id!r} belongs to another user", code="not_owner")
     if replay is not None:
         return replay
     if agent.finished:
         raise Conflict(
-            f"agent {job.agent_id!r} is {agent.status}; a finished agent takes no more lines",
+            f"agent {agent.id!r} is {agent.status}; a finished agent takes no more lines",
             code="agent_finished",
         )
+    return None
+
+
+def group_refusal(job: AppendJob, agent_of: Callable[[str], Agent | None]) -> ApiError | None:
+    """At the first job of a group: what refuses the whole group (one of its agents is another user's, or
+    finished), or None. `agent_of` gives an agent as the batch has it so far (None: not created yet). A group's
+    jobs share their caller and carry no Idempotency-Key."""
+    assert job.group is not None
+    for agent_id in job.group.agent_ids:
+        agent = agent_of(agent_id)
+        if agent is not None:
+            try:
+                admit(job, agent, None)
+            except ApiError as exc:
+                return exc
     return None
 
 

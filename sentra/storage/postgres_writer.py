@@ -10,7 +10,17 @@ from typing import Any
 from sentra.errors import ApiError, Conflict, NotFound, ServiceUnavailable
 from sentra.lines import LEVELS, Line
 from sentra.models import Agent
-from sentra.storage.appends import AppendJob, BatchOutcome, admit, advance, fields_json, replay_of, stored_answer
+from sentra.storage.appends import (
+    AppendGroup,
+    AppendJob,
+    BatchOutcome,
+    admit,
+    advance,
+    fields_json,
+    group_refusal,
+    replay_of,
+    stored_answer,
+)
 from sentra.storage.postgres_schema import AGENT_COLUMNS, agent_from_row, labels_to_pg, to_pg
 
 CREATE_ATTEMPTS = 3
@@ -135,6 +145,14 @@ async def _stored_answers(conn: Any, jobs: list[AppendJob], agents: dict[str, Ag
     return {(by_pk[pk], key): stored_answer(response) for pk, key, response in rows}
 
 
+async def _drop_unwritten(conn: Any, out: BatchOutcome) -> None:
+    """Agents _lock_agents created for a group that was then refused, and written by no other job: not created."""
+    unwritten = [agent for agent in out.created if agent.id not in out.staged]
+    if unwritten:
+        await conn.execute("DELETE FROM agents WHERE pk = ANY($1::bigint[])", [agent.pk for agent in unwritten])
+        out.created = [agent for agent in out.created if agent.id in out.staged]
+
+
 async def append_batch(conn: Any, jobs: list[AppendJob]) -> BatchOutcome:
     """Check, number and insert every job's lines in one transaction (the group commit)."""
     out = BatchOutcome()
@@ -143,7 +161,18 @@ async def append_batch(conn: Any, jobs: list[AppendJob]) -> BatchOutcome:
     replies = await _stored_answers(conn, jobs, committed)
     line_rows: list[tuple[Any, ...]] = []
     key_rows: list[tuple[Any, ...]] = []
+    group: AppendGroup | None = None
+    refusal: ApiError | None = None
+    refused_any = False
     for job in jobs:
+        if job.group is not None:
+            if job.group is not group:
+                group = job.group
+                refusal = group_refusal(job, lambda agent_id: out.staged.get(agent_id) or committed.get(agent_id))
+                refused_any = refused_any or refusal is not None
+            if refusal is not None:
+                out.answer(refusal)
+                continue
         agent = out.staged.get(job.agent_id) or committed[job.agent_id].copy()
         try:
             answer = admit(job, agent, replies.get((job.agent_id, job.key)) if job.key is not None else None)
@@ -165,6 +194,8 @@ async def append_batch(conn: Any, jobs: list[AppendJob]) -> BatchOutcome:
             replies[(job.agent_id, job.key)] = replay_of(result)
             key_rows.append((agent.pk, job.key, json.dumps(result.to_json()), now))
         out.answer(result, lines)
+    if refused_any:
+        await _drop_unwritten(conn, out)
     if line_rows:
         await conn.copy_records_to_table(
             "lines", records=line_rows, columns=["agent_pk", "seq", "ts", "level", "source", "message", "fields"]

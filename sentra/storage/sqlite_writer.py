@@ -17,7 +17,17 @@ from typing import Any, TypeVar
 from sentra.errors import ApiError, Conflict, NotFound
 from sentra.lines import LEVELS, Line
 from sentra.models import Agent, AppendResult
-from sentra.storage.appends import AppendJob, BatchOutcome, admit, advance, fields_json, replay_of, stored_answer
+from sentra.storage.appends import (
+    AppendGroup,
+    AppendJob,
+    BatchOutcome,
+    admit,
+    advance,
+    fields_json,
+    group_refusal,
+    replay_of,
+    stored_answer,
+)
 from sentra.storage.sqlite_schema import AGENT_COLUMNS, SCHEMA, agent_from_row
 
 T = TypeVar("T")
@@ -161,7 +171,18 @@ class WriteConnection:
         key_rows: list[tuple[Any, ...]] = []
         replies: dict[tuple[str, str], AppendResult] = {}
         now = time.time()
+        group: AppendGroup | None = None
+        refusal: ApiError | None = None
         for job in jobs:
+            if job.group is not None:
+                if job.group is not group:
+                    group = job.group
+                    refusal = group_refusal(
+                        job, lambda agent_id: out.staged.get(agent_id) or self.agent(agent_id, cache)
+                    )
+                if refusal is not None:
+                    out.answer(refusal)
+                    continue
             try:
                 agent = self._writable_agent(job, out, cache, now)
                 replay = replies.get((job.agent_id, job.key)) if job.key else None

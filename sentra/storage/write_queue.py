@@ -77,7 +77,8 @@ class WriteQueue(Generic[W]):
             await asyncio.sleep(0.01)
 
     def append(self, job: AppendJob) -> asyncio.Future[AppendResult]:
-        """Queue an ingest request; the future is done once its batch has committed (or failed)."""
+        """Queue an ingest request; the future is done once its batch has committed (or failed). The jobs of a
+        group are appended one after another, with nothing between them: they go into one batch."""
         future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
         self._enqueue(Append(job, future))
         return future
@@ -113,7 +114,11 @@ class WriteQueue(Generic[W]):
                 batch = [head]
                 size = len(head.job.lines)
                 while self._queue and isinstance(self._queue[0], Append):
-                    if size + len(self._queue[0].job.lines) > self.commit_max_lines:
+                    job = self._queue[0].job
+                    # A full batch still takes the rest of a group it holds: a group is committed whole.
+                    if size + len(job.lines) > self.commit_max_lines and (
+                        job.group is None or job.group is not batch[-1].job.group
+                    ):
                         break
                     item = self._queue.popleft()
                     assert isinstance(item, Append)
