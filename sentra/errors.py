@@ -75,6 +75,13 @@ class PayloadTooLarge(ApiError):
     code = "payload_too_large"
 
 
+class UnsupportedMediaType(ApiError):
+    """The body's Content-Type or Content-Encoding is not one the endpoint reads."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
 class TooManyRequests(ApiError):
     """A rate or connection limit was hit; Retry-After says when to come back."""
 

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import RunningServer, ServerFactory, make_token, open_stream
+from otlp_bodies import agent_json
 from test_openapi import DOC, OPERATIONS, check_response, template_for
 
 LONG_KEY = "k" * 256
@@ -33,6 +34,8 @@ class Case:
 
 
 JSON_TYPE = {"Content-Type": "application/json"}
+PROTOBUF_TYPE = {"Content-Type": "application/x-protobuf"}
+OTLP_RUN = agent_json("run", "x")
 SMALL_BODY = {"limits.max_body_size": 1024}
 NO_METRICS_ADDRESS = {"server.metrics_allow": []}
 
@@ -167,6 +170,19 @@ CASES = [
          settings={"limits.max_streams_per_user": 1}, hold_stream="/api/agents/run/logs/stream"),
     Case("too-many-multi-agent-streams", 429, "too_many_streams", "GET", "/api/streams?agent=run",
          settings={"limits.max_streams_per_user": 1}, hold_stream="/api/agents/run/logs/stream"),
+    Case("otlp-undecodable-protobuf", 400, "invalid_otlp", "POST", "/v1/logs", content=b"\xff\xff",
+         headers=PROTOBUF_TYPE),
+    Case("otlp-without-token", 401, "not_authenticated", "POST", "/v1/logs", json=OTLP_RUN, auth="none"),
+    Case("read-only-token-exports-otlp", 403, "insufficient_scope", "POST", "/v1/logs", json=OTLP_RUN,
+         auth="read-only"),
+    Case("other-user-exports-otlp", 403, "not_owner", "POST", "/v1/logs", json=OTLP_RUN, auth="bob"),
+    Case("otlp-into-finished-agent", 409, "agent_finished", "POST", "/v1/logs", json=agent_json("done", "late")),
+    Case("otlp-body-too-large", 413, "body_too_large", "POST", "/v1/logs", content=b"x" * 5000,
+         headers=PROTOBUF_TYPE, settings=SMALL_BODY),
+    Case("otlp-not-otlp", 415, "unsupported_media_type", "POST", "/v1/logs", content=b"x",
+         headers={"Content-Type": "text/plain"}),
+    Case("otlp-rate-limited", 429, "rate_limited", "POST", "/v1/logs", json=agent_json("run", "a", "b", "c"),
+         settings={"limits.ingest_rate": 2}),
     Case("session-no-token", 401, "not_authenticated", "GET", "/api/session", auth="none"),
     Case("sign-in-not-json", 400, "unsupported_media_type", "POST", "/api/session", auth="none",
          content=b"token=abc", headers={"Content-Type": "application/x-www-form-urlencoded"}),

@@ -158,6 +158,17 @@ EXAMPLES: dict[tuple[str, str], tuple[str, Any]] = {
     ("post", "/api/agents/{agent_id}/logs"): ("/api/agents/run-1/logs", [{"message": "more", "level": "warn"}]),
     ("get", "/api/streams"): ("/api/streams?agent=run-1", None),
     ("post", "/api/stream-tickets"): ("/api/stream-tickets", {"agent": "run-1"}),
+    ("post", "/v1/logs"): (
+        "/v1/logs",
+        {
+            "resourceLogs": [
+                {
+                    "resource": {"attributes": [{"key": "sentra.agent.id", "value": {"stringValue": "run-1"}}]},
+                    "scopeLogs": [{"logRecords": [{"severityNumber": 9, "body": {"stringValue": "from OTel"}}]}],
+                }
+            ]
+        },
+    ),
 }
 
 

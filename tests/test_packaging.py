@@ -19,6 +19,7 @@ import httpx
 import jwt
 import pytest
 from conftest import SECRET, RunningServer, make_token, open_stream
+from otlp_bodies import GZIP, PROTOBUF, agent_json, gzipped, protobuf_body
 from processes import ROOT, ServerProcess, write_config
 
 import sentra
@@ -116,6 +117,12 @@ async def test_pyz_alone_in_an_empty_directory_takes_a_line_streams_it_and_serve
                 assert event is not None and event.json()["logs"] == "hello from one file\n"
             sentra_js = await client.get("/sentra.js")
             assert sentra_js.content == (ROOT / "static" / "sentra.js").read_bytes()
+            # OpenTelemetry logs in, decoded by protobuf's pure-Python implementation (the pyz has no compiled code).
+            otlp = {**PROTOBUF, **GZIP}
+            assert (await client.post("/v1/logs", content=gzipped(protobuf_body("pyz-2", 2)), headers=otlp)).is_success
+            assert (await client.post("/v1/logs", json=agent_json("pyz-2", "three"))).is_success
+            lines = (await client.get("/api/agents/pyz-2/logs")).json()["lines"]
+            assert [line["message"] for line in lines] == ["record 1", "record 2", "three"]
         answers = await viewer_answers(url)
     index_and_module(answers)
     assert answers == await viewer_answers(server.url), "the pyz serves the viewer unlike a checkout"

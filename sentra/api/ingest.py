@@ -13,11 +13,28 @@ from collections.abc import Awaitable
 
 from sentra.api.agents import MAX_NAME_LENGTH
 from sentra.api.base import ApiHandler
+from sentra.auth import Principal
 from sentra.errors import BadRequest, TooManyRequests
 from sentra.http.answers import JSON_TYPE
 from sentra.lines import NewLine, check_agent_id, parse_body
 from sentra.models import Agent, AppendResult
+from sentra.ratelimit.local import RateLimiter
 from sentra.storage.appends import AppendJob
+
+
+async def check_rate(bucket: RateLimiter | None, principal: Principal, lines: int) -> None:
+    """TooManyRequests (429, with Retry-After) if `lines` more lines would take the caller's token above
+    limits.ingest_rate; nothing without a rate limit."""
+    if bucket is None:
+        return
+    wait = await bucket.take(principal.jti or principal.subject, lines)
+    if wait:
+        retry = max(1, int(wait + 0.999))
+        raise TooManyRequests(
+            f"ingest rate above {bucket.rate} lines/s for this token; retry in {retry} s",
+            code="rate_limited",
+            headers={"Retry-After": str(retry)},
+        )
 
 
 class IngestHandler(ApiHandler):
@@ -70,17 +87,7 @@ class IngestHandler(ApiHandler):
     async def _commit_limited(self, agent_id: str) -> None:
         """Parse, wait for the rate limit, then commit and answer."""
         lines = self._lines()
-        principal = self.principal
-        bucket = self.services.rate
-        assert bucket is not None
-        wait = await bucket.take(principal.jti or principal.subject, len(lines))
-        if wait:
-            retry = max(1, int(wait + 0.999))
-            raise TooManyRequests(
-                f"ingest rate above {bucket.rate} lines/s for this token; retry in {retry} s",
-                code="rate_limited",
-                headers={"Retry-After": str(retry)},
-            )
+        await check_rate(self.services.rate, self.principal, len(lines))
         self._succeed(await self._queue(agent_id, lines))
 
     def _queue(self, agent_id: str, lines: list[NewLine]) -> asyncio.Future[AppendResult]:

@@ -29,6 +29,7 @@ ERRORS: dict[str, tuple[str, str]] = {
     "404": ("NotFound", "No such agent."),
     "409": ("Conflict", "The agent exists already, or it has finished."),
     "413": ("PayloadTooLarge", "The body or its number of lines is above the configured limit."),
+    "415": ("UnsupportedMediaType", "The body's Content-Type or Content-Encoding is not one the endpoint reads."),
     "429": ("TooManyRequests", "A rate or open-stream limit was hit; Retry-After says when to come back."),
     "503": ("Unavailable", "The database does not answer, or the server is shutting down."),
     "507": ("StorageFull", "The disk is full; nothing was written."),
@@ -85,6 +86,8 @@ def body(schema: Schema, *, required: bool = True) -> Schema:
 AGENT = "/api/agents/{agent_id}"
 LOGS = AGENT + "/logs"
 SEED001 = "/api/v1/stream-logs/request/{agent_id}"
+OTLP_LOGS = "/v1/logs"
+PROTOBUF = "application/x-protobuf"
 
 # (method, path) → (operationId, tag, error statuses, summary); the same routes as make_app's, in its order.
 OPERATIONS: dict[tuple[str, str], tuple[str, str, str, str]] = {
@@ -111,6 +114,12 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str, str, str]] = {
     ("post", "/api/session"): ("signIn", "session", "400 401", "Sign in: keep the token in an HttpOnly cookie."),
     ("delete", "/api/session"): ("signOut", "session", "", "Sign out: clear the cookie."),
     ("get", "/api/agent-events"): ("agentEvents", "agents", "400 401 403 429", "The caller's agents, live."),
+    ("post", OTLP_LOGS): (
+        "exportLogs",
+        "logs",
+        "400 401 403 409 413 415 429 503 507",
+        "OpenTelemetry logs in (OTLP/HTTP), once committed.",
+    ),
 }
 
 COUNT = t("integer", minimum=0)
@@ -125,6 +134,16 @@ WAIT = param(
     "query",
     t("integer", enum=[0, 1], default=0),
     "1: wait for an agent that does not exist yet (instead of a 404); another user's ends with not_owner.",
+)
+OTLP_REQUEST = t(
+    "object",
+    "An ExportLogsServiceRequest in OTLP/JSON; fields Sentra does not know are ignored.",
+    properties={"resourceLogs": t("array", items=t("object"))},
+)
+OTLP_RESPONSE = t(
+    "object",
+    "An ExportLogsServiceResponse: {} (partialSuccess is never set: a request is stored whole or refused).",
+    properties={"partialSuccess": t("object")},
 )
 SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {"token": []}, {"cookie": []}]
 NEW_ID = "$response.body#/id"  # an OpenAPI link's runtime expression: the id of the agent just created
@@ -248,6 +267,27 @@ def details() -> dict[str, Schema]:
         "signOut": {
             "responses": {"204": {"description": "The cookie is cleared (also when nobody was signed in)."}},
             "security": [],
+        },
+        "exportLogs": {
+            "description": "OTLP/HTTP logs: an ExportLogsServiceRequest in binary protobuf or OTLP/JSON "
+            "(lowerCamelCase keys, trace and span ids in hex), gzip or deflate with Content-Encoding. Each resource's "
+            "records go to the agent its sentra.agent.id, service.instance.id or service.name attribute names "
+            "(created on first ingest); every record is stored, or none. Errors are Sentra's JSON errors; 400 and 413 "
+            "are not to be retried, 429 and 503 after Retry-After.",
+            "responses": {
+                "200": {
+                    "description": "Every record is stored: an empty ExportLogsServiceResponse, in the request's "
+                    "encoding and Content-Type.",
+                    "content": {PROTOBUF: {"schema": t("string", format="binary")}, JSON: {"schema": OTLP_RESPONSE}},
+                }
+            },
+            "parameters": [
+                param("Content-Encoding", "header", t("string", enum=["gzip", "deflate", "identity"]), "Compression.")
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {PROTOBUF: {"schema": t("string", format="binary")}, JSON: {"schema": OTLP_REQUEST}},
+            },
         },
         "agentEvents": {
             "description": "A snapshot of the caller's agents (newest 1000), then each agent again when it is "

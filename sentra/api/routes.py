@@ -11,6 +11,7 @@ from sentra.api.agents import AgentHandler, AgentsHandler
 from sentra.api.ingest import IngestHandler
 from sentra.api.logs import LogsHandler
 from sentra.api.multi_stream import MultiStreamHandler
+from sentra.api.otlp import OtlpLogsHandler
 from sentra.api.session import SessionHandler
 from sentra.api.static import StaticHandler
 from sentra.api.streams import LogStreamHandler, Seed001StreamHandler
@@ -31,6 +32,7 @@ ROUTES = (
     Route("/api/agent-events", AgentEventsHandler),
     Route("/api/stream-tickets", StreamTicketsHandler),
     Route("/api/session", SessionHandler),
+    Route("/v1/logs", OtlpLogsHandler),  # OTLP/HTTP's path for logs, where OpenTelemetry SDKs send them
     Route("/api/{rest:path}"),  # any other /api/ path: a JSON 404, whatever the method
     Route("/{url:path}", StaticHandler),  # the viewer's files
 )

@@ -182,6 +182,8 @@ def phases_config(token: str, base_url: str | None = None) -> schemathesis.Confi
 
 # An NDJSON body is text, one JSON value per line: sent as schemathesis sends text/plain.
 schemathesis.serializer.alias("application/x-ndjson", "text/plain")
+# An OTLP protobuf body is bytes: sent as schemathesis sends application/octet-stream.
+schemathesis.serializer.alias("application/x-protobuf", "application/octet-stream")
 
 # The document the server serves (tests/test_openapi.py holds them equal), loaded when pytest collects this module,
 # so each operation is a test of its own; the requests go to the `fuzzed` server.
