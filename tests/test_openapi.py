@@ -158,6 +158,7 @@ EXAMPLES: dict[tuple[str, str], tuple[str, Any]] = {
     ("post", "/api/agents/{agent_id}/logs"): ("/api/agents/run-1/logs", [{"message": "more", "level": "warn"}]),
     ("get", "/api/streams"): ("/api/streams?agent=run-1", None),
     ("post", "/api/stream-tickets"): ("/api/stream-tickets", {"agent": "run-1"}),
+    ("post", "/mcp"): ("/mcp", {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
     ("post", "/v1/logs"): (
         "/v1/logs",
         {

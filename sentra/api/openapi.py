@@ -15,6 +15,7 @@ from sentra.api.openapi_schemas import (
     TEXT,
     Schema,
     event_schemas,
+    obj,
     ref,
     request_schemas,
     resource_schemas,
@@ -120,6 +121,7 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str, str, str]] = {
         "400 401 403 409 413 415 429 503 507",
         "OpenTelemetry logs in (OTLP/HTTP), once committed.",
     ),
+    ("post", "/mcp"): ("mcp", "mcp", "401 403 413", "Model Context Protocol (Streamable HTTP) for AI assistants."),
 }
 
 COUNT = t("integer", minimum=0)
@@ -145,6 +147,24 @@ OTLP_RESPONSE = t(
     "An ExportLogsServiceResponse: {} (partialSuccess is never set: a request is stored whole or refused).",
     properties={"partialSuccess": t("object")},
 )
+RPC_ID = t(["string", "integer"])
+RPC_MESSAGE = obj(
+    {"jsonrpc": {"const": "2.0"}, "id": RPC_ID, "method": t("string"), "params": t("object")},
+    "jsonrpc method",
+    closed=False,
+    description="A JSON-RPC 2.0 request (a notification without id).",
+)
+RPC_ERROR = obj(
+    {
+        "jsonrpc": {"const": "2.0"},
+        "id": t(["string", "integer", "null"]),
+        "error": obj({"code": t("integer"), "message": t("string"), "data": {}}, "code message"),
+    },
+    "*",
+    description="A JSON-RPC 2.0 error: -32700 not JSON, -32600 not a request (or an unsupported MCP-Protocol-Version), "
+    "-32601 an unknown method, -32602 bad params or an unknown tool.",
+)
+RPC_ANSWER = {"anyOf": [obj({"jsonrpc": {"const": "2.0"}, "id": RPC_ID, "result": t("object")}, "*"), RPC_ERROR]}
 SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {"token": []}, {"cookie": []}]
 NEW_ID = "$response.body#/id"  # an OpenAPI link's runtime expression: the id of the agent just created
 
@@ -289,6 +309,26 @@ def details() -> dict[str, Schema]:
                 "content": {PROTOBUF: {"schema": t("string", format="binary")}, JSON: {"schema": OTLP_REQUEST}},
             },
         },
+        "mcp": {
+            "description": "JSON-RPC 2.0 over POST, answered with JSON (the Streamable HTTP transport, revisions "
+            "2024-11-05 to 2025-11-25; no session, no server-initiated stream: GET is a 405). Methods: initialize, "
+            "ping, tools/list, tools/call; tools: list_agents, get_agent, read_logs, search_logs, wait_for_lines, each "
+            "seeing what the token may read. A tool's failure is a result with isError. The token comes in the "
+            "Authorization header only; an Origin not in server.cors_origins is refused (403).",
+            "responses": {
+                "200": json_response(
+                    "The answer (an array of them for a batch).",
+                    {"anyOf": [RPC_ANSWER, t("array", items=RPC_ANSWER, minItems=1)]},
+                ),
+                "202": {"description": "A notification or a client's response: nothing to answer."},
+                "400": json_response(
+                    "Not JSON-RPC, or an unsupported MCP-Protocol-Version: a JSON-RPC error.", RPC_ERROR
+                ),
+            },
+            "parameters": [param("MCP-Protocol-Version", "header", t("string"), "The version initialize negotiated.")],
+            "requestBody": body({"anyOf": [RPC_MESSAGE, t("array", items=RPC_MESSAGE, minItems=1)]}),
+            "security": [{"bearer": []}],
+        },
         "agentEvents": {
             "description": "A snapshot of the caller's agents (newest 1000), then each agent again when it is "
             "created or changes status, name or labels, and at most once a second while its line count moves.",
@@ -323,10 +363,11 @@ def openapi_document() -> dict[str, Any]:
             "title": "Sentra",
             "version": __version__,
             "description": "Live logs for AI agents: ingest over HTTP, SQLite, Server-Sent Events. Every error is "
-            '{"error": {"code", "message"}}. Every path also answers OPTIONS (204 with Allow; the CORS grant for '
-            "server.cors_origins), HEAD wherever it answers GET, and 405 with Allow for any other method.",
+            '{"error": {"code", "message"}} (JSON-RPC\'s own errors at /mcp excepted). Every path also answers '
+            "OPTIONS (204 with Allow; the CORS grant for server.cors_origins), HEAD wherever it answers GET, and 405 "
+            "with Allow for any other method.",
         },
-        "tags": [{"name": name} for name in ("agents", "logs", "streams", "session", "system")],
+        "tags": [{"name": name} for name in ("agents", "logs", "streams", "session", "system", "mcp")],
         "security": SECURITY,
         "paths": paths(),
         "components": {

@@ -10,6 +10,7 @@ from sentra.api.agent_events import AgentEventsHandler
 from sentra.api.agents import AgentHandler, AgentsHandler
 from sentra.api.ingest import IngestHandler
 from sentra.api.logs import LogsHandler
+from sentra.api.mcp import McpHandler
 from sentra.api.multi_stream import MultiStreamHandler
 from sentra.api.otlp import OtlpLogsHandler
 from sentra.api.session import SessionHandler
@@ -33,6 +34,7 @@ ROUTES = (
     Route("/api/stream-tickets", StreamTicketsHandler),
     Route("/api/session", SessionHandler),
     Route("/v1/logs", OtlpLogsHandler),  # OTLP/HTTP's path for logs, where OpenTelemetry SDKs send them
+    Route("/mcp", McpHandler),
     Route("/api/{rest:path}"),  # any other /api/ path: a JSON 404, whatever the method
     Route("/{url:path}", StaticHandler),  # the viewer's files
 )
