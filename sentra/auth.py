@@ -1,4 +1,7 @@
-"""Tokens: the signing key, creating and verifying JWTs, scopes and the revocation list."""
+"""Tokens: the signing key, creating and verifying JWTs, scopes and the revocation list.
+
+An identity provider's tokens are checked against its PEM public key (auth.public_key_file) or the keys it publishes
+at its JWKS URL (auth.jwks_url, sentra.jwks)."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import os
 import secrets
 import time
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +19,7 @@ import jwt
 
 from sentra.config import Config, ConfigError, parse_duration
 from sentra.errors import Forbidden, Unauthorized
+from sentra.jwks import ProviderKeys
 from sentra.scopes import ALL_SCOPES, SCOPE_ADMIN, SCOPE_READ, SCOPE_WRITE
 
 LOCAL_USER = "local"
@@ -95,6 +100,7 @@ class TokenService:
         self.revoked: set[str] = set()
         self._verified: dict[str, tuple[Principal, float]] = {}
         self._secret: str | None = None
+        self.jwks: ProviderKeys | None = None  # the identity provider's keys, with auth.jwks_url
         if self.algorithm not in jwt.algorithms.get_default_algorithms():
             raise ConfigError(
                 f"auth.algorithm {self.algorithm} needs the cryptography package, which this installation "
@@ -103,6 +109,9 @@ class TokenService:
         if self.algorithm.startswith("HS"):
             self._secret = load_or_create_secret(config)
             self._verify_key: Any = self._secret
+        elif config["auth.jwks_url"]:
+            self.jwks = ProviderKeys(config["auth.jwks_url"])
+            self._verify_key = None  # each token's own key, by its kid
         else:
             self._verify_key = Path(config["auth.public_key_file"]).read_text()
 
@@ -166,12 +175,44 @@ class TokenService:
             raise Unauthorized("the token has been revoked", code="token_revoked")
         return principal
 
+    def fetch_keys_for(self, token: str) -> Awaitable[None] | None:
+        """What to wait for before `token` can be verified: with auth.jwks_url, a fetch of the identity provider's
+        keys when the token names one not held yet (at most one every 30 s, sentra.jwks); else None."""
+        jwks = self.jwks
+        if jwks is None or token in self._verified:
+            return None
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.InvalidTokenError:
+            return None  # verify says what is wrong with it
+        return jwks.fetch_for(kid) if isinstance(kid, str) and kid else None
+
+    def _provider_key(self, jwks: ProviderKeys, token: str) -> jwt.PyJWK:
+        """The identity provider's key that signed `token`, by the token's kid; Unauthorized if it has none."""
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.InvalidTokenError as exc:
+            raise Unauthorized(f"the token is not valid: {exc}", code="invalid_token") from None
+        if not isinstance(kid, str) or not kid:
+            raise Unauthorized(
+                "the token names no signing key: an identity provider's tokens carry a 'kid' header",
+                code="invalid_token",
+            )
+        key = jwks.key(kid)
+        if key is None:
+            raise Unauthorized(
+                f"the token is signed by a key the identity provider does not publish (kid {kid[:64]!r})",
+                code="invalid_token",
+            )
+        return key
+
     def _decode(self, token: str) -> Principal:
         """Check the signature and claims of `token`."""
+        key = self._verify_key if self.jwks is None else self._provider_key(self.jwks, token)
         try:
             claims = jwt.decode(
                 token,
-                self._verify_key,
+                key,
                 algorithms=[self.algorithm],
                 audience=self.audience or None,
                 options={"require": [], "verify_aud": bool(self.audience)},

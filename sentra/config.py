@@ -182,8 +182,19 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "HS256 secret; empty: generated on first start into <db>.secret (mode 0600).",
     ),
-    Setting("auth.algorithm", "str", "HS256", "JWT algorithm: HS256, or RS256/ES256 with auth.public_key_file."),
+    Setting(
+        "auth.algorithm",
+        "str",
+        "HS256",
+        "JWT algorithm: HS256, or RS256/ES256 with auth.jwks_url or auth.public_key_file.",
+    ),
     Setting("auth.public_key_file", "str", "", "PEM public key of your identity provider for RS256/ES256 tokens."),
+    Setting(
+        "auth.jwks_url",
+        "str",
+        "",
+        "JWKS URL of your identity provider (OIDC) for RS256/ES256 tokens signed by its rotating keys.",
+    ),
     Setting("auth.subject_claim", "str", "sub", "Claim that names the user who owns agents."),
     Setting("auth.audience", "str", "", "Required 'aud' claim; empty: not checked."),
     Setting("auth.ticket_ttl", "duration", "60s", "Lifetime of a stream ticket from POST /api/stream-tickets."),
@@ -308,8 +319,7 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"{config.source}: auth.mode must be 'jwt' or 'none', not {config['auth.mode']!r}")
     if config["auth.algorithm"] not in ("HS256", "HS384", "HS512", "RS256", "ES256"):
         raise ConfigError(f"{config.source}: auth.algorithm must be HS256, HS384, HS512, RS256 or ES256")
-    if config["auth.algorithm"][:2] in ("RS", "ES") and not config["auth.public_key_file"]:
-        raise ConfigError(f"{config.source}: auth.algorithm {config['auth.algorithm']} needs auth.public_key_file")
+    _validate_provider_keys(config)
     if config["server.event_loop"] not in ("auto", "asyncio", "uvloop"):
         raise ConfigError(
             f"{config.source}: server.event_loop must be 'auto', 'asyncio' or 'uvloop',"
@@ -337,6 +347,27 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"{config.source}: server.port must be between 0 and 65535")
     if config["server.return_memory_after"] < 0:
         raise ConfigError(f"{config.source}: server.return_memory_after must be 0 (never) or a number of connections")
+
+
+def _validate_provider_keys(config: Config) -> None:
+    """RS256/ES256 tokens are checked against exactly one source of the identity provider's keys."""
+    algorithm, url, pem = config["auth.algorithm"], config["auth.jwks_url"], config["auth.public_key_file"]
+    if algorithm[:2] == "HS":
+        if url:
+            raise ConfigError(
+                f"{config.source}: auth.jwks_url is for tokens an identity provider signs: set auth.algorithm to"
+                f" the one its keys use, RS256 or ES256 (it is {algorithm})"
+            )
+        return
+    if not url and not pem:
+        raise ConfigError(
+            f"{config.source}: auth.algorithm {algorithm} needs the identity provider's keys: set auth.jwks_url"
+            " (its JWKS, e.g. https://idp.example/.well-known/jwks.json) or auth.public_key_file (a PEM file)"
+        )
+    if url and pem:
+        raise ConfigError(f"{config.source}: set auth.jwks_url or auth.public_key_file, not both")
+    if url and not url.lower().startswith(("https://", "http://")):
+        raise ConfigError(f"{config.source}: auth.jwks_url must be an https:// (or http://) URL, not {url!r}")
 
 
 def settings_markdown() -> str:

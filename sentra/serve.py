@@ -20,6 +20,7 @@ from sentra.auth import TokenService, local_user
 from sentra.bus.local import bus_from_config
 from sentra.config import Config, ConfigError, missing_extra
 from sentra.http.protocol import HTTP1Server
+from sentra.jwks import KeysUnavailable
 from sentra.memory import MemoryReturn
 from sentra.ratelimit.open import rate_limiter_from_config
 from sentra.registry import TopicRegistry
@@ -161,6 +162,12 @@ async def serve(
         tokens = TokenService(config) if config.auth_enabled else None
     except OSError as exc:
         raise StartupError(f"cannot read the auth key: {exc}") from None
+    if tokens is not None and tokens.jwks is not None:
+        # Without the identity provider's keys no token could be verified: a wrong URL is told at once.
+        try:
+            await tokens.jwks.fetch()
+        except KeysUnavailable as exc:
+            raise StartupError(f"auth.jwks_url: {exc}") from None
     # Everything is built (a missing engine or package is a ConfigError) before anything is opened.
     store = storage_from_config(config)
     registry = TopicRegistry()
@@ -203,6 +210,8 @@ async def serve(
     background = [asyncio.create_task(_maintain(store, config))]
     if tokens is not None:
         background.append(asyncio.create_task(_watch_revocations(store, tokens, registry)))
+        if tokens.jwks is not None:
+            background.append(asyncio.create_task(tokens.jwks.keep_fresh()))
     if bridge is not None:
         await bridge.start()
     log.info("event loop: %s", type(loop).__module__.partition(".")[0])

@@ -67,7 +67,7 @@ def test_serve_help_lists_every_setting() -> None:
             "[server]\nreturn_memory_after = -1\n",
             "server.return_memory_after must be 0 (never) or a number of connections",
         ),
-        ("[auth]\nalgorithm = 'RS256'\n", "auth.algorithm RS256 needs auth.public_key_file"),
+        ("[auth]\nalgorithm = 'RS256'\n", "auth.algorithm RS256 needs the identity provider's keys"),
         ("[server\n", "not valid TOML"),
         ("[storage]\nurl = 'mysql://db/sentra'\n", "storage.url must start with sqlite:/// or postgresql://"),
         ("[bus]\nurl = 'nats://bus'\n", "bus.url must be memory:// or redis://host:port/db"),

@@ -3,7 +3,7 @@ token from the Authorization header, ?token= or the viewer's cookie), what the t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from sentra.auth import LOCAL_PRINCIPAL, Principal, TokenService
@@ -107,6 +107,18 @@ class RequestChecks:
 
 class ApiHandler(RequestChecks, Handler):
     """A Sentra endpoint: the one Handler model (sentra.http.handler) and the checks every endpoint shares."""
+
+    def prepare(self) -> Awaitable[None] | None:
+        """With auth.jwks_url, a token signed by a key the identity provider published since Sentra last read its
+        keys waits for them to be read again (off the event loop), so that `principal` can then verify it."""
+        tokens = self.services.tokens
+        if tokens is None or tokens.jwks is None:
+            return None
+        try:
+            token = self.token_from_request()
+        except Unauthorized:
+            return None  # a malformed Authorization header: `principal` answers it, where the endpoint asks
+        return None if token is None else tokens.fetch_keys_for(token)
 
     def token_from_request(self) -> str | None:
         """The bearer token from the Authorization header, else the last ?token=, else the viewer's cookie; None if

@@ -20,12 +20,15 @@ class SessionHandler(ApiHandler):
         """The caller (from the cookie, a header or ?token=); 401 when nobody is signed in."""
         self.write_json(self.describe(self.principal))
 
-    def post(self) -> None:
+    async def post(self) -> None:
         """Verify the token (Authorization header or JSON {"token"}) and keep it in the cookie."""
         if self.tokens is None:
             self.write_json(self.describe(self.principal))
             return
         token = self.posted_token()
+        fetching = self.tokens.fetch_keys_for(token)  # a posted token is not seen by prepare
+        if fetching is not None:
+            await fetching
         principal = self.tokens.verify(token)
         self._principal = principal
         if principal.expires_at is not None:

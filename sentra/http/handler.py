@@ -135,6 +135,11 @@ class Handler(RequestReading, httputil.HTTPMessageDelegate):
         """The largest request body this handler takes."""
         return min(JSON_BODY_LIMIT, int(self.config["limits.max_body_size"]))
 
+    def prepare(self) -> Awaitable[None] | None:
+        """What to wait for before the request is answered, once its path and method are known to be served, before
+        before_body and before the body is read. Here: nothing."""
+        return None
+
     def before_body(self) -> Awaitable[None] | None:
         """Checks on the request line and headers, made before the body is read (for methods that carry one): an
         ApiError raised here is answered at once and the body dropped. Here: a declared body over body_limit (413)."""
@@ -373,8 +378,9 @@ class Handler(RequestReading, httputil.HTTPMessageDelegate):
 
     def _check_head(self) -> Awaitable[None] | None:
         """Refuse what the request line and headers show, in Tornado's order: a path Sentra does not serve (404), a
-        method no path has (405), a path argument that is not UTF-8 (400); then, for a method that carries a body,
-        set its limit and run before_body (or, for a method this path does not answer, its 413 check)."""
+        method no path has (405), a path argument that is not UTF-8 (400); then, for a method the path answers, run
+        prepare; then, for a method that carries a body, set its limit and run before_body (or, for a method this
+        path does not answer, its 413 check)."""
         dispatch, method = self.dispatch, self.start_line.method
         if not dispatch.allow:
             raise NotFound(f"no such path {self.path[:200]!r}", code="not_found")
@@ -384,14 +390,15 @@ class Handler(RequestReading, httputil.HTTPMessageDelegate):
         for name, raw in path_args.items():
             path_args[name] = path_argument(raw, name)
         if method in _BODILESS:
-            return None
+            return None if dispatch.action is None else self.prepare()
         self._limit = self.body_limit()
         # A body over the limit is read and dropped for a while, so its sender gets a 413, not a reset mid-upload.
         self.connection.set_max_body_size(self._limit + DISCARD_ALLOWANCE)
         if dispatch.action is None:
             return Handler.before_body(self)
         self._chunks = []
-        return self.before_body()
+        preparing = self.prepare()
+        return self.before_body() if preparing is None else self._prepared(preparing)
 
     def _refuse_before_body(self, exc: BaseException) -> None:
         """Answer an error found before the body: at once if a body follows (it is dropped, and the connection
@@ -400,6 +407,12 @@ class Handler(RequestReading, httputil.HTTPMessageDelegate):
             self.fail(exc)
         else:
             self._refusal = exc
+
+    async def _prepared(self, preparing: Awaitable[None]) -> None:
+        await preparing
+        checking = self.before_body()
+        if checking is not None:
+            await checking
 
     async def _checked(self, checking: Awaitable[None]) -> None:
         try:
