@@ -1,6 +1,7 @@
 """OTLP/HTTP logs bodies as agents send them: OTLP/JSON written by hand after the specification (as the browser
 exporter writes it: lowerCamelCase keys, 64-bit integers as strings, trace and span ids in hex), and binary
-protobuf built with opentelemetry-proto's generated classes, as an SDK's exporter builds it."""
+protobuf built with opentelemetry-proto's generated classes, as an SDK's exporter builds it; and `export`, which
+POSTs one to /v1/logs."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import base64
 import gzip
 from typing import Any
 
+import httpx
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
@@ -108,16 +110,33 @@ def protobuf_request(resources: list[tuple[dict[str, Any], list[LogRecord]]], sc
     return request.SerializeToString()
 
 
-def protobuf_body(agent_id: str, count: int, *, message: str = "record {}", scope: str = "bench") -> bytes:
-    """`count` INFO records for one agent (sentra.agent.id), numbered from 1 in their messages, as an SDK's
-    exporter serializes them: the body of a POST /v1/logs with Content-Type application/x-protobuf."""
-    records = [
+def info_records(count: int, message: str = "record {}") -> list[LogRecord]:
+    """`count` INFO records, numbered from 1 in their messages (`message` formatted with the number)."""
+    return [
         LogRecord(severity_number=9, severity_text="INFO", body=AnyValue(string_value=message.format(number)))
         for number in range(1, count + 1)
     ]
-    return protobuf_request([({"sentra.agent.id": agent_id, "service.name": agent_id}, records)], scope)
+
+
+def protobuf_body(agent_id: str, count: int, *, message: str = "record {}", scope: str = "bench") -> bytes:
+    """`count` INFO records for one agent (sentra.agent.id), numbered from 1 in their messages, as an SDK's
+    exporter serializes them: the body of a POST /v1/logs with Content-Type application/x-protobuf."""
+    resource = {"sentra.agent.id": agent_id, "service.name": agent_id}
+    return protobuf_request([(resource, info_records(count, message))], scope)
 
 
 def gzipped(body: bytes) -> bytes:
     """The body gzip-compressed, as Content-Encoding: gzip sends it."""
     return gzip.compress(body)
+
+
+# ---- sending ---------------------------------------------------------------------------------------------
+
+
+async def export(
+    client: httpx.AsyncClient, body: dict[str, Any] | bytes, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    """POST /v1/logs: a dict as OTLP/JSON, bytes as they are (protobuf unless `headers` say otherwise)."""
+    if isinstance(body, dict):
+        return await client.post("/v1/logs", json=body, headers=headers)
+    return await client.post("/v1/logs", content=body, headers={**PROTOBUF, **(headers or {})})

@@ -6,57 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import httpx2
 import pytest
 from conftest import RunningServer, ServerFactory, create_agent, make_token, post_lines, set_status
-from mcp import Client, ClientSession, MCPError
+from mcp import ClientSession, MCPError
 from mcp.client.streamable_http import streamable_http_client
-from mcp_types import CallToolResult, TextContent
+from mcp_client import assistant, call, failure, open_streams, text_of, until_waiting
 from test_openapi import check_response
 
 from sentra import __version__
 
 TOOL_NAMES = {"list_agents", "get_agent", "read_logs", "search_logs", "wait_for_lines"}
 JSONRPC = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
-
-
-@asynccontextmanager
-async def assistant(server: RunningServer, sub: str = "alice", *, token: str | None = None) -> AsyncIterator[Client]:
-    """The SDK's Client in its default mode on the server's /mcp, authenticated as `sub` (or with `token`; "": none)."""
-    headers = {"Authorization": f"Bearer {token if token is not None else server.token(sub)}"} if token != "" else {}
-    # A wait_for_lines call holds its answer for up to a minute: read longer than that.
-    async with (
-        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(10, read=90)) as http,
-        Client(streamable_http_client(f"{server.url}/mcp", http_client=http)) as client,
-    ):
-        yield client
-
-
-def text_of(result: CallToolResult) -> str:
-    """The text the assistant reads."""
-    assert len(result.content) == 1 and isinstance(result.content[0], TextContent)
-    return result.content[0].text
-
-
-async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
-    """Call a tool that must succeed; its structured content."""
-    result = await client.call_tool(tool, arguments)
-    assert not result.is_error, text_of(result)
-    assert result.structured_content is not None
-    return dict(result.structured_content)
-
-
-async def failure(client: Client, tool: str, **arguments: Any) -> str:
-    """Call a tool that must fail; the message the assistant reads."""
-    result = await client.call_tool(tool, arguments)
-    assert result.is_error, result
-    assert result.structured_content is None
-    return text_of(result)
 
 
 def leaf_errors(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
@@ -71,20 +35,6 @@ def leaf_errors(group: BaseExceptionGroup[BaseException]) -> list[BaseException]
 async def rpc(client: httpx.AsyncClient, body: Any, **headers: str) -> httpx.Response:
     """POST a raw JSON-RPC body to /mcp."""
     return await client.post("/mcp", json=body, headers={**JSONRPC, **headers})
-
-
-async def open_streams(server: RunningServer) -> int:
-    """How many subscriptions the server holds (a waiting wait_for_lines is one)."""
-    async with server.client(None) as anonymous:
-        return int((await anonymous.get("/healthz")).json()["open_streams"])
-
-
-async def until_waiting(server: RunningServer, count: int = 1) -> None:
-    """Return once `count` subscriptions are open on the server, within 5 s."""
-    deadline = time.monotonic() + 5
-    while await open_streams(server) < count:
-        assert time.monotonic() < deadline, "the wait never subscribed"
-        await asyncio.sleep(0.02)
 
 
 async def alices_runs(alice: httpx.AsyncClient) -> None:

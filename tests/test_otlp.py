@@ -8,7 +8,6 @@ import asyncio
 import json
 import logging
 import time
-import warnings
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -21,15 +20,14 @@ from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
-from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Tracer, TracerProvider
+from opentelemetry.sdk.trace import Tracer
 from otlp_bodies import (
     GZIP,
     JSON,
     PROTOBUF,
     agent_json,
+    export,
     gzipped,
     protobuf_body,
     protobuf_request,
@@ -37,6 +35,7 @@ from otlp_bodies import (
     request_json,
     resource_json,
 )
+from otlp_sdk import log_with_sdk
 from prometheus_client.parser import text_string_to_metric_families
 
 from sentra.errors import Forbidden
@@ -52,43 +51,6 @@ SPAN_ID = "EEE19B7EC3C1B174"
 
 
 # ---- the agent: the official SDK, built locally (no global provider) and shut down after ------------------------
-
-
-def log_with_sdk(
-    url: str,
-    token: str,
-    resource: dict[str, Any],
-    actions: Callable[[logging.Logger, Tracer], T],
-    *,
-    compression: Compression | None = None,
-    batch: bool = False,
-    exporter: OTLPLogExporter | None = None,
-) -> T:
-    """Run `actions` with a Python logger whose records the SDK's LoggingHandler gives to the OTLP/HTTP exporter,
-    and a tracer; then shut the SDK down, which sends what it still holds. Blocking: call it in a thread."""
-    provider = LoggerProvider(resource=Resource.create(resource), shutdown_on_exit=False)
-    exporter = exporter or OTLPLogExporter(
-        endpoint=f"{url}/v1/logs", headers={"Authorization": f"Bearer {token}"}, compression=compression, timeout=10
-    )
-    provider.add_log_record_processor(
-        BatchLogRecordProcessor(exporter) if batch else SimpleLogRecordProcessor(exporter)
-    )
-    with warnings.catch_warnings():
-        # The SDK's own handler says it will move to opentelemetry-instrumentation-logging; it is still the SDK's.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        handler = LoggingHandler(level=logging.DEBUG, logger_provider=provider)
-    tracing = TracerProvider(shutdown_on_exit=False)
-    logger = logging.getLogger("agent.planner")
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False
-    logger.addHandler(handler)
-    try:
-        return actions(logger, tracing.get_tracer("agent"))
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = True
-        provider.shutdown()
-        tracing.shutdown()
 
 
 async def sdk_agent(server: RunningServer, resource: dict[str, Any], actions: Callable[..., T], **kw: Any) -> T:
@@ -124,15 +86,6 @@ async def all_agent_ids(server: RunningServer) -> set[str]:
     """Every agent of every user (an admin's list)."""
     async with admin(server) as root:
         return set(await agent_ids(root))
-
-
-async def export(
-    client: httpx.AsyncClient, body: dict[str, Any] | bytes, headers: dict[str, str] | None = None
-) -> httpx.Response:
-    """POST /v1/logs: a dict as OTLP/JSON, bytes as they are (protobuf unless `headers` say otherwise)."""
-    if isinstance(body, dict):
-        return await client.post("/v1/logs", json=body, headers=headers)
-    return await client.post("/v1/logs", content=body, headers={**PROTOBUF, **(headers or {})})
 
 
 async def refusals(client: httpx.AsyncClient) -> dict[str, float]:
