@@ -15,9 +15,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from tornado import httputil
-from tornado.http1connection import parse_int
 
-from sentra.http.parsing import can_keep_alive, header_value
+from sentra.http.parsing import can_keep_alive, header_value, parse_int
 
 _CR_OR_LF = re.compile(r"\r|\n")
 
