@@ -8,6 +8,9 @@
  * (an older part is not loaded, or the filter got wider) the view asks the server again with `level` and `q`,
  * and keeps only the live lines the server's filter would keep. The filter state lives in the URL.
  *
+ * A link to a line (`#seq`, as a search result opens it) scrolls to that line and marks it; a line too far back
+ * to be among the newest lines loaded opens the view around it instead, without following live.
+ *
  * @module logview
  */
 
@@ -35,6 +38,8 @@ const INITIAL_LINES = 100000;
 /** Lines kept in memory; past it the oldest are dropped, DROP_LINES at a time. */
 const MAX_LINES = 150000;
 const DROP_LINES = 10000;
+/** Lines loaded on each side of a line opened far back. */
+const AROUND_LINES = 1000;
 /** Pause after typing before the server is asked. */
 const RELOAD_DELAY_MS = 350;
 /** Agents a label view lists at most. */
@@ -48,6 +53,7 @@ const CONNECTION_TEXT = {
   finished: "finished",
   ended: "stream ended",
   error: "error",
+  around: "not following",
 };
 
 class LogView {
@@ -76,6 +82,8 @@ class LogView {
     this.newLines = 0;
     this.loading = false;
     this.target = this.parseHash();
+    // The seq a view opened far back is loaded around (null: the view holds the newest lines).
+    this.around = null;
     this.build();
   }
 
@@ -99,6 +107,7 @@ class LogView {
       info: $(".info-bar"),
       infoText: $(".info-text"),
       earlier: $(".load-earlier"),
+      newest: $(".to-newest"),
       log: $(".log"),
       newLines: $(".new-lines"),
       counts: $(".counts"),
@@ -150,11 +159,18 @@ class LogView {
     this.el.follow.addEventListener("click", () => this.toggleFollow());
     this.el.newLines.addEventListener("click", () => this.list.scrollToBottom());
     this.el.earlier.addEventListener("click", () => this.loadEarlier());
+    // The same view without the #seq: loaded anew, its newest lines, followed live.
+    this.el.newest.addEventListener("click", () => location.assign(`${location.pathname}${location.search}`));
     this.el.log.addEventListener("click", (event) => this.onRowClick(event));
     document.addEventListener("keydown", (event) => this.onKey(event));
     window.addEventListener("hashchange", () => {
       this.target = this.parseHash();
       this.findTarget();
+      // Not loaded: load the view again, around the line if it lies far back, else its newest lines.
+      if (this.target && (this.around !== null || this.farTarget() !== null)) {
+        this.around = null;
+        this.load();
+      }
     });
   }
 
@@ -183,6 +199,11 @@ class LogView {
       if (generation !== this.generation) return;
       for (const agent of agents) this.agents.set(agent.id, agent);
       this.showTitle();
+      const around = this.farTarget() ?? this.around;
+      if (around !== null) {
+        await this.loadAround(generation, around);
+        return;
+      }
       const cursors = new Map(agents.map((agent) => [agent.id, agent.last_seq]));
       for (const agent of agents) {
         this.older.set(agent.id, agent.last_seq + 1);
@@ -235,17 +256,16 @@ class LogView {
     return false;
   }
 
+  /** A page of history with the filters the view loads with: `cursor` is {before} or {after}. */
+  fetchPage(id, cursor, limit) {
+    const { level, q } = this.loadedWith;
+    return api(agentPath(id, "/logs") + query({ ...cursor, limit, level: level ? LEVELS[level] : null, q }));
+  }
+
   /** One page of older lines from each agent that has some, merged into the view. */
   async loadPages(generation, limit) {
     const wanted = [...this.older].filter(([, before]) => before !== null);
-    const pages = await Promise.all(
-      wanted.map(([id, before]) =>
-        api(
-          agentPath(id, "/logs") +
-            query({ before, limit, level: this.loadedWith.level ? LEVELS[this.loadedWith.level] : null, q: this.loadedWith.q }),
-        ),
-      ),
-    );
+    const pages = await Promise.all(wanted.map(([id, before]) => this.fetchPage(id, { before }, limit)));
     if (generation !== this.generation) return;
     let older = [];
     wanted.forEach(([id, before], k) => {
@@ -261,6 +281,30 @@ class LogView {
     this.lines = this.multi ? mergeSorted(older, this.lines) : older.concat(this.lines);
     this.showLines();
     this.findTarget();
+  }
+
+  /** The seq to open around: the line the address names, when it lies too far back to be among the newest. */
+  farTarget() {
+    const agent = this.multi || !this.target ? null : this.agents.get(this.route.agents[0]);
+    const far = agent && this.target.agent === agent.id && agent.last_seq - this.target.seq >= INITIAL_LINES;
+    return far ? this.target.seq : null;
+  }
+
+  /** The lines on both sides of `seq`, without following live ("Load earlier lines" still pages back). */
+  async loadAround(generation, seq) {
+    this.around = seq;
+    const id = this.route.agents[0];
+    const [before, after] = await Promise.all([
+      this.fetchPage(id, { before: seq + 1 }, AROUND_LINES),
+      this.fetchPage(id, { after: seq }, AROUND_LINES),
+    ]);
+    if (generation !== this.generation) return;
+    this.lines = before.lines.concat(after.lines).map(makeLine);
+    for (const line of this.lines) this.addSource(line.source);
+    this.older.set(id, before.lines.length ? before.next_before : null);
+    this.showLines();
+    this.findTarget();
+    this.setConnection("around");
   }
 
   /** Load one more page of older lines (the "Load earlier lines" button). */
@@ -445,7 +489,7 @@ class LogView {
     const loaded = this.loadedWith;
     const narrower = level >= loaded.level && q.toLowerCase().includes(loaded.q.toLowerCase());
     const changed = level !== loaded.level || q !== loaded.q;
-    return changed && !(narrower && !this.hasOlder());
+    return changed && !(narrower && !this.hasOlder() && this.around === null);
   }
 
   writeUrl() {
@@ -507,17 +551,22 @@ class LogView {
 
   showInfo() {
     const older = this.hasOlder();
-    this.el.info.hidden = !older && !this.loading;
+    this.el.info.hidden = !older && !this.loading && this.around === null;
+    this.el.newest.hidden = this.loading || this.around === null;
     if (this.loading) {
       this.el.infoText.textContent = `Loading… ${this.lines.length.toLocaleString()} lines so far`;
       this.el.earlier.hidden = true;
       return;
     }
     const full = this.lines.length >= MAX_LINES;
-    this.el.infoText.textContent = full
-      ? "Earlier lines are not loaded (memory limit); download the log to read them all."
-      : "Earlier lines are not loaded.";
-    this.el.earlier.hidden = full;
+    const earlier = !older
+      ? ""
+      : full
+        ? "Earlier lines are not loaded (memory limit); download the log to read them all."
+        : "Earlier lines are not loaded.";
+    const around = this.around === null ? "" : `Lines around #${this.around}: newer lines are not loaded or followed.`;
+    this.el.infoText.textContent = [around, earlier].filter(Boolean).join(" ");
+    this.el.earlier.hidden = full || !older;
   }
 
   showTitle() {
