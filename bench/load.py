@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from c_reader import CReaderPool, reader_binary
 from procstat import CpuWindow, tree_rss, verdict
 from subscribers import SubscriberPool, raise_fd_limit, use_uvloop
-from wire import HttpConnection, SseSubscriber, Tally, Target, marked_body, percentiles
+from wire import OTLP_LOGS_PATH, HttpConnection, SseSubscriber, Tally, Target, marked_body, otlp_body, percentiles
 
 DRAIN = 20.0
 STALL = 5.0
@@ -327,22 +327,30 @@ async def ingest(
     connections: int = 8,
     duration: float = 4.0,
     threads: int = 1,
+    otlp: bool = False,
 ) -> dict[str, Any]:
-    """wrk POSTs the same body back to back on keep-alive connections; nobody subscribes."""
+    """wrk POSTs the same body back to back on keep-alive connections; nobody subscribes. The body is marked
+    lines (NDJSON, or one JSON object for one line), or with `otlp` one OTLP/HTTP protobuf request of
+    `lines_per_post` records to Sentra's /v1/logs."""
     wrk = shutil.which("wrk")
     if wrk is None:
         raise RuntimeError("wrk is not installed (Debian package wrk)")
+    if otlp and target.kind != "sentra":
+        raise ValueError(f"{target.kind} takes no OTLP")
     await target.prepare([channel])
-    body = marked_body(0, 0, lines_per_post)
+    if otlp:
+        body, ctype, path = otlp_body(channel, lines_per_post), "application/x-protobuf", OTLP_LOGS_PATH
+    else:
+        body, path = marked_body(0, 0, lines_per_post), target.pub_path(channel)
+        ctype = "application/json" if lines_per_post == 1 else "application/x-ndjson"
     with tempfile.TemporaryDirectory() as tmp:
         body_file = Path(tmp, "body")
         body_file.write_bytes(body)
         script = Path(tmp, "post.lua")
-        ctype = "application/json" if lines_per_post == 1 else "application/x-ndjson"
         headers = {**target.headers(channel), "Content-Type": ctype}
         script.write_text(_WRK_LUA.format(body=body_file, headers=json.dumps(headers)))
         args = [wrk, f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "-s", str(script)]
-        args.append(f"http://{target.host}:{target.port}{target.pub_path(channel)}")
+        args.append(f"http://{target.host}:{target.port}{path}")
         window = CpuWindow({"server": server_pids, "load": []}).start()
         process = subprocess.run(args, capture_output=True, text=True, timeout=duration + 60)
         out, err = process.stdout, process.stderr
@@ -498,6 +506,7 @@ def _main() -> int:
     parser.add_argument("--steps", type=int, default=8, help="sustained: most rates tried (each --duration long)")
     parser.add_argument("--strict", action="store_true", help="parse every event as JSON and count its lines")
     parser.add_argument("--reader", choices=["c", "python"], default="c", help="fanout: the subscribers' reader")
+    parser.add_argument("--otlp", action="store_true", help="ingest: POST OTLP/HTTP protobuf to /v1/logs (Sentra)")
     parser.add_argument("--tag", default=f"t{os.getpid()}", help="channel name prefix")
     args = parser.parse_args()
     raise_fd_limit()
@@ -544,6 +553,7 @@ def _main() -> int:
                 lines_per_post=args.batch,
                 connections=args.connections,
                 duration=args.duration,
+                otlp=args.otlp,
             )
         await fill(target, channels[0], args.lines)
         return await replay(target, pids, channel=channels[0], lines=args.lines)

@@ -1,5 +1,6 @@
 """Turn a results JSON into Markdown: one table per scenario with the Sentra/nchan and Sentra/peer ratios
-from the same run, the issue's targets marked met or missed, and a summary of py-spy profiles.
+from the same run (and, for a scenario in BESIDE, another scenario's figure of the same run and the ratio to it),
+the issue's targets marked met or missed, and a summary of py-spy profiles.
 
     python bench/report.py bench/results/<file>.json   # rewrites the generated part of docs/performance.md
 """
@@ -10,6 +11,7 @@ import json
 import re
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +88,21 @@ ROWS: dict[str, list[tuple[str, str, str]]] = {
 }
 
 
+@dataclass(frozen=True)
+class Beside:
+    """A figure of one of Sentra's scenarios shown next to the same figure of another scenario of the same run."""
+
+    scenario: str
+    name: str  # the scenario in a word
+    other: str
+    other_name: str
+    other_what: str  # the other scenario in a few words
+    key: str = "lines_per_s"
+
+
+BESIDE = (Beside("ingest_otlp_1000", "OTLP", "ingest_1000", "NDJSON", "1,000 lines per POST, 1c"),)
+
+
 def rows_for(scenario: str) -> list[tuple[str, str, str]]:
     """The table rows of a scenario."""
     if scenario.startswith("ingest"):
@@ -143,6 +160,66 @@ def ratios(data: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
                 if values:
                     out.setdefault(name, {}).setdefault(other, {})[key] = round(values[len(values) // 2], 3)
     return out
+
+
+def beside_ratios(data: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
+    """For each BESIDE pair Sentra ran: the figure's ratio to the other scenario's, the median of the ratios taken
+    within each run (run i of one scenario against run i of the other)."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for pair in BESIDE:
+        key = pair.key
+        mine, theirs = (_sentra_runs(data, name) for name in (pair.scenario, pair.other))
+        values = sorted(
+            a[key] / b[key]
+            for a, b in zip(mine, theirs, strict=False)
+            if _number(a.get(key)) and _number(b.get(key)) and b[key]
+        )
+        if values:
+            out.setdefault(pair.scenario, {}).setdefault(pair.other, {})[key] = round(values[len(values) // 2], 3)
+    return out
+
+
+def _sentra_runs(data: dict[str, Any], scenario: str) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = (
+        data["scenarios"].get(scenario, {}).get("servers", {}).get("sentra", {}).get("runs", [])
+    )
+    return runs
+
+
+def _beside(data: dict[str, Any]) -> list[tuple[Beside, str, Any, Any, float]]:
+    """Each BESIDE pair measured: the pair, the figure's label, the two medians and the same-run ratio."""
+    found = []
+    for pair in BESIDE:
+        ratio = beside_ratios(data).get(pair.scenario, {}).get(pair.other, {}).get(pair.key)
+        if ratio is not None:
+            label = next(label for key, label, _ in rows_for(pair.other) if key == pair.key)
+            mine, theirs = (_median(data, name, "sentra").get(pair.key) for name in (pair.scenario, pair.other))
+            found.append((pair, label, mine, theirs, ratio))
+    return found
+
+
+def beside_text(data: dict[str, Any]) -> str:
+    """The BESIDE comparisons as plain text for the terminal (empty when none was measured)."""
+    return "\n".join(
+        f"{pair.name} {label}: {_fmt(mine)}; {pair.other_name} ({pair.other_what}): {_fmt(theirs)}; "
+        f"{pair.name}/{pair.other_name} {_times(ratio)} (same run)"
+        for pair, label, mine, theirs, ratio in _beside(data)
+    )
+
+
+def _beside_rows(data: dict[str, Any], name: str, kinds: list[str], empty: int) -> list[str]:
+    """Table rows of a scenario's BESIDE figures: the other scenario's on Sentra, and the ratio to it."""
+    rows = []
+    for pair, label, _, theirs, ratio in _beside(data):
+        if pair.scenario != name:
+            continue
+        for head, value in (
+            (f"{label}, {pair.other_name} ({pair.other_what}), same run", _fmt(theirs)),
+            (f"{label}, {pair.name} / {pair.other_name}", _times(ratio)),
+        ):
+            cells = [head] + [value if k == "sentra" else "" for k in kinds] + [""] * empty
+            rows.append("| " + " | ".join(cells) + " |")
+    return rows
 
 
 def _times(ratio: float | None) -> str:
@@ -378,6 +455,7 @@ def render(data: dict[str, Any], json_path: str) -> str:
             cells = [label + arrow] + [_fmt(medians[k].get(key)) for k in kinds]
             cells += [_times(same_run.get(k, {}).get(key)) for k, _ in others]
             out.append("| " + " | ".join(cells) + " |")
+        out += _beside_rows(data, name, kinds, len(others))
         verdicts = []
         for k in kinds:
             errors = [run["error"] for run in servers[k]["runs"] if "error" in run]

@@ -84,10 +84,16 @@ def _channels(tag: str, count: int) -> list[str]:
     return [f"{tag}_{i}" for i in range(count)]
 
 
-def _ingest(lines: int) -> Runner:
+def _ingest(lines: int, *, otlp: bool = False) -> Runner:
     async def run(target: Target, server: Server, tag: str, size: Sizes) -> dict[str, Any]:
         return await load.ingest(
-            target, [server.pid], channel=f"{tag}_0", lines_per_post=lines, connections=8, duration=size.ingest
+            target,
+            [server.pid],
+            channel=f"{tag}_0",
+            lines_per_post=lines,
+            connections=8,
+            duration=size.ingest,
+            otlp=otlp,
         )
 
     return run
@@ -181,6 +187,12 @@ SCENARIOS = (
     ),
     Scenario(
         "ingest_1000", "1c. Ingest, 1,000 NDJSON lines per POST (wrk, 8 connections)", ("sentra", "peer"), _ingest(1000)
+    ),
+    Scenario(
+        "ingest_otlp_1000",
+        "1d. Ingest, OTLP/HTTP protobuf, 1,000 records per POST (wrk, 8 connections)",
+        ("sentra",),
+        _ingest(1000, otlp=True),
     ),
     Scenario(
         "fanout_max",
@@ -432,7 +444,7 @@ async def profile_sentra(workroot: Path, out: Path, stem: str, size: Sizes, sett
     target = Target("sentra", server.port, secret=server.secret)
     profiles: dict[str, Any] = {}
     try:
-        for name in ("ingest_1", "ingest_1000", "fanout_max", "paced", "replay"):
+        for name in ("ingest_1", "ingest_1000", "ingest_otlp_1000", "fanout_max", "paced", "replay"):
             scenario = next(s for s in SCENARIOS if s.name == name)
             spies = []
             # The flame graph is kept next to the results; the collapsed stacks only feed the summary.
@@ -506,6 +518,7 @@ def main() -> int:
         sentra_settings=args.sentra_set,
     )
     data["ratios"] = report.ratios(data)
+    data["beside"] = report.beside_ratios(data)
     path = args.out / f"{stem}.json"
     path.write_text(json.dumps(data, indent=1) + "\n")
     print(f"results: {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}", flush=True)
@@ -513,6 +526,8 @@ def main() -> int:
         report.update_doc(args.doc, data, path)
         print(f"report: {args.doc}", flush=True)
     print(report.targets_text(data), flush=True)
+    if beside := report.beside_text(data):
+        print(beside, flush=True)
     return 0
 
 

@@ -1,4 +1,5 @@
-"""What the load tool puts on the wire: marked lines, the three servers' routes, HTTP/1.1 and SSE clients.
+"""What the load tool puts on the wire: marked lines, OTLP bodies for Sentra, the three servers' routes, HTTP/1.1
+and SSE clients.
 
 Every published line carries a marker `M<pub>:<n>:<t>` in its message: the publisher's id, its own
 counter (0, 1, 2, ...) and the monotonic send time in nanoseconds (CLOCK_MONOTONIC is shared by all
@@ -43,6 +44,40 @@ def marked_body(pub: int, first: int, count: int) -> bytes:
     if count == 1:
         return marked_line(pub, first, sent)
     return b"\n".join([marked_line(pub, n, sent) for n in range(first, first + count)]) + b"\n"
+
+
+OTLP_LOGS_PATH = "/v1/logs"  # Sentra's OTLP/HTTP logs endpoint
+
+
+def otlp_body(agent_id: str, count: int) -> bytes:
+    """An OTLP/HTTP ExportLogsServiceRequest in binary protobuf, built with opentelemetry-proto's classes: `count`
+    records for one agent, each like a line an instrumented agent sends (an access-log message, INFO, its logger as
+    the instrumentation scope, so the source, the route and the status as attributes, its times)."""
+    # Sentra's own dependency; only the OTLP scenario needs it.
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
+
+    request = ExportLogsServiceRequest()
+    resource_logs = request.resource_logs.add()
+    for key, value in (("sentra.agent.id", agent_id), ("service.name", "bench-api")):
+        resource_logs.resource.attributes.add(key=key, value=AnyValue(string_value=value))
+    scope_logs = resource_logs.scope_logs.add()
+    scope_logs.scope.name = "api.access"
+    route = KeyValue(key="http.route", value=AnyValue(string_value="/api/v1/items"))
+    status = KeyValue(key="http.response.status_code", value=AnyValue(int_value=200))
+    now = time.time_ns()
+    for n in range(count):
+        message = f"GET /api/v1/items?page={n % 50 + 1} 200 {10 + n % 7}.{n % 10}ms"
+        scope_logs.log_records.add(
+            time_unix_nano=now + n * 1000,
+            observed_time_unix_nano=now + n * 1000,
+            severity_number=SeverityNumber.SEVERITY_NUMBER_INFO,
+            severity_text="INFO",
+            body=AnyValue(string_value=message),
+            attributes=[route, status],
+        )
+    return request.SerializeToString()
 
 
 @dataclass

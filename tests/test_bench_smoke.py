@@ -77,6 +77,57 @@ def test_batched_fanout_counts_lines_inside_coalesced_events(sentra: ServerProce
     assert result["lines_per_event"] > 1
 
 
+@pytest.mark.parametrize("otlp", [False, True], ids=["ndjson", "otlp"])
+def test_ingest_counts_every_stored_line_of_both_encodings(sentra: ServerProcess, otlp: bool) -> None:
+    encoding = ["--otlp"] if otlp else []
+    args = ("--batch", "1000", "--connections", "2", "--duration", "1", "--tag", "ingest", *encoding)
+    result = load_tool(sentra, "ingest", *args)
+    assert result["requests"] > 0 and (result["non_2xx"], result["socket_errors"], result["lost"]) == (0, 0, 0)
+    # Whole requests only: a refused or half-stored OTLP request would show here.
+    assert result["stored"] % 1000 == 0 and result["stored"] >= 1000 * result["requests"]
+    assert result["lines_per_s"] > 0
+    [line] = sentra.get("/api/agents/ingest_0/logs", sub="bench-ingest_0", limit=1)["lines"]
+    if otlp:
+        # Each record reads back as an instrumented agent's line does.
+        assert (line["level"], line["source"]) == ("INFO", "api.access")
+        assert line["message"].startswith("GET /api/v1/items?page=1 200 ")
+        assert line["fields"] == {"http.route": "/api/v1/items", "http.response.status_code": 200}
+    else:
+        # The NDJSON scenarios' lines are bare: a level and a message.
+        assert (line["level"], line["source"], line["fields"]) == ("INFO", "", {})
+        assert line["message"].startswith("M0:0:")
+
+
+def test_the_report_shows_otlp_ingest_beside_ndjson_ingest_of_the_same_run() -> None:
+    import report
+    import run
+
+    def scenario(title: str, rates: list[float]) -> dict[str, Any]:
+        runs = [{"lines_per_s": rate, "posts_per_s": rate / 1000} for rate in rates]
+        return {"title": title, "servers": {"sentra": {"runs": runs, "median": run.summarize(runs)}}}
+
+    data = {
+        "scenarios": {
+            "ingest_1000": scenario("1c. NDJSON", [200_000.0, 100_000.0, 300_000.0]),
+            "ingest_otlp_1000": scenario("1d. OTLP", [50_000.0, 40_000.0, 150_000.0]),
+        },
+        "machine": {"nproc": 2, "cpu_model": "cpu", "kernel": "k", "memory_gib": 1.0, "fd_limit": 1024},
+        "versions": {},
+        "date": "today",
+        "command": "python bench/run.py",
+        "runs": 3,
+    }
+    # The median of each run's ratio (0.25, 0.4, 0.5), not the ratio of the medians (75,000 / 200,000).
+    assert report.beside_ratios(data) == {"ingest_otlp_1000": {"ingest_1000": {"lines_per_s": 0.4}}}
+    table = report.render(data, "/tmp/x.json").split("### 1d. OTLP")[1]
+    assert "| lines /s ↑ | 50,000 |" in table
+    assert "| lines /s, NDJSON (1,000 lines per POST, 1c), same run | 200,000 |" in table
+    assert "| lines /s, OTLP / NDJSON | 0.40× |" in table
+    assert report.beside_text(data).endswith("OTLP/NDJSON 0.40× (same run)")
+    del data["scenarios"]["ingest_1000"]  # run alone, 1d has nothing beside it
+    assert report.beside_text(data) == "" and "same run |" not in report.render(data, "/tmp/x.json")
+
+
 def test_late_joiner_replay_is_counted_to_the_last_line(sentra: ServerProcess) -> None:
     result = load_tool(sentra, "replay", "--lines", "3000")
     assert result["delivered"] == 3000
