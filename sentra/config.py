@@ -227,6 +227,25 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("retention.max_age", "duration", "0s", "Delete finished agents older than this; 0: keep forever."),
     Setting("retention.interval", "duration", "60s", "How often retention and agent timeouts are enforced."),
     Setting("retention.idempotency_ttl", "duration", "24h", "How long an Idempotency-Key answer is kept."),
+    Setting(
+        "webhooks.allowed_targets",
+        "list",
+        [],
+        "Hosts, addresses or CIDRs webhooks may be sent to besides public addresses (e.g. a receiver on your network).",
+    ),
+    Setting(
+        "webhooks.give_up_after",
+        "duration",
+        "3d",
+        "A webhook message not delivered this long after its event is given up (retries back off to hourly).",
+    ),
+    Setting(
+        "webhooks.match_window",
+        "duration",
+        "60s",
+        "lines.matched: at most one delivery per agent and webhook in this window (later matches are counted in).",
+    ),
+    Setting("webhooks.failing_after", "duration", "24h", "A webhook whose deliveries fail this long shows as failing."),
 )
 
 SETTINGS_BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -56,6 +56,18 @@ class Metrics:
             "sentra_commit_seconds",
             "Time of one group commit",
             buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.webhook_deliveries = Counter(
+            "sentra_webhook_deliveries",
+            "Webhook delivery attempts, by result: delivered, failed (retried), refused (target not allowed; retried),"
+            " gave_up",
+            ["result"],
+            registry=self.registry,
+        )
+        self.webhook_outbox = Gauge(
+            "sentra_webhook_outbox",
+            "Webhook messages waiting to be delivered (due or retrying)",
             registry=self.registry,
         )
         self.registry.register(_RegistryCollector(topics))

@@ -26,6 +26,7 @@ from sentra.ratelimit.open import rate_limiter_from_config
 from sentra.registry import TopicRegistry
 from sentra.storage.base import Storage
 from sentra.storage.open import storage_from_config
+from sentra.webhooks.worker import DeliveryWorker
 
 if TYPE_CHECKING:
     from sentra.bridge import RedisBridge
@@ -116,11 +117,17 @@ def _bridge_from_config(config: Config, store: Storage) -> RedisBridge | None:
     return RedisBridge(config, store)
 
 
-def _banner(config: Config, port: int, tokens: TokenService | None, store: Storage, out: TextIO) -> None:
+def public_url(config: Config, port: int) -> str:
+    """Where people reach the server, ending in a slash: server.public_url, else http://host:port/."""
     host = config["server.host"]
     shown = f"[{host}]" if ":" in host else host
     url = config["server.public_url"] or f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else shown}:{port}"
-    url = url.rstrip("/") + "/"
+    return str(url).rstrip("/") + "/"
+
+
+def _banner(config: Config, port: int, tokens: TokenService | None, store: Storage, out: TextIO) -> None:
+    host = config["server.host"]
+    url = public_url(config, port)
     print(f"Sentra listening on {url} (database {store.description})", file=out, flush=True)
     if tokens is None:
         print("Auth is off (auth.mode = none): every agent is owned by 'local'.", file=out, flush=True)
@@ -214,6 +221,9 @@ async def serve(
             background.append(asyncio.create_task(tokens.jwks.keep_fresh()))
     if bridge is not None:
         await bridge.start()
+    # Webhooks: the outbox's worker, a task of its own beside the requests (nothing it waits for holds them up).
+    webhooks = DeliveryWorker(store, config, public_url(config, port), app.services.metrics)
+    await webhooks.start()
     log.info("event loop: %s", type(loop).__module__.partition(".")[0])
     _banner(config, port, tokens, store, out)
     if on_ready is not None:
@@ -243,6 +253,7 @@ async def serve(
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+        await webhooks.close()
         await store.close()
         await bus.close()
         if limiter is not None:

@@ -11,6 +11,7 @@ from typing import Protocol
 from sentra.lines import Line, NewLine
 from sentra.models import Agent, AppendResult, CommitListener
 from sentra.storage.appends import AppendJob
+from sentra.webhooks.records import Attempt, Message, Webhook
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
@@ -39,11 +40,56 @@ class LineQuery:
         return not self.q or ascii_lower(self.q) in ascii_lower(line.message)
 
 
+class WebhookStore(Protocol):
+    """Webhooks, their outbox and delivery log (storage/sqlite_webhooks.py, storage/postgres_webhooks.py). Events
+    enter the outbox inside the transactions that cause them; the worker claims, delivers and records them."""
+
+    async def reload_hooks(self, window: float | None = None) -> None:
+        """Read the lines.matched webhooks again (another process may have changed them); set the debounce window."""
+
+    async def create(self, hook: Webhook) -> None:
+        """Register a webhook."""
+
+    async def get(self, hook_id: str) -> Webhook | None:
+        """The webhook with this id, if any."""
+
+    async def hooks_of(self, owner: str | None) -> list[Webhook]:
+        """The webhooks of `owner` (None: everyone's), oldest first."""
+
+    async def update(self, hook: Webhook) -> None:
+        """Store a webhook's changed settings (url, events, format, label, min_level, contains)."""
+
+    async def delete(self, hook_id: str) -> None:
+        """Remove a webhook with its pending messages, windows and delivery log."""
+
+    async def queue_test(self, hook: Webhook) -> str:
+        """Put a webhook.test event for `hook` into the outbox; its webhook-id."""
+
+    async def claim(self, limit: int, lease: float, claimer: str) -> list[Message]:
+        """Up to `limit` due messages, claimed by `claimer` for `lease` seconds (others skip them meanwhile)."""
+
+    async def release_claims(self) -> None:
+        """At start: release the claims a process that died may have left (where they cannot be another's)."""
+
+    async def record(self, message: Message, attempt: Attempt, next_due: float | None, claimer: str) -> None:
+        """Log an attempt; remove the message once delivered or given up (next_due None), else reschedule it."""
+
+    async def deliveries(self, hook_id: str, limit: int) -> list[Attempt]:
+        """The webhook's last attempts, newest first."""
+
+    async def outbox_size(self) -> int:
+        """Messages waiting in the outbox (due or scheduled for a retry)."""
+
+
 class Storage(Protocol):
     """Agents, lines, idempotency keys and revoked tokens; tells `listener` of every commit, in order."""
 
     listener: CommitListener | None
     on_commit: Callable[[int, float], None] | None
+
+    @property
+    def webhooks(self) -> WebhookStore:
+        """Webhooks, their outbox and delivery log."""
 
     @property
     def description(self) -> str:

@@ -38,6 +38,7 @@ from sentra.storage.postgres_schema import (
     search_terms,
     to_pg,
 )
+from sentra.storage.postgres_webhooks import WEBHOOK_SCHEMA, PostgresWebhooks
 from sentra.storage.write_queue import Task, WriteQueue, announce
 
 log = logging.getLogger("sentra.store")
@@ -69,6 +70,7 @@ async def _create_schema(conn: Any) -> None:
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
         await conn.execute(SCHEMA)
+        await conn.execute(WEBHOOK_SCHEMA)
 
 
 class PostgresStore:
@@ -83,6 +85,7 @@ class PostgresStore:
         self._pool: Any = None
         self._writes: WriteQueue[Work] = WriteQueue(commit_max_lines, self._run_appends, self._run_task)
         self._agents = AgentCache()
+        self.webhooks = PostgresWebhooks(self._fetch, self._writes.submit)
 
     @property
     def description(self) -> str:
@@ -354,7 +357,9 @@ class PostgresStore:
     async def _run_appends(self, jobs: list[AppendJob]) -> list[AppendResult | ApiError]:
         started = time.perf_counter()
         try:
-            outcome: BatchOutcome = await self._transaction(partial(writer.append_batch, jobs=jobs))
+            outcome: BatchOutcome = await self._transaction(
+                partial(writer.append_batch, jobs=jobs, hooks=self.webhooks.line_hooks)
+            )
         except Exception as exc:
             # Nothing was committed; the writer keeps serving the next batch whatever went wrong.
             if isinstance(exc, _DB_ERRORS):

@@ -22,6 +22,8 @@ from sentra.storage.appends import (
     stored_answer,
 )
 from sentra.storage.postgres_schema import AGENT_COLUMNS, agent_from_row, labels_to_pg, to_pg
+from sentra.storage.postgres_webhooks import queue_agent_event, queue_line_matches
+from sentra.webhooks.events import LineHooks
 
 CREATE_ATTEMPTS = 3
 
@@ -71,6 +73,7 @@ async def update_agent(conn: Any, *, agent_id: str, changes: dict[str, Any]) -> 
         agent.updated_at,
         agent.pk,
     )
+    await queue_agent_event(conn, current, agent)
     return agent
 
 
@@ -153,8 +156,9 @@ async def _drop_unwritten(conn: Any, out: BatchOutcome) -> None:
         out.created = [agent for agent in out.created if agent.id in out.staged]
 
 
-async def append_batch(conn: Any, jobs: list[AppendJob]) -> BatchOutcome:
-    """Check, number and insert every job's lines in one transaction (the group commit)."""
+async def append_batch(conn: Any, jobs: list[AppendJob], hooks: LineHooks | None = None) -> BatchOutcome:
+    """Check, number and insert every job's lines in one transaction (the group commit), with the lines.matched
+    events of `hooks`."""
     out = BatchOutcome()
     now = time.time()
     committed = await _lock_agents(conn, jobs, now, out)
@@ -211,5 +215,7 @@ async def append_batch(conn: Any, jobs: list[AppendJob]) -> BatchOutcome:
             "ON CONFLICT (agent_pk, key) DO UPDATE SET response = excluded.response, created_at = excluded.created_at",
             key_rows,
         )
+    if hooks is not None:
+        await queue_line_matches(conn, hooks, out.staged, zip((job.agent_id for job in jobs), out.lines, strict=True))
     out.line_count = len(line_rows)
     return out

@@ -22,6 +22,7 @@ from sentra.storage.appends import AppendJob
 from sentra.storage.base import LineQuery, ascii_lower
 from sentra.storage.checkpointer import Checkpointer
 from sentra.storage.sqlite_schema import AGENT_COLUMNS, SCHEMA, agent_from_row, line_from_row
+from sentra.storage.sqlite_webhooks import SqliteWebhooks
 from sentra.storage.sqlite_writer import WriteConnection
 from sentra.storage.write_queue import Task, WriteQueue, announce
 
@@ -62,6 +63,7 @@ class Store:
         self._inline = synchronous.upper() == "NORMAL"
         self._wal_bytes = 0
         self._checkpointer = Checkpointer(path, WAL_RESTART_BYTES)
+        self.webhooks = SqliteWebhooks(self._writer, lambda: self.reader, self._writes.submit)
 
     @property
     def description(self) -> str:

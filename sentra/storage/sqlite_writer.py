@@ -29,6 +29,8 @@ from sentra.storage.appends import (
     stored_answer,
 )
 from sentra.storage.sqlite_schema import AGENT_COLUMNS, SCHEMA, agent_from_row
+from sentra.storage.sqlite_webhooks import WEBHOOK_SCHEMA, queue_agent_event, queue_line_matches
+from sentra.webhooks.events import LineHooks
 
 T = TypeVar("T")
 # Roughly what a commit adds to the WAL: each line's message and fields plus its seqs, time, level and index
@@ -51,6 +53,8 @@ class WriteConnection:
         self.path = path
         self.synchronous = synchronous
         self.conn: sqlite3.Connection | None = None
+        # The lines.matched webhooks (sentra.storage.sqlite_webhooks keeps them current), tested in each commit.
+        self.line_hooks = LineHooks()
 
     def open(self) -> None:
         """Open in WAL mode, create the schema, and prove the file is writable."""
@@ -61,6 +65,7 @@ class WriteConnection:
         conn.execute("PRAGMA busy_timeout=5000")
         conn.execute("PRAGMA wal_autocheckpoint=0")
         conn.executescript(SCHEMA)
+        conn.executescript(WEBHOOK_SCHEMA)
         # A read-only file opens without complaint; find out now rather than at the first ingest.
         conn.execute("BEGIN IMMEDIATE")
         conn.execute("ROLLBACK")
@@ -134,6 +139,7 @@ class WriteConnection:
             "UPDATE agents SET status = ?, reason = ?, name = ?, labels = ?, updated_at = ? WHERE pk = ?",
             (agent.status, agent.reason, agent.name, agent.labels_json(), agent.updated_at, agent.pk),
         )
+        queue_agent_event(self.db, current, agent)
         return agent
 
     def delete_agent(self, agent_id: str, cache: Mapping[str, Agent]) -> Agent | None:
@@ -208,6 +214,8 @@ class WriteConnection:
                 key_rows.append((pk, job.key, json.dumps(result.to_json()), now))
             out.answer(result, lines)
         self._insert_lines(values)
+        written = zip((job.agent_id for job in jobs), out.lines, strict=True)
+        queue_line_matches(self.db, self.line_hooks, out.staged, written)
         if out.staged:
             self.db.executemany(
                 "UPDATE agents SET last_seq = ?, last_line_at = ?, updated_at = ? WHERE pk = ?",
