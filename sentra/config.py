@@ -151,6 +151,13 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("storage.commit_max_lines", "int", 20000, "Most lines written in one group commit."),
     Setting(
+        "search.index",
+        "bool",
+        True,
+        "Keep a word index of every line, written beside the commits, for GET /api/search and fast `q` filters;"
+        " false: no index (/api/search answers 503, `q` reads every line of the agent).",
+    ),
+    Setting(
         "bus.url",
         "str",
         "memory://",

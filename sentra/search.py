@@ -1,49 +1,93 @@
-"""Search across agents: the lines of every agent a caller may read that match a query, newest first.
+"""Search across agents: the lines of every agent a caller may read that match a query, newest first, a page at a
+time, read through the word index (storage/search_index.py); GET /api/search and the MCP tool search_logs ask here.
 
-There is no index across agents yet: `search_lines` asks each of the caller's newest agents for its newest matching
-lines through the storage interface (the same filter as one agent's history `q` and `level`) and merges them. An
-index (FTS5 on SQLite, full-text search on PostgreSQL) replaces this function's body, not its callers.
+Which lines match is sentra.storage.words' rule, the one history's and the streams' `q` follow. Pages are cut at a
+line's place in the index, which only grows for new lines: a cursor from `next_cursor` pages on without a gap or a
+repeat while lines keep arriving (those are newer than the first page, and not in the pages after it).
 """
 
 from __future__ import annotations
 
-import heapq
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from sentra.auth import Principal
+from sentra.errors import BadRequest
 from sentra.lines import Line
-from sentra.models import Agent
-from sentra.reads import visible_agents
-from sentra.storage.base import LineQuery, Storage
+from sentra.reads import checked_agent, visible_agents
+from sentra.scopes import SCOPE_READ
+from sentra.storage.base import SearchQuery, Storage
+from sentra.storage.words import parse_query
 
-# The newest agents a search looks through: bounded, so a search costs at most this many history reads.
-SEARCH_MAX_AGENTS = 200
+SEARCH_DEFAULT_LIMIT = 100
+SEARCH_MAX_LIMIT = 1000
+SEARCH_MAX_AGENTS = 100  # `agent` filters one search may carry
 
 
 @dataclass(frozen=True, slots=True)
-class SearchResult:
-    """Matching lines, newest first, each with its agent; `agents_searched` says how far the search looked and
-    `more_agents` whether older agents were left out."""
+class SearchFilters:
+    """What narrows a search besides its words: minimum level, agent ids, labels, a time range (inclusive)."""
 
-    lines: list[tuple[Agent, Line]]
-    agents_searched: int
-    more_agents: bool
+    min_level: int = 0
+    agent_ids: tuple[str, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+    since: float | None = None
+    until: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    """Matching lines, newest first (each line names its agent), and the cursor of the next page (None: no more)."""
+
+    lines: list[Line]
+    next_cursor: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The page as GET /api/search answers it."""
+        return {"lines": [line.to_json() for line in self.lines], "next_cursor": self.next_cursor}
+
+
+def _before(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    try:
+        return int(cursor)
+    except ValueError:
+        raise BadRequest(
+            f"query parameter 'cursor' {cursor[:40]!r} is not a next_cursor this search answered", code="invalid_cursor"
+        ) from None
 
 
 async def search_lines(
-    store: Storage, principal: Principal, q: str, min_level: int, labels: dict[str, str], limit: int
-) -> SearchResult:
-    """The newest `limit` lines whose message contains `q` (ASCII case-insensitive) at `min_level` or above, across
-    the agents `principal` may read that carry `labels`."""
-    agents = await visible_agents(store, principal, labels=labels, limit=SEARCH_MAX_AGENTS + 1)
-    more_agents = len(agents) > SEARCH_MAX_AGENTS
-    agents = agents[:SEARCH_MAX_AGENTS]
-    query = LineQuery(min_level=min_level, q=q)
-    found: list[tuple[Agent, Line]] = []
-    for agent in agents:
-        if agent.last_seq == 0:
-            continue  # no line yet: nothing to ask storage for
-        lines = await store.lines_before(agent, agent.last_seq + 1, limit=limit, query=query)
-        found.extend((agent, line) for line in lines)
-    newest = heapq.nlargest(limit, found, key=lambda pair: (pair[1].ts, pair[0].pk, pair[1].seq))
-    return SearchResult(newest, len(agents), more_agents)
+    store: Storage,
+    principal: Principal,
+    q: str,
+    filters: SearchFilters,
+    *,
+    limit: int = SEARCH_DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> SearchPage:
+    """The newest `limit` lines matching `q` and `filters` (after the page `cursor` ends) across the agents
+    `principal` may read: its own, every agent for an admin, a stream ticket's one."""
+    principal.require(SCOPE_READ)
+    terms = parse_query(q)
+    if not terms:
+        raise BadRequest("query parameter 'q' is required: the words to search for", code="invalid_query")
+    if filters.since is not None and filters.until is not None and filters.since > filters.until:
+        raise BadRequest("query parameter 'since' is after 'until'")
+    if len(filters.agent_ids) > SEARCH_MAX_AGENTS:
+        raise BadRequest(f"at most {SEARCH_MAX_AGENTS} 'agent' parameters, not {len(filters.agent_ids)}")
+    before = _before(cursor)
+    pks: tuple[int, ...] | None = None
+    if filters.agent_ids:
+        pks = tuple([(await checked_agent(store, principal, agent_id)).pk for agent_id in filters.agent_ids])
+    owner = None if principal.is_admin else principal.subject
+    if principal.agent is not None:
+        # A stream ticket reads its one agent, whoever owns it.
+        ticketed = [agent.pk for agent in await visible_agents(store, principal, limit=1)]
+        pks, owner = tuple(pk for pk in (ticketed if pks is None else pks) if pk in ticketed), None
+    query = SearchQuery(terms, filters.min_level, owner, pks, filters.labels, filters.since, filters.until)
+    found = await store.search_lines(query, before=before, limit=limit + 1)
+    more = len(found) > limit
+    found = found[:limit]
+    return SearchPage([line for _, line in found], str(found[-1][0]) if more else None)

@@ -199,6 +199,17 @@ CASES = [
     Case("agent-events-write-only", 403, "insufficient_scope", "GET", "/api/agent-events", auth="write-only"),
     Case("agent-events-too-many-streams", 429, "too_many_streams", "GET", "/api/agent-events",
          settings={"limits.max_streams_per_user": 1}, hold_stream="/api/agents/run/logs/stream"),
+    Case("search-without-q", 400, "invalid_query", "GET", "/api/search"),
+    Case("search-q-without-words", 400, "invalid_query", "GET", "/api/search?q=--"),
+    Case("search-limit-too-large", 400, "bad_request", "GET", "/api/search?q=hello&limit=1001"),
+    Case("search-bad-cursor", 400, "invalid_cursor", "GET", "/api/search?q=hello&cursor=x"),
+    Case("search-bad-since", 400, "bad_request", "GET", "/api/search?q=hello&since=yesterday"),
+    Case("search-bad-level", 400, "bad_request", "GET", "/api/search?q=hello&level=LOUD"),
+    Case("search-without-token", 401, "not_authenticated", "GET", "/api/search?q=hello", auth="none"),
+    Case("write-only-token-searches", 403, "insufficient_scope", "GET", "/api/search?q=hello", auth="write-only"),
+    Case("other-user-searches-agent", 403, "not_owner", "GET", "/api/search?q=hello&agent=run", auth="bob"),
+    Case("search-in-unknown-agent", 404, "agent_not_found", "GET", "/api/search?q=hello&agent=nope"),
+    Case("search-without-index", 503, "search_off", "GET", "/api/search?q=hello", settings={"search.index": False}),
 ]  # fmt: skip
 
 

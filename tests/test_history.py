@@ -138,7 +138,7 @@ async def test_level_is_a_minimum(alice: httpx.AsyncClient) -> None:
     assert seqs(await page(alice, "lv", level="DEBUG")) == list(range(1, 8))
 
 
-async def test_q_is_a_case_insensitive_substring(alice: httpx.AsyncClient) -> None:
+async def test_q_finds_words_whatever_their_case(alice: httpx.AsyncClient) -> None:
     messages = ["Connection REFUSED", "all good", "refused again", "ReFuSeD", "日本語 ログ", "nothing"]
     await ingest(alice, "q", messages)
     assert seqs(await page(alice, "q", q="refused")) == [1, 3, 4]
@@ -186,7 +186,7 @@ async def test_format_text_with_limit_and_before(numbered: httpx.AsyncClient) ->
 
 
 async def test_format_ndjson_one_line_object_per_row(numbered: httpx.AsyncClient) -> None:
-    response = await numbered.get("/api/agents/n/logs", params={"format": "ndjson", "q": "line 2"})
+    response = await numbered.get("/api/agents/n/logs", params={"format": "ndjson", "q": "line 2*"})
     assert response.headers["content-type"].startswith("application/x-ndjson")
     assert 'filename="n.ndjson"' in response.headers["content-disposition"]
     rows = [json.loads(row) for row in response.text.splitlines()]

@@ -180,7 +180,7 @@ async def test_search_logs_finds_lines_across_the_callers_agents_newest_first(
             ("run-2", "boom again"),
             ("run-1", "Boom: tool crashed"),
         ]
-        assert found["agents_searched"] == 4 and found["more_agents"] is False
+        assert found["more"] is False
         errors = await call(client, "search_logs", q="boom", level="ERROR")
         assert [line["message"] for line in errors["lines"]] == ["Boom: tool crashed"]
         web = await call(client, "search_logs", q="boom", label="team=web")
@@ -188,9 +188,9 @@ async def test_search_logs_finds_lines_across_the_callers_agents_newest_first(
         newest = await call(client, "search_logs", q="boom", limit=1)
         assert [line["message"] for line in newest["lines"]] == ["late boom"]
         text = text_of(await client.call_tool("search_logs", {"q": "boom", "limit": 2}))
-        assert text.splitlines()[1].startswith("run-4 #1 ") and "searched 4 agents" in text
+        assert text.splitlines()[1].startswith("run-4 #1 ") and "more match" in text
         nothing = text_of(await client.call_tool("search_logs", {"q": "no such text"}))
-        assert nothing == "No line contains 'no such text' (searched 4 agents)."
+        assert nothing == "No line matches 'no such text'."
 
 
 # ---- wait_for_lines ----------------------------------------------------------------------------------
@@ -320,7 +320,7 @@ async def test_another_user_sees_nothing_of_alices_runs_through_any_tool(
         message = await failure(client, "wait_for_lines", agent_id="run-1", after=0)
         assert message == "agent 'run-1' belongs to another user"
         found = await call(client, "search_logs", q="boom")
-        assert [line["agent"] for line in found["lines"]] == ["bobs-run"] and found["agents_searched"] == 1
+        assert [line["agent"] for line in found["lines"]] == ["bobs-run"]
     assert await open_streams(server) == 0
 
 

@@ -157,6 +157,7 @@ EXAMPLES: dict[tuple[str, str], tuple[str, Any]] = {
     ("patch", "/api/agents/{agent_id}"): ("/api/agents/run-1", {"name": "renamed", "labels": {"batch": "7"}}),
     ("post", "/api/agents/{agent_id}/logs"): ("/api/agents/run-1/logs", [{"message": "more", "level": "warn"}]),
     ("get", "/api/streams"): ("/api/streams?agent=run-1", None),
+    ("get", "/api/search"): ("/api/search?q=first&agent=run-1&limit=1", None),
     ("post", "/api/stream-tickets"): ("/api/stream-tickets", {"agent": "run-1"}),
     ("post", "/mcp"): ("/mcp", {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
     ("post", "/v1/logs"): (
@@ -259,7 +260,7 @@ async def test_ingest_in_every_format_and_history_match_documented_schemas(serve
         assert [line["seq"] for line in page["lines"]] == [1, 2, 3, 4] and page["next_after"] == 4
         before = check_response(await alice.get("/api/agents/run-1/logs", params={"before": 5, "limit": 2}))
         assert [line["seq"] for line in before["lines"]] == [3, 4] and before["next_before"] == 3
-        errors = check_response(await alice.get("/api/agents/run-1/logs", params={"level": "error", "q": "on"}))
+        errors = check_response(await alice.get("/api/agents/run-1/logs", params={"level": "error", "q": "one"}))
         assert [line["message"] for line in errors["lines"]] == ["one"]
         ndjson = check_response(await alice.get("/api/agents/run-1/logs", params={"format": "ndjson"}))
         for text in ndjson.splitlines():

@@ -115,7 +115,6 @@ async def test_an_assistant_on_one_process_lists_reads_and_searches_what_the_oth
         assert {(line["agent"], line["message"], line["source"]) for line in found["lines"]} == {
             ("otel-2", f"tool call {n} failed: timeout", "agent.tools") for n in (1, 2)
         }
-        assert found["agents_searched"] == 2
     async with assistant(b, "bob") as bobs:
         assert (await call(bobs, "list_agents"))["agents"] == []
 

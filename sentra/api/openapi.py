@@ -110,6 +110,7 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str, str, str]] = {
     ("get", LOGS + "/stream"): ("streamLogs", "streams", "400 401 403 404 429", "Seed 000's event stream."),
     ("get", SEED001): ("streamLogsSeed001", "streams", "400 401 403 429", "Seed 001's event stream."),
     ("get", "/api/streams"): ("streamManyAgents", "streams", "400 401 403 404 429", "Many agents, one stream."),
+    ("get", "/api/search"): ("searchLines", "logs", "400 401 403 404 503", "Lines of every readable agent that match."),
     ("post", "/api/stream-tickets"): ("createStreamTicket", "streams", "400 401 403 404", "A stream ticket."),
     ("get", "/api/session"): ("getSession", "session", "401", "Who is signed in."),
     ("post", "/api/session"): ("signIn", "session", "400 401", "Sign in: keep the token in an HttpOnly cookie."),
@@ -127,7 +128,7 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str, str, str]] = {
 COUNT = t("integer", minimum=0)
 AFTER = param("after", "query", COUNT, "Only lines with seq above this.")
 LEVEL_PARAM = param("level", "query", t("string"), "Minimum level: a name in any case or a number (WARNING, 30).")
-Q = param("q", "query", t("string"), "Only lines whose message contains this text.")
+Q = param("q", "query", t("string"), "Only lines with every word of q in the message or a field value (README).")
 TOKEN = param("token", "query", t("string"), "A token or stream ticket, for EventSource (it cannot set headers).")
 LAST_EVENT_ID = param("Last-Event-ID", "header", t("string"), "Resume after this event id; wins over ?after=.")
 LABEL = param("label", "query", t("array", items=t("string", pattern="^[^=]+=")), "key=value; repeatable.")
@@ -255,6 +256,21 @@ def details() -> dict[str, Schema]:
             "description": "Each event id is a cursor covering every agent of the stream.",
             "responses": {"200": stream_response("LogsEvent"), "204": NO_MORE},
             "parameters": [agents, LABEL, cursor, LEVEL_PARAM, Q, TOKEN, LAST_EVENT_ID, WAIT],
+        },
+        "searchLines": {
+            "description": "Newest first. A line matches when every word of q is in its message or a field value, "
+            'whatever the case; "quoted words" stand together, word* is a prefix (README: Search).',
+            "responses": {"200": json_response("A page of matching lines.", ref("SearchPage"))},
+            "parameters": [
+                param("q", "query", t("string", minLength=1), "The words to search for.", required=True),
+                LEVEL_PARAM,
+                agents,
+                LABEL,
+                param("since", "query", t("string"), "Only lines at or after: epoch s (ms, µs, ns) or ISO 8601."),
+                param("until", "query", t("string"), "Only lines at or before: epoch s (ms, µs, ns) or ISO 8601."),
+                param("limit", "query", t("integer", minimum=1, maximum=1000, default=100), "Page size."),
+                param("cursor", "query", t("string"), "next_cursor of the previous page."),
+            ],
         },
         "createStreamTicket": {
             "description": "A short-lived read-only token for one agent, safe to put in an EventSource URL.",

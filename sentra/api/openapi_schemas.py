@@ -98,6 +98,13 @@ def resource_schemas() -> dict[str, Schema]:
             },
             "*",
         ),
+        "SearchPage": obj(
+            {
+                "lines": t("array", "Newest first, each with its agent.", items=ref("Line")),
+                "next_cursor": t(["string", "null"], "Pass as ?cursor= for the next page; null on the last."),
+            },
+            "*",
+        ),
         "IngestResult": obj({"accepted": SEQ, "first_seq": SEQ, "last_seq": SEQ}, "*"),
         "StreamTicket": obj(
             {

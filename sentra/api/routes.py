@@ -13,6 +13,7 @@ from sentra.api.logs import LogsHandler
 from sentra.api.mcp import McpHandler
 from sentra.api.multi_stream import MultiStreamHandler
 from sentra.api.otlp import OtlpLogsHandler
+from sentra.api.search import SearchHandler
 from sentra.api.session import SessionHandler
 from sentra.api.static import StaticHandler
 from sentra.api.streams import LogStreamHandler, Seed001StreamHandler
@@ -30,6 +31,7 @@ ROUTES = (
     Route("/api/agents/{agent_id}/logs/stream", LogStreamHandler),
     Route("/api/v1/stream-logs/request/{agent_id}", Seed001StreamHandler),
     Route("/api/streams", MultiStreamHandler),
+    Route("/api/search", SearchHandler),
     Route("/api/agent-events", AgentEventsHandler),
     Route("/api/stream-tickets", StreamTicketsHandler),
     Route("/api/session", SessionHandler),

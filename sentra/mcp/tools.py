@@ -18,7 +18,7 @@ from sentra.mcp.arguments import Param, input_schema, read_arguments
 from sentra.mcp.text import agent_details, agent_summary, line_text, lines_text
 from sentra.reads import LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT, checked_agent, history_page, visible_agents
 from sentra.registry import Subscription
-from sentra.search import SEARCH_MAX_AGENTS, search_lines
+from sentra.search import SearchFilters, search_lines
 from sentra.services import Services
 from sentra.storage.base import LineQuery
 
@@ -201,28 +201,18 @@ async def read_logs(context: ToolContext, arguments: dict[str, Any]) -> ToolOutp
 
 async def search_logs(context: ToolContext, arguments: dict[str, Any]) -> ToolOutput:
     """Lines across the caller's agents."""
+    filters = SearchFilters(query_of(arguments).min_level, labels=labels_of(arguments))
     found = await search_lines(
-        context.services.store,
-        context.principal,
-        arguments["q"],
-        query_of(arguments).min_level,
-        labels_of(arguments),
-        arguments["limit"],
+        context.services.store, context.principal, arguments["q"], filters, limit=arguments["limit"]
     )
-    where = f"{found.agents_searched} newest agents" if found.more_agents else f"{found.agents_searched} agents"
+    more = found.next_cursor is not None
     if not found.lines:
-        text = f"No line contains {arguments['q']!r} (searched {where})."
+        text = f"No line matches {arguments['q']!r}."
     else:
-        shown = "\n".join(line_text(line, with_agent=True) for _, line in found.lines)
-        text = f"{len(found.lines)} lines containing {arguments['q']!r}, newest first (searched {where}):\n{shown}"
-    return ToolOutput(
-        text,
-        {
-            "lines": [line.to_json() for _, line in found.lines],
-            "agents_searched": found.agents_searched,
-            "more_agents": found.more_agents,
-        },
-    )
+        shown = "\n".join(line_text(line, with_agent=True) for line in found.lines)
+        tail = " (more match: raise limit, at most 1000, or narrow)" if more else ""
+        text = f"{len(found.lines)} lines matching {arguments['q']!r}, newest first{tail}:\n{shown}"
+    return ToolOutput(text, {"lines": [line.to_json() for line in found.lines], "more": more})
 
 
 async def wait_for_lines(context: ToolContext, arguments: dict[str, Any]) -> ToolOutput:
@@ -298,15 +288,15 @@ TOOLS: dict[str, Tool] = {
             "Read an agent's logs",
             "Read an agent's log lines in seq order, each with seq, time, level, source, message and fields. With "
             "no cursor: its first lines; after=N: the lines after seq N; before=N: the lines just before seq N (the "
-            "newest lines: before = last_seq + 1, last_seq from get_agent). Filter by minimum level and by q, a "
-            "case-insensitive substring of the message.",
+            "newest lines: before = last_seq + 1, last_seq from get_agent). Filter by minimum level and by q, "
+            "words as search_logs reads them.",
             (
                 AGENT_ID,
                 Param("after", "integer", "Only lines after this seq.", minimum=0),
                 Param("before", "integer", "The lines just before this seq (not with after).", minimum=0),
                 lines_limit(DEFAULT_LINES),
                 LEVEL,
-                Param("q", "string", "Only lines whose message contains this text (case-insensitive)."),
+                Param("q", "string", "Only lines with these words, as search_logs reads them."),
             ),
             obj(
                 {
@@ -323,11 +313,11 @@ TOOLS: dict[str, Tool] = {
         Tool(
             "search_logs",
             "Search logs across agents",
-            "Search the log lines of all your agent runs for a case-insensitive substring of the message, newest "
-            f"first, each with its agent id and seq. Narrow by minimum level or one label (key=value). Looks through "
-            f"your {SEARCH_MAX_AGENTS} newest agents.",
+            "Search the log lines of all your agent runs, newest first, each with its agent id and seq. A line "
+            'matches when every word of q is in its message or a field value, whatever the case; "quoted words" '
+            "must stand together, word* matches the start of words. Narrow by minimum level or one label (key=value).",
             (
-                Param("q", "string", "The text to look for (case-insensitive).", required=True, min_length=1),
+                Param("q", "string", "The words to look for.", required=True, min_length=1),
                 LEVEL,
                 LABEL,
                 lines_limit(DEFAULT_SEARCH_LINES),
@@ -335,8 +325,7 @@ TOOLS: dict[str, Tool] = {
             obj(
                 {
                     "lines": LINES,
-                    "agents_searched": t("integer", minimum=0),
-                    "more_agents": t("boolean", "Older agents were not searched."),
+                    "more": t("boolean", "Older lines match too."),
                 },
                 "*",
             ),

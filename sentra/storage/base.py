@@ -5,39 +5,52 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from sentra.lines import Line, NewLine
 from sentra.models import Agent, AppendResult, CommitListener
 from sentra.storage.appends import AppendJob
+from sentra.storage.words import Terms, parse_query
 from sentra.webhooks.records import Attempt, Message, Webhook
-
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-
-
-def ascii_lower(text: str) -> str:
-    """Lower-case A-Z only, exactly as SQLite's lower() does, so live and stored search agree."""
-    return text.translate(_ASCII_LOWER)
 
 
 @dataclass
 class LineQuery:
-    """Filters of a history read: minimum level and case-insensitive (ASCII) substring."""
+    """Filters of a history read or a stream: minimum level, and `q` as sentra.storage.words reads it (every term in
+    the message or a field value; BadRequest for a q with text but no word)."""
 
     min_level: int = 0
     q: str = ""
+    terms: Terms = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.terms = parse_query(self.q)
 
     @property
     def is_empty(self) -> bool:
         """True when the query lets every line through."""
-        return not self.min_level and not self.q
+        return not self.min_level and not self.terms
 
     def matches(self, line: Line) -> bool:
-        """The same test the SQL applies, for lines that arrive live."""
+        """The test every read applies, for lines that arrive live."""
         if line.levelno < self.min_level:
             return False
-        return not self.q or ascii_lower(self.q) in ascii_lower(line.message)
+        return not self.terms or self.terms.matches(line.message, line.fields)
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """A search across agents: `terms` (not empty), and which lines: minimum level, owner (None: every owner), agent
+    pks (None: every agent), labels every agent must carry, and a time range (ts, inclusive)."""
+
+    terms: Terms
+    min_level: int = 0
+    owner: str | None = None
+    agent_pks: tuple[int, ...] | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    since: float | None = None
+    until: float | None = None
 
 
 class WebhookStore(Protocol):
@@ -145,6 +158,10 @@ class Storage(Protocol):
         self, agent: Agent, before: int, *, limit: int = 1000, query: LineQuery | None = None
     ) -> list[Line]:
         """The `limit` lines just before seq `before`, ascending, matching `query`."""
+
+    async def search_lines(self, query: SearchQuery, *, before: int | None, limit: int) -> list[tuple[int, Line]]:
+        """Up to `limit` lines matching `query` across agents, newest first, each with its id in the word index
+        (the next page asks for ids below the last); ServiceUnavailable when search.index is off."""
 
     async def revoked_since(self, after_rowid: int) -> list[tuple[int, str]]:
         """Revoked token ids recorded after `after_rowid`, as (rowid, jti)."""

@@ -16,13 +16,18 @@ def storage_from_config(config: Config) -> Storage:
         except ImportError as exc:
             raise missing_extra("storage.url", exc) from None
 
-        return PostgresStore(config["storage.url"], commit_max_lines=config["storage.commit_max_lines"])
+        return PostgresStore(
+            config["storage.url"],
+            commit_max_lines=config["storage.commit_max_lines"],
+            search_index=config["search.index"],
+        )
     from sentra.storage.sqlite import Store
 
     return Store(
         config.db_path,
         synchronous=config["storage.synchronous"],
         commit_max_lines=config["storage.commit_max_lines"],
+        search_index=config["search.index"],
     )
 
 

@@ -24,21 +24,19 @@ from sentra.models import Agent, AppendResult, CommitListener
 from sentra.storage import postgres_writer as writer
 from sentra.storage.agent_cache import AgentCache
 from sentra.storage.appends import AppendJob, BatchOutcome
-from sentra.storage.base import LineQuery
+from sentra.storage.base import LineQuery, SearchQuery
 from sentra.storage.postgres_schema import (
     AGENT_COLUMNS,
-    LINE_COLUMNS,
     SCHEMA,
     SCHEMA_LOCK,
-    SEARCH_TEXT,
     agent_from_row,
     from_pg,
     labels_to_pg,
-    line_from_row,
-    search_terms,
     to_pg,
 )
+from sentra.storage.postgres_search import PgMatchSource
 from sentra.storage.postgres_webhooks import WEBHOOK_SCHEMA, PostgresWebhooks
+from sentra.storage.search_reads import LAST_SEQ, matching_lines
 from sentra.storage.write_queue import Task, WriteQueue, announce
 
 log = logging.getLogger("sentra.store")
@@ -76,8 +74,9 @@ async def _create_schema(conn: Any) -> None:
 class PostgresStore:
     """Agents, lines, idempotency keys and revoked tokens in PostgreSQL, with group commit."""
 
-    def __init__(self, url: str, *, commit_max_lines: int = 20000) -> None:
+    def __init__(self, url: str, *, commit_max_lines: int = 20000, search_index: bool = True) -> None:
         self.url = url
+        self.search_index = search_index
         self.commit_max_lines = commit_max_lines
         self.listener: CommitListener | None = None
         self.on_commit: Callable[[int, float], None] | None = None
@@ -86,6 +85,7 @@ class PostgresStore:
         self._writes: WriteQueue[Work] = WriteQueue(commit_max_lines, self._run_appends, self._run_task)
         self._agents = AgentCache()
         self.webhooks = PostgresWebhooks(self._fetch, self._writes.submit)
+        self._matches = PgMatchSource(self._fetch)
 
     @property
     def description(self) -> str:
@@ -201,28 +201,26 @@ class PostgresStore:
         query: LineQuery | None = None,
     ) -> list[Line]:
         """Up to `limit` lines with seq > after (and <= upto), ascending, matching `query`."""
-        where, params = _line_filters(agent, query)
-        params.append(after)
-        where.append(f"seq > ${len(params)}")
-        if upto is not None:
-            params.append(upto)
-            where.append(f"seq <= ${len(params)}")
-        params.append(limit)
-        sql = f"SELECT {LINE_COLUMNS} FROM lines WHERE {' AND '.join(where)} ORDER BY seq LIMIT ${len(params)}"
-        return [line_from_row(agent.id, row) for row in await self._fetch(sql, *params)]
+        last = LAST_SEQ if upto is None else upto
+        if query is not None and query.terms:
+            return await matching_lines(self._matches, agent, query, after + 1, last, limit, descending=False)
+        min_level = query.min_level if query else 0
+        return await self._matches.plain_lines(agent, after + 1, last, limit, min_level, False)
 
     async def lines_before(
         self, agent: Agent, before: int, *, limit: int = 1000, query: LineQuery | None = None
     ) -> list[Line]:
         """The `limit` lines just before seq `before`, ascending, matching `query`."""
-        where, params = _line_filters(agent, query)
-        params.extend([before, limit])
-        sql = (
-            f"SELECT {LINE_COLUMNS} FROM lines WHERE {' AND '.join(where)} AND seq < ${len(params) - 1} "
-            f"ORDER BY seq DESC LIMIT ${len(params)}"
-        )
-        rows = await self._fetch(sql, *params)
-        return [line_from_row(agent.id, row) for row in reversed(rows)]
+        if query is not None and query.terms:
+            lines = await matching_lines(self._matches, agent, query, 1, before - 1, limit, descending=True)
+        else:
+            min_level = query.min_level if query else 0
+            lines = await self._matches.plain_lines(agent, 1, before - 1, limit, min_level, True)
+        return lines[::-1]
+
+    async def search_lines(self, query: SearchQuery, *, before: int | None, limit: int) -> list[tuple[int, Line]]:
+        """Search across agents: not on PostgreSQL yet."""
+        raise ServiceUnavailable("search across agents needs the word index, not on PostgreSQL yet", code="search_off")
 
     async def revoked_since(self, after_rowid: int) -> list[tuple[int, str]]:
         """Revoked token ids recorded after `after_rowid`, as (id, jti)."""
@@ -373,19 +371,6 @@ class PostgresStore:
         if self.on_commit is not None:
             self.on_commit(outcome.line_count, time.perf_counter() - started)
         return outcome.results
-
-
-def _line_filters(agent: Agent, query: LineQuery | None) -> tuple[list[str], list[Any]]:
-    where: list[str] = ["agent_pk = $1"]
-    params: list[Any] = [agent.pk]
-    if query and query.min_level:
-        params.append(query.min_level)
-        where.append(f"level >= ${len(params)}")
-    if query and query.q:
-        term, stand_in = search_terms(query.q)
-        params.extend([stand_in, term])
-        where.append(f"strpos({SEARCH_TEXT.format(len(params) - 1)}, ${len(params)}) > 0")
-    return where, params
 
 
 async def revoke_token_pg(url: str, jti: str) -> None:

@@ -13,7 +13,6 @@ from typing import Any
 
 from sentra.lines import LEVEL_BY_NUMBER, Line
 from sentra.models import Agent
-from sentra.storage.base import ascii_lower
 
 # Any constant shared by every Sentra process: serialises schema creation when several start at once.
 SCHEMA_LOCK = 0x53454E545241
@@ -62,13 +61,6 @@ CREATE TABLE IF NOT EXISTS revoked_tokens (
 
 AGENT_COLUMNS = "pk, id, name, owner, status, reason, labels, created_at, updated_at, last_line_at, first_seq, last_seq"
 LINE_COLUMNS = "seq, ts, level, source, message, fields"
-# SQLite's lower() folds A-Z only; translate() does the same whatever the database's locale. The replaces undo
-# `to_pg`, with U+0000 read as a stand-in character (a parameter) so the test matches the original text.
-SEARCH_TEXT = (
-    "replace(replace(translate(message, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'), "
-    "chr(65535) || '0', ${}), chr(65535) || '1', chr(65535))"
-)
-
 _ESC = "\uffff"
 _ESCAPED = re.compile("\uffff([01])")
 
@@ -85,14 +77,6 @@ def from_pg(text: str) -> str:
     if _ESC not in text:
         return text
     return _ESCAPED.sub(lambda match: "\x00" if match.group(1) == "0" else _ESC, text)
-
-
-def search_terms(q: str) -> tuple[str, str]:
-    """The case-folded term to find in SEARCH_TEXT, and the stand-in for U+0000: a character absent from `q`,
-    so a match is exactly where SQLite would find one."""
-    folded = ascii_lower(q)
-    stand_in = next(chr(code) for code in range(0xE000, 0xF900) if chr(code) not in folded)
-    return folded.replace("\x00", stand_in), stand_in
 
 
 def labels_to_pg(labels: Mapping[str, str]) -> str:

@@ -19,9 +19,12 @@ from sentra.lines import Line, NewLine
 from sentra.models import Agent, AppendResult, CommitListener
 from sentra.storage.agent_cache import AgentCache
 from sentra.storage.appends import AppendJob
-from sentra.storage.base import LineQuery, ascii_lower
+from sentra.storage.base import LineQuery, SearchQuery
 from sentra.storage.checkpointer import Checkpointer
-from sentra.storage.sqlite_schema import AGENT_COLUMNS, SCHEMA, agent_from_row, line_from_row
+from sentra.storage.search_index import SEARCH_WAIT, IndexWriter
+from sentra.storage.search_reads import LAST_SEQ, matching_lines, search_matching
+from sentra.storage.sqlite_schema import AGENT_COLUMNS, SCHEMA, agent_from_row
+from sentra.storage.sqlite_search import IndexReader, IndexWriterConnection, SqliteMatchSource
 from sentra.storage.sqlite_webhooks import SqliteWebhooks
 from sentra.storage.sqlite_writer import WriteConnection
 from sentra.storage.write_queue import Task, WriteQueue, announce
@@ -47,8 +50,11 @@ def _storage_error(exc: sqlite3.Error) -> ApiError:
 class Store:
     """The one owner of the SQLite file: a writer thread fed by a queue, and a read connection."""
 
-    def __init__(self, path: Path, *, synchronous: str = "NORMAL", commit_max_lines: int = 20000) -> None:
+    def __init__(
+        self, path: Path, *, synchronous: str = "NORMAL", commit_max_lines: int = 20000, search_index: bool = True
+    ) -> None:
         self.path = path
+        self.search_index = search_index
         self.commit_max_lines = commit_max_lines
         self.listener: CommitListener | None = None
         self.on_commit: Callable[[int, float], None] | None = None
@@ -64,6 +70,10 @@ class Store:
         self._wal_bytes = 0
         self._checkpointer = Checkpointer(path, WAL_RESTART_BYTES)
         self.webhooks = SqliteWebhooks(self._writer, lambda: self.reader, self._writes.submit)
+        self._index: IndexWriterConnection | None = None
+        self._indexer: IndexWriter | None = None
+        self._index_reader: IndexReader | None = None
+        self._matches: SqliteMatchSource | None = None
 
     @property
     def description(self) -> str:
@@ -78,11 +88,30 @@ class Store:
         await self._checkpointer.open()
         self._reader = await aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
         await self._reader.execute("PRAGMA busy_timeout=5000")
+        if self.search_index:
+            await self._open_index()
+        self._matches = SqliteMatchSource(self._reader, self._index_reader)
         self._writes.start()
+
+    async def _open_index(self) -> None:
+        """Open the word index beside the database and start its writer (see storage/search_index.py)."""
+        self._index = IndexWriterConnection(self.path)
+        await self._index.open(self._writer.database_id)
+        self._index_reader = IndexReader(self.path)
+        await self._index_reader.open()
+        self._indexer = IndexWriter(self._index, sees_every_commit=True)
+        self._indexer.start()
 
     async def close(self) -> None:
         """Write everything queued, then close the connections and their threads."""
         await self._writes.close()
+        if self._indexer is not None:
+            await self._indexer.close()
+            self._indexer = None
+        for index in (self._index_reader, self._index):
+            if index is not None:
+                await index.close()
+        self._index_reader = self._index = None
         await self._checkpointer.close()
         if self._reader is not None:
             await self._reader.close()
@@ -182,44 +211,37 @@ class Store:
         query: LineQuery | None = None,
     ) -> list[Line]:
         """Up to `limit` lines with seq > after (and <= upto), ascending, matching `query`."""
-        where, params = self._line_filters(agent, query)
-        where.append("seq > ?")
-        params.append(after)
-        if upto is not None:
-            where.append("seq <= ?")
-            params.append(upto)
-        sql = (
-            f"SELECT seq, ts, level, source, message, fields FROM lines WHERE {' AND '.join(where)} "
-            "ORDER BY seq LIMIT ?"
-        )
-        rows = await _rows(self.reader, sql, (*params, limit))
-        return [line_from_row(agent.id, tuple(row)) for row in rows]
+        last = LAST_SEQ if upto is None else upto
+        if query is not None and query.terms:
+            return await matching_lines(self.matches, agent, query, after + 1, last, limit, descending=False)
+        return await self.matches.plain_lines(agent, after + 1, last, limit, query.min_level if query else 0, False)
 
     async def lines_before(
         self, agent: Agent, before: int, *, limit: int = 1000, query: LineQuery | None = None
     ) -> list[Line]:
         """The `limit` lines just before seq `before`, ascending, matching `query`."""
-        where, params = self._line_filters(agent, query)
-        where.append("seq < ?")
-        params.append(before)
-        sql = (
-            f"SELECT seq, ts, level, source, message, fields FROM lines WHERE {' AND '.join(where)} "
-            "ORDER BY seq DESC LIMIT ?"
-        )
-        rows = await _rows(self.reader, sql, (*params, limit))
-        return [line_from_row(agent.id, tuple(row)) for row in reversed(list(rows))]
+        if query is not None and query.terms:
+            lines = await matching_lines(self.matches, agent, query, 1, before - 1, limit, descending=True)
+        else:
+            lines = await self.matches.plain_lines(agent, 1, before - 1, limit, query.min_level if query else 0, True)
+        return lines[::-1]
 
-    @staticmethod
-    def _line_filters(agent: Agent, query: LineQuery | None) -> tuple[list[str], list[Any]]:
-        where: list[str] = ["agent_pk = ?"]
-        params: list[Any] = [agent.pk]
-        if query and query.min_level:
-            where.append("level >= ?")
-            params.append(query.min_level)
-        if query and query.q:
-            where.append("instr(lower(message), ?) > 0")
-            params.append(ascii_lower(query.q))
-        return where, params
+    @property
+    def matches(self) -> SqliteMatchSource:
+        """Reads of lines, with the index when there is one."""
+        assert self._matches is not None, "store is not open"
+        return self._matches
+
+    async def search_lines(self, query: SearchQuery, *, before: int | None, limit: int) -> list[tuple[int, Line]]:
+        """Up to `limit` lines matching `query` across agents, newest first, each with its id in the index (a page
+        after it asks for ids below); ServiceUnavailable when search.index is off."""
+        if self._index_reader is None:
+            raise ServiceUnavailable("search needs the word index, and search.index is false", code="search_off")
+        if query.agent_pks == ():
+            return []
+        if self._indexer is not None:
+            await self._indexer.caught_up(SEARCH_WAIT)
+        return await search_matching(self._index_reader, query, before, limit)
 
     async def revoked_since(self, after_rowid: int) -> list[tuple[int, str]]:
         """Revoked token ids recorded after `after_rowid`, as (rowid, jti)."""
@@ -285,6 +307,8 @@ class Store:
 
         def after(agent: Agent | None) -> None:
             self._agents.pop(agent_id, None)
+            if self._indexer is not None:
+                self._indexer.lines_removed()
             if agent is not None and self.listener is not None:
                 self.listener.agent_deleted(agent)
 
@@ -334,6 +358,8 @@ class Store:
     def _replace(self, agent: Agent | None) -> None:
         if agent is not None:
             self._agents[agent.id] = agent
+            if self._indexer is not None:
+                self._indexer.lines_removed()
 
     # ---- the writer loop ---------------------------------------------------------------------
 
@@ -371,6 +397,8 @@ class Store:
         for agent in outcome.staged.values():
             self._agents[agent.id] = agent
         announce(outcome, jobs, self.listener)
+        if self._indexer is not None:
+            self._indexer.lines_committed(agent.pk for agent in outcome.staged.values())
         if self.on_commit is not None:
             self.on_commit(outcome.line_count, time.perf_counter() - started)
         return outcome.results

@@ -49,6 +49,12 @@ CREATE TABLE IF NOT EXISTS revoked_tokens (
     jti TEXT PRIMARY KEY,
     revoked_at REAL NOT NULL
 );
+-- database_id ties the search index's file to this database; agent_pk_floor is the highest agent pk ever given,
+-- so a new agent never takes the pk of a deleted one (the index may still hold the deleted one's lines).
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
 
 AGENT_COLUMNS = "pk, id, name, owner, status, reason, labels, created_at, updated_at, last_line_at, first_seq, last_seq"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from functools import cache
 from pathlib import Path
@@ -55,6 +56,8 @@ class WriteConnection:
         self.conn: sqlite3.Connection | None = None
         # The lines.matched webhooks (sentra.storage.sqlite_webhooks keeps them current), tested in each commit.
         self.line_hooks = LineHooks()
+        self.database_id = ""
+        self._pk_floor = 0
 
     def open(self) -> None:
         """Open in WAL mode, create the schema, and prove the file is writable."""
@@ -68,7 +71,11 @@ class WriteConnection:
         conn.executescript(WEBHOOK_SCHEMA)
         # A read-only file opens without complaint; find out now rather than at the first ingest.
         conn.execute("BEGIN IMMEDIATE")
-        conn.execute("ROLLBACK")
+        conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('database_id', ?)", (uuid.uuid4().hex,))
+        conn.execute("COMMIT")
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        self.database_id = meta["database_id"]
+        self._pk_floor = int(meta.get("agent_pk_floor", 0))
 
     def checkpoint(self) -> None:
         """Copy the WAL into the database file, so the next commit starts the WAL over.
@@ -115,8 +122,9 @@ class WriteConnection:
         """A new running agent row."""
         agent = Agent(0, agent_id, name, owner, "running", None, labels, now, now)
         cursor = self.db.execute(
-            "INSERT INTO agents (id, name, owner, status, labels, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (agent_id, name, owner, "running", agent.labels_json(), now, now),
+            "INSERT INTO agents (pk, id, name, owner, status, labels, created_at, updated_at) "
+            "VALUES (max(coalesce((SELECT max(pk) FROM agents), 0), ?) + 1, ?, ?, ?, ?, ?, ?, ?)",
+            (self._pk_floor, agent_id, name, owner, "running", agent.labels_json(), now, now),
         )
         agent.pk = int(cursor.lastrowid or 0)
         return agent
@@ -149,6 +157,11 @@ class WriteConnection:
             for table in ("lines", "idempotency"):
                 self.db.execute(f"DELETE FROM {table} WHERE agent_pk = ?", (agent.pk,))
             self.db.execute("DELETE FROM agents WHERE pk = ?", (agent.pk,))
+            if agent.pk > self._pk_floor:
+                self._pk_floor = agent.pk
+                self.db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('agent_pk_floor', ?)", (str(agent.pk),)
+                )
         return agent
 
     def trim(self, agent_id: str, max_lines: int, cache: Mapping[str, Agent]) -> Agent | None:

@@ -1,0 +1,429 @@
+"""The word index on SQLite: an FTS5 table in a file of its own beside the database (`<db>-search`), written by its
+own connection and thread, so the group commit never waits for it and never shares its lock.
+
+FTS5's `ascii` tokenizer splits exactly where sentra.storage.words puts spaces (the index's text is already case-
+folded words), with `detail=none`: the index holds which lines have which words, not where, and the rule checks
+phrases. The words are kept in `line_refs` (FTS5's external content), which FTS5 needs to remove a line again.
+Measured on 1,000,000 agent-like lines (the README's Search section): FTS5 unicode61 words took 6.4 s to build and
+7-15 µs per indexed line, the trigram tokenizer (substring search) 57 s and 35-95 µs per line at twice the size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Collection
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from sentra.lines import Line
+from sentra.models import Agent
+from sentra.storage.base import SearchQuery
+from sentra.storage.search_index import (
+    AGENT_RUN,
+    LIVE_BASE,
+    Entry,
+    Row,
+    agent_tag,
+    fts5_query,
+    plan_entries,
+    tag_groups,
+    take_in_order,
+)
+from sentra.storage.sqlite_schema import line_from_row
+from sentra.storage.words import Terms
+
+T = TypeVar("T")
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS line_refs (
+    id INTEGER PRIMARY KEY, agent_pk INTEGER NOT NULL, seq INTEGER NOT NULL, words TEXT NOT NULL
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS line_words USING fts5(
+    words, content='line_refs', content_rowid='id', columnsize=0, detail=none, tokenize="ascii tokenchars '_'"
+);
+-- Where every MARK_EVERY-th seq of an agent is in the index: a read of one agent's seqs starts and ends at most
+-- that many of its lines away (an index of every line's seq would cost a page write per agent per batch).
+CREATE TABLE IF NOT EXISTS seq_marks (
+    agent_pk INTEGER NOT NULL, seq INTEGER NOT NULL, id INTEGER NOT NULL, PRIMARY KEY (agent_pk, seq)
+) WITHOUT ROWID;
+-- Per agent, the seqs in the index: low..high. Lines below low were stored before the index and are being added.
+CREATE TABLE IF NOT EXISTS progress (agent_pk INTEGER PRIMARY KEY, low INTEGER NOT NULL, high INTEGER NOT NULL);
+"""
+MARK_EVERY = 256
+LINE_COLUMNS = "agent_pk, seq, ts, level, message, fields"
+_FIRST, _LAST = -(1 << 62), 1 << 62
+
+
+def search_path(db_path: Path) -> Path:
+    """The index's file beside the database."""
+    return Path(f"{db_path}-search")
+
+
+class IndexWriterConnection:
+    """The index's write side, in its own thread: reads new lines from the database (attached read-only) and adds
+    them, removes what was deleted. Implements search_index.IndexTarget."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.db_path = db_path
+        self.path = search_path(db_path)
+        self.conn: sqlite3.Connection | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._next_live = LIVE_BASE
+        self._next_back = LIVE_BASE - 1
+
+    async def open(self, database_id: str) -> None:
+        """Open (creating, or rebuilding if it belongs to another database) the index file."""
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentra-index")
+        await self._in_thread(lambda: self._open(database_id))
+
+    async def close(self) -> None:
+        """Close the connection and its thread."""
+        if self._executor is not None:
+            await self._in_thread(self._close)
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    async def _in_thread(self, work: Callable[[], T]) -> T:
+        assert self._executor is not None, "index is not open"
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The open connection."""
+        assert self.conn is not None, "index is not open"
+        return self.conn
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, uri=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=5000")
+        return conn
+
+    def _open(self, database_id: str) -> None:
+        conn = self._connect()
+        row = None
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'database_id'").fetchone()
+        except sqlite3.OperationalError:
+            pass  # a new file
+        if row is not None and row[0] != database_id:
+            # The index of another database (this one was restored or replaced): built again from its lines.
+            conn.close()
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+            conn = self._connect()
+            row = None
+        self.conn = conn
+        conn.executescript(SCHEMA)
+        conn.execute(f"ATTACH DATABASE '{self.db_path.resolve().as_uri()}?mode=ro' AS src")
+        if row is None:
+            # Every line stored so far is added in the background, newest first; new ones as they come.
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO meta (key, value) VALUES ('database_id', ?)", (database_id,))
+            conn.execute("INSERT OR REPLACE INTO progress SELECT pk, last_seq + 1, last_seq FROM src.agents")
+            conn.execute("COMMIT")
+        low, high = conn.execute("SELECT min(id), max(id) FROM line_refs").fetchone()
+        self._next_live = max(LIVE_BASE, (high or 0) + 1)
+        self._next_back = min(LIVE_BASE - 1, (low if low is not None else LIVE_BASE) - 1)
+
+    def _close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    # ---- adding lines --------------------------------------------------------------------------
+
+    async def live_batch(self, dirty: set[int] | None, max_lines: int) -> tuple[int, bool]:
+        """Index new lines of the agents in `dirty` (None: any agent): (lines indexed, more left)."""
+        return await self._in_thread(lambda: self._live(dirty, max_lines))
+
+    def _live(self, dirty: Collection[int] | None, max_lines: int) -> tuple[int, bool]:
+        where = "(p.agent_pk IS NULL OR a.last_seq > p.high)"
+        params: list[Any] = []
+        if dirty is not None:
+            if not dirty:
+                return 0, False
+            where += f" AND a.pk IN ({','.join('?' * len(dirty))})"
+            params.extend(dirty)
+        most = max(1, max_lines // AGENT_RUN)
+        behind = self.db.execute(
+            "SELECT a.pk, a.owner, a.first_seq, p.low, p.high FROM src.agents a "
+            f"LEFT JOIN progress p ON p.agent_pk = a.pk WHERE {where} AND a.last_seq >= a.first_seq LIMIT ?",
+            (*params, most + 1),
+        ).fetchall()
+        if not behind:
+            return 0, False
+        more = len(behind) > most
+        behind = behind[:most]
+        run = max(AGENT_RUN, max_lines // len(behind))
+        owners: dict[int, str] = {}
+        rows_by_agent: dict[int, list[Row]] = {}
+        spans: dict[int, tuple[int, int]] = {}
+        for pk, owner, first_seq, low, high in behind:
+            start = first_seq - 1 if high is None else max(high, first_seq - 1)
+            owners[pk] = owner
+            spans[pk] = (first_seq if low is None else low, start)
+            rows_by_agent[pk] = self._rows(
+                f"SELECT {LINE_COLUMNS} FROM src.lines WHERE agent_pk = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (pk, start, run),
+            )
+        more = more or any(len(rows) >= run for rows in rows_by_agent.values())
+        entries = plan_entries(
+            take_in_order(rows_by_agent, run, descending=False), owners, self._next_live, descending=False
+        )
+        highs = {pk: spans[pk] for pk in owners}
+        for entry in entries:
+            highs[entry.agent_pk] = (highs[entry.agent_pk][0], entry.seq)
+        self._write(entries, highs)
+        if entries:
+            self._next_live = entries[-1].id + 1
+        return len(entries), more
+
+    async def backfill_batch(self, max_lines: int) -> int:
+        """Index lines stored before the index existed, newest first; how many (0: none left)."""
+        return await self._in_thread(lambda: self._backfill(max_lines))
+
+    def _backfill(self, max_lines: int) -> int:
+        most = max(1, max_lines // AGENT_RUN)
+        pending = self.db.execute(
+            "SELECT a.pk, a.owner, a.first_seq, p.low, p.high FROM progress p JOIN src.agents a ON a.pk = p.agent_pk "
+            "WHERE p.low > a.first_seq ORDER BY a.last_line_at DESC LIMIT ?",
+            (most,),
+        ).fetchall()
+        if not pending:
+            return 0
+        run = max(AGENT_RUN, max_lines // len(pending))
+        owners: dict[int, str] = {}
+        rows_by_agent: dict[int, list[Row]] = {}
+        spans: dict[int, tuple[int, int]] = {}
+        for pk, owner, first_seq, low, high in pending:
+            owners[pk] = owner
+            spans[pk] = (low, high)
+            rows_by_agent[pk] = self._rows(
+                f"SELECT {LINE_COLUMNS} FROM src.lines WHERE agent_pk = ? AND seq < ? AND seq >= ? "
+                "ORDER BY seq DESC LIMIT ?",
+                (pk, low, first_seq, run),
+            )
+            if not rows_by_agent[pk]:
+                spans[pk] = (first_seq, high)  # its lines were trimmed meanwhile: nothing left to add
+        entries = plan_entries(
+            take_in_order(rows_by_agent, run, descending=True), owners, self._next_back, descending=True
+        )
+        for entry in entries:
+            spans[entry.agent_pk] = (entry.seq, spans[entry.agent_pk][1])
+        self._write(entries, spans)
+        if entries:
+            self._next_back = entries[-1].id - 1
+        return max(len(entries), 1 if any(not rows for rows in rows_by_agent.values()) else 0)
+
+    def _rows(self, sql: str, params: tuple[Any, ...]) -> list[Row]:
+        return [Row(*row) for row in self.db.execute(sql, params)]
+
+    def _write(self, entries: list[Entry], spans: dict[int, tuple[int, int]]) -> None:
+        """Add `entries` and record each agent's indexed seqs, in one transaction."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("INSERT INTO line_refs (id, agent_pk, seq, words) VALUES (?, ?, ?, ?)", entries)
+            db.executemany("INSERT INTO line_words (rowid, words) VALUES (?, ?)", [(e.id, e.words) for e in entries])
+            db.executemany(
+                "INSERT OR REPLACE INTO seq_marks (agent_pk, seq, id) VALUES (?, ?, ?)",
+                [(e.agent_pk, e.seq, e.id) for e in entries if e.seq % MARK_EVERY == 0],
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO progress (agent_pk, low, high) VALUES (?, ?, ?)",
+                [(pk, low, high) for pk, (low, high) in spans.items()],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    async def backlog(self) -> int:
+        """Lines stored before the index existed and not yet in it."""
+        return await self._in_thread(
+            lambda: int(
+                self.db.execute(
+                    "SELECT coalesce(sum(p.low - a.first_seq), 0) FROM progress p "
+                    "JOIN src.agents a ON a.pk = p.agent_pk WHERE p.low > a.first_seq"
+                ).fetchone()[0]
+            )
+        )
+
+    # ---- removing lines ------------------------------------------------------------------------
+
+    async def purge_batch(self, max_lines: int) -> int:
+        """Remove entries of deleted agents and trimmed lines; how many (0: none left)."""
+        return await self._in_thread(lambda: self._purge(max_lines))
+
+    def _purge(self, max_lines: int) -> int:
+        db = self.db
+        found = db.execute(
+            "SELECT p.agent_pk, a.first_seq, a.pk IS NULL OR a.last_seq < p.high FROM progress p "
+            "LEFT JOIN src.agents a ON a.pk = p.agent_pk "
+            "WHERE a.pk IS NULL OR a.last_seq < p.high OR (a.first_seq > p.low AND p.high >= p.low) LIMIT 1"
+        ).fetchone()
+        if found is None:
+            return 0
+        pk, first_seq, whole = found
+        # A deleted agent loses every entry, and so does one whose lines are not those the index holds (a database
+        # restored from a backup: its lines are added again); a trimmed one loses those before its first seq.
+        # An agent's ids follow its seqs, so the oldest entries come first.
+        ids = []
+        for entry_id, seq in db.execute(
+            "SELECT r.id, r.seq FROM line_words(?) f JOIN line_refs r ON r.id = f.rowid ORDER BY f.rowid LIMIT ?",
+            (f'"{agent_tag(pk)}"', max_lines),
+        ):
+            if not whole and seq >= first_seq:
+                break
+            ids.append(entry_id)
+        done = len(ids) < max_lines
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if ids:
+                marks = ",".join("?" * len(ids))
+                db.execute(
+                    "INSERT INTO line_words (line_words, rowid, words) "
+                    f"SELECT 'delete', id, words FROM line_refs WHERE id IN ({marks})",
+                    ids,
+                )
+                db.execute(f"DELETE FROM line_refs WHERE id IN ({marks})", ids)
+            if done and whole:
+                db.execute("DELETE FROM seq_marks WHERE agent_pk = ?", (pk,))
+                db.execute("DELETE FROM progress WHERE agent_pk = ?", (pk,))
+            elif done:
+                db.execute("DELETE FROM seq_marks WHERE agent_pk = ? AND seq < ?", (pk, first_seq))
+                db.execute(
+                    "UPDATE progress SET low = max(low, ?), high = max(high, ? - 1) WHERE agent_pk = ?",
+                    (first_seq, first_seq, pk),
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return max(len(ids), 1)
+
+
+class IndexReader:
+    """Reads through the index: an aiosqlite connection to the database with the index attached, both read-only."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.db_path = db_path
+        self._conn: aiosqlite.Connection | None = None
+
+    async def open(self) -> None:
+        """Connect (the index file exists: the writer made it)."""
+        self._conn = await aiosqlite.connect(
+            f"{self.db_path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None
+        )
+        await self._conn.execute("PRAGMA busy_timeout=5000")
+        await self._conn.execute(f"ATTACH DATABASE '{search_path(self.db_path).resolve().as_uri()}?mode=ro' AS search")
+
+    async def close(self) -> None:
+        """Disconnect."""
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def _rows(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        assert self._conn is not None, "index is not open"
+        return [tuple(row) for row in await self._conn.execute_fetchall(sql, params)]
+
+    async def indexed_span(self, agent: Agent) -> tuple[int, int] | None:
+        """The seqs of `agent` in the index (low, high), or None if none are known."""
+        rows = await self._rows("SELECT low, high FROM search.progress WHERE agent_pk = ?", [agent.pk])
+        return (int(rows[0][0]), int(rows[0][1])) if rows else None
+
+    async def agent_candidates(
+        self, agent: Agent, terms: Terms, min_level: int, first: int, last: int, limit: int, descending: bool
+    ) -> list[Line]:
+        """Up to `limit` lines of `agent` with seqs first..last holding every word of `terms`, in seq order."""
+        lower = await self._rows(
+            "SELECT id FROM search.seq_marks WHERE agent_pk = ? AND seq <= ? ORDER BY seq DESC LIMIT 1",
+            [agent.pk, first],
+        )
+        upper = await self._rows(
+            "SELECT id FROM search.seq_marks WHERE agent_pk = ? AND seq >= ? ORDER BY seq LIMIT 1", [agent.pk, last]
+        )
+        match = fts5_query(terms.required_words(), [[agent_tag(agent.pk)]])
+        sql = (
+            "SELECT l.seq, l.ts, l.level, l.source, l.message, l.fields FROM search.line_words(?) f "
+            "JOIN search.line_refs r ON r.id = f.rowid JOIN lines l ON l.agent_pk = r.agent_pk AND l.seq = r.seq "
+            "WHERE f.rowid >= ? AND f.rowid <= ? AND r.seq >= ? AND r.seq <= ? AND l.level >= ? "
+            f"ORDER BY f.rowid {'DESC' if descending else ''} LIMIT ?"
+        )
+        params = [
+            match,
+            lower[0][0] if lower else _FIRST,
+            upper[0][0] if upper else _LAST,
+            first,
+            last,
+            min_level,
+            limit,
+        ]
+        return [line_from_row(agent.id, row) for row in await self._rows(sql, params)]
+
+    async def search_candidates(self, query: SearchQuery, before: int | None, limit: int) -> list[tuple[int, Line]]:
+        """Up to `limit` lines holding every word of the query and passing its filters, newest first, with ids."""
+        where = ["f.rowid < ?", "l.level >= ?"]
+        params: list[Any] = [fts5_query(query.terms.required_words(), tag_groups(query))]
+        params += [_LAST if before is None else before, query.min_level]
+        for test, value in (
+            ("l.ts >= ?", query.since),
+            ("l.ts <= ?", query.until),
+            ("a.owner = ?", query.owner),
+        ):
+            if value is not None:
+                where.append(test)
+                params.append(value)
+        if query.agent_pks is not None:
+            where.append(f"a.pk IN ({','.join('?' * len(query.agent_pks))})")
+            params.extend(query.agent_pks)
+        for key, value in query.labels.items():
+            where.append("EXISTS (SELECT 1 FROM json_each(a.labels) WHERE key = ? AND value = ?)")
+            params.extend([key, value])
+        sql = (
+            "SELECT r.id, a.id, l.seq, l.ts, l.level, l.source, l.message, l.fields FROM search.line_words(?) f "
+            "JOIN search.line_refs r ON r.id = f.rowid JOIN lines l ON l.agent_pk = r.agent_pk AND l.seq = r.seq "
+            f"JOIN agents a ON a.pk = r.agent_pk WHERE {' AND '.join(where)} ORDER BY f.rowid DESC LIMIT ?"
+        )
+        rows = await self._rows(sql, [*params, limit])
+        return [(int(row[0]), line_from_row(row[1], row[2:])) for row in rows]
+
+
+class SqliteMatchSource:
+    """search_reads.MatchSource on SQLite: plain reads on the store's reader, the index's through its own."""
+
+    def __init__(self, reader: aiosqlite.Connection, index: IndexReader | None) -> None:
+        self.reader = reader
+        self.index = index
+
+    async def plain_lines(
+        self, agent: Agent, first: int, last: int, limit: int, min_level: int, descending: bool
+    ) -> list[Line]:
+        """Up to `limit` lines of `agent` with seqs first..last at `min_level` or above, in seq order."""
+        sql = (
+            "SELECT seq, ts, level, source, message, fields FROM lines "
+            "WHERE agent_pk = ? AND seq >= ? AND seq <= ? AND level >= ? "
+            f"ORDER BY seq {'DESC' if descending else ''} LIMIT ?"
+        )
+        rows = await self.reader.execute_fetchall(sql, (agent.pk, first, last, min_level, limit))
+        return [line_from_row(agent.id, tuple(row)) for row in rows]
+
+    async def indexed_span(self, agent: Agent) -> tuple[int, int] | None:
+        """The seqs of `agent` the index holds, or None."""
+        return None if self.index is None else await self.index.indexed_span(agent)
+
+    async def agent_candidates(
+        self, agent: Agent, terms: Terms, min_level: int, first: int, last: int, limit: int, descending: bool
+    ) -> list[Line]:
+        """Lines of `agent` holding every word of `terms` (only asked for seqs indexed_span gave)."""
+        assert self.index is not None
+        return await self.index.agent_candidates(agent, terms, min_level, first, last, limit, descending)
