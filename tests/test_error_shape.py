@@ -210,6 +210,22 @@ CASES = [
     Case("other-user-searches-agent", 403, "not_owner", "GET", "/api/search?q=hello&agent=run", auth="bob"),
     Case("search-in-unknown-agent", 404, "agent_not_found", "GET", "/api/search?q=hello&agent=nope"),
     Case("search-without-index", 503, "search_off", "GET", "/api/search?q=hello", settings={"search.index": False}),
+    Case("webhooks-without-token", 401, "not_authenticated", "GET", "/api/webhooks", auth="none"),
+    Case("write-only-token-lists-webhooks", 403, "insufficient_scope", "GET", "/api/webhooks", auth="write-only"),
+    Case("webhook-bad-url", 400, "invalid_url", "POST", "/api/webhooks",
+         json={"url": "ftp://x", "events": ["agent.failed"]}),
+    Case("webhook-create-without-token", 401, "not_authenticated", "POST", "/api/webhooks", auth="none", json={}),
+    Case("write-only-token-creates-webhook", 403, "insufficient_scope", "POST", "/api/webhooks", auth="write-only",
+         json={"url": "http://127.0.0.1/", "events": ["agent.failed"]}),
+    *[Case(f"webhook-{method.lower()}{tail.replace('/', '-')}-{name}", status, code, method,
+           f"/api/webhooks/{hook}{tail}", auth=auth, json={"format": "slack"} if method == "PATCH" else None)
+      for method, tail in (("GET", ""), ("PATCH", ""), ("DELETE", ""), ("POST", "/test"), ("GET", "/deliveries"))
+      for name, status, code, hook, auth in (
+          ("bad-id", 400, "invalid_webhook_id", "nope", "alice"),
+          ("without-token", 401, "not_authenticated", "wh_" + "0" * 24, "none"),
+          ("write-only-token", 403, "insufficient_scope", "wh_" + "0" * 24, "write-only"),
+          ("unknown", 404, "webhook_not_found", "wh_" + "0" * 24, "alice"),
+      )],
 ]  # fmt: skip
 
 

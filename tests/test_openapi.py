@@ -178,6 +178,8 @@ EXAMPLES: dict[tuple[str, str], tuple[str, Any]] = {
 async def test_example_request_to_every_operation_succeeds_as_documented(
     server: RunningServer, method: str, template: str
 ) -> None:
+    if template.startswith("/api/webhooks"):
+        pytest.skip("tests/test_webhooks_api.py checks these, on a server that lets webhooks reach a loopback receiver")
     async with server.client("alice") as alice:
         await alice.post("/api/agents/run-1/logs", json=[{"message": "first"}, {"message": "second"}])
         path, body = EXAMPLES.get((method, template), (template.replace("{agent_id}", "run-1"), None))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from sentra import __version__
+from sentra.api import openapi_webhooks as webhooks
 from sentra.api.openapi_schemas import (
     AGENT_ID,
     JSON,
@@ -356,9 +357,9 @@ def details() -> dict[str, Schema]:
 
 def paths() -> dict[str, Schema]:
     """Every path with its operations; each error status refers to an Error-shaped response."""
-    extra = details()
+    extra = {**details(), **webhooks.details()}
     items: dict[str, Schema] = {}
-    for (method, path), (op_id, tag, errors, summary) in OPERATIONS.items():
+    for (method, path), (op_id, tag, errors, summary) in {**OPERATIONS, **webhooks.OPERATIONS}.items():
         answers = dict(extra[op_id]["responses"])
         for status in errors.split():
             answers[status] = {"$ref": f"#/components/responses/{ERRORS[status][0]}"}
@@ -367,6 +368,8 @@ def paths() -> dict[str, Schema]:
         item = items.setdefault(path, {})
         if "{agent_id}" in path:
             item["parameters"] = [param("agent_id", "path", AGENT_ID, "The agent's id.", required=True)]
+        if "{hook_id}" in path:
+            item["parameters"] = [param("hook_id", "path", webhooks.HOOK_ID, "The webhook's id.", required=True)]
         item[method] = operation
     return items
 
@@ -383,11 +386,11 @@ def openapi_document() -> dict[str, Any]:
             "OPTIONS (204 with Allow; the CORS grant for server.cors_origins), HEAD wherever it answers GET, and 405 "
             "with Allow for any other method.",
         },
-        "tags": [{"name": name} for name in ("agents", "logs", "streams", "session", "system", "mcp")],
+        "tags": [{"name": name} for name in ("agents", "logs", "streams", "session", "system", "mcp", "webhooks")],
         "security": SECURITY,
         "paths": paths(),
         "components": {
-            "schemas": {**resource_schemas(), **request_schemas(), **event_schemas()},
+            "schemas": {**resource_schemas(), **request_schemas(), **event_schemas(), **webhooks.schemas()},
             "responses": error_responses(),
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},

@@ -19,6 +19,12 @@ from sentra.api.static import StaticHandler
 from sentra.api.streams import LogStreamHandler, Seed001StreamHandler
 from sentra.api.system import HealthHandler, MetricsHandler, OpenAPIHandler
 from sentra.api.tickets import StreamTicketsHandler
+from sentra.api.webhooks import (
+    WebhookDeliveriesHandler,
+    WebhookHandler,
+    WebhooksHandler,
+    WebhookTestHandler,
+)
 from sentra.http.routing import Route
 
 ROUTES = (
@@ -35,6 +41,10 @@ ROUTES = (
     Route("/api/agent-events", AgentEventsHandler),
     Route("/api/stream-tickets", StreamTicketsHandler),
     Route("/api/session", SessionHandler),
+    Route("/api/webhooks", WebhooksHandler),
+    Route("/api/webhooks/{hook_id}", WebhookHandler),
+    Route("/api/webhooks/{hook_id}/test", WebhookTestHandler),
+    Route("/api/webhooks/{hook_id}/deliveries", WebhookDeliveriesHandler),
     Route("/v1/logs", OtlpLogsHandler),  # OTLP/HTTP's path for logs, where OpenTelemetry SDKs send them
     Route("/mcp", McpHandler),
     Route("/api/{rest:path}"),  # any other /api/ path: a JSON 404, whatever the method
