@@ -234,3 +234,20 @@ async def test_metrics_count_deliveries_by_result_and_the_outbox(start_server: S
         assert 'sentra_webhook_deliveries_total{result="failed"} 1.0' in text
         assert 'sentra_webhook_deliveries_total{result="delivered"} 1.0' in text
         assert "sentra_webhook_outbox " in text
+
+
+@pytest.mark.slow  # a receiver that takes 3 s to answer
+async def test_a_slow_receiver_never_holds_up_ingest_or_streams(start_server: ServerFactory) -> None:
+    server = await start_server(**LOOPBACK)
+    async with Receiver(delay=3.0) as receiver, server.client("alice") as alice:
+        await register(alice, receiver.url, ["agent.failed"])
+        for n in range(8):
+            await post_lines(alice, f"run-{n}", [{"message": "x"}])
+            assert (await alice.patch(f"/api/agents/run-{n}", json={"status": "failed"})).status_code == 200
+        # Eight deliveries are waiting on the receiver now; ingest and reads answer as fast as ever.
+        started = time.monotonic()
+        for n in range(50):
+            await post_lines(alice, "busy", [{"message": f"line {n}"}])
+        assert (await alice.get("/api/agents/busy/logs")).json()["lines"][-1]["message"] == "line 49"
+        assert time.monotonic() - started < 2.0
+        assert len(await receiver.wait_for(8, timeout=10)) == 8

@@ -34,15 +34,19 @@ class _Hook(tornado.web.RequestHandler):
     def initialize(self, receiver: Receiver) -> None:
         self.receiver = receiver
 
-    def post(self) -> None:
+    async def post(self) -> None:
+        if self.receiver.delay:
+            await asyncio.sleep(self.receiver.delay)
         self.receiver.take(self)
 
 
 class Receiver:
-    """`async with Receiver([500, 500]) as hook:` — hook.url takes POSTs; hook.received holds them."""
+    """`async with Receiver([500, 500]) as hook:` — hook.url takes POSTs; hook.received holds them; each is
+    answered `delay` seconds after it arrived."""
 
-    def __init__(self, statuses: list[int] | None = None, path: str = "/hook") -> None:
+    def __init__(self, statuses: list[int] | None = None, path: str = "/hook", delay: float = 0.0) -> None:
         self.statuses = deque(statuses or [])
+        self.delay = delay
         self.path = path
         self.received: list[Received] = []
         self.port = 0
