@@ -151,33 +151,42 @@ export function stripAnsi(text) {
 }
 
 /**
- * Where `needle` occurs in `plain`, ignoring case: [start, end] pairs.
+ * Where the patterns match in `plain`: [start, end] pairs in order; overlapping matches of different patterns
+ * join into one.
  * @param {string} plain
- * @param {string} needle  Already lower-cased.
+ * @param {RegExp[]} patterns  Global ("g") patterns, from terms.js.
  * @returns {number[][]}
  */
-export function findMatches(plain, needle) {
-  const ranges = [];
-  if (!needle) return ranges;
-  const haystack = plain.toLowerCase();
-  for (let at = haystack.indexOf(needle); at >= 0 && ranges.length < MAX_HIGHLIGHTS; ) {
-    ranges.push([at, at + needle.length]);
-    at = haystack.indexOf(needle, at + needle.length);
+export function findMatches(plain, patterns) {
+  const found = [];
+  for (const pattern of patterns) {
+    for (const match of plain.matchAll(pattern)) {
+      if (!match[0]) continue;
+      found.push([match.index, match.index + match[0].length]);
+      if (found.length >= MAX_HIGHLIGHTS) break;
+    }
   }
-  return ranges;
+  found.sort((a, b) => a[0] - b[0] || b[1] - a[1]);
+  const ranges = [];
+  for (const range of found) {
+    const last = ranges[ranges.length - 1];
+    if (last && range[0] < last[1]) last[1] = Math.max(last[1], range[1]);
+    else ranges.push(range);
+  }
+  return ranges.slice(0, MAX_HIGHLIGHTS);
 }
 
 /**
- * Render a message: ANSI styles as spans with classes, matches of `needle` wrapped in <mark>.
+ * Render a message: ANSI styles as spans with classes, what the search patterns match wrapped in <mark>.
  * @param {string} text
- * @param {string} [needle]  Lower-cased search text to highlight.
+ * @param {RegExp[]} [patterns]  What to highlight (terms.js).
  * @returns {DocumentFragment}
  */
-export function renderAnsi(text, needle = "") {
+export function renderAnsi(text, patterns = []) {
   const fragment = document.createDocumentFragment();
   const segments = parseAnsi(text);
   const plain = segments.map((segment) => segment.text).join("");
-  const ranges = findMatches(plain, needle);
+  const ranges = findMatches(plain, patterns);
   let offset = 0;
   let r = 0;
   for (const segment of segments) {

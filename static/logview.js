@@ -29,6 +29,7 @@ import {
   tagClass,
 } from "./rows.js";
 import { FINISHED, connectionState, countsText, labelObject, lowerBound, mergeSorted, readRoute } from "./logstate.js";
+import { highlightPatterns, narrowerTerms, parseQuery } from "./terms.js";
 import { VirtualList } from "./virtual.js";
 
 /** Lines per history request (the server's maximum). */
@@ -70,7 +71,8 @@ class LogView {
     this.problem = null;
     this.multi = route.agents.length !== 1 || route.labels.length > 0;
     this.filters = { level: route.level, q: route.q, source: route.source };
-    this.loadedWith = { level: route.level, q: route.q };
+    this.terms = parseQuery(route.q);
+    this.loadedWith = this.loadedFilters();
     this.agents = new Map();
     this.lines = [];
     this.visible = [];
@@ -136,7 +138,7 @@ class LogView {
   rowContext() {
     if (!this.context) {
       this.context = {
-        needle: this.filters.q.toLowerCase(),
+        highlight: highlightPatterns(this.terms),
         multi: this.multi,
         agentName: (id) => {
           const agent = this.agents.get(id);
@@ -181,7 +183,7 @@ class LogView {
     const generation = ++this.generation;
     if (this.stream) this.stream.close();
     this.stream = null;
-    this.loadedWith = { level: this.filters.level, q: this.filters.q };
+    this.loadedWith = this.loadedFilters();
     this.lines = [];
     this.lastSeq.clear();
     this.older.clear();
@@ -466,11 +468,17 @@ class LogView {
   // ---- filters -------------------------------------------------------------------------------------
 
   filter() {
-    return { level: this.filters.level, source: this.filters.source, needle: this.filters.q.toLowerCase() };
+    return { level: this.filters.level, source: this.filters.source, terms: this.terms };
+  }
+
+  /** The filters the server is asked with, as a load remembers them. */
+  loadedFilters() {
+    return { level: this.filters.level, q: this.filters.q, terms: this.terms };
   }
 
   setFilter(change) {
     Object.assign(this.filters, change);
+    this.terms = parseQuery(this.filters.q);
     this.context = null;
     this.writeUrl();
     this.showLines();
@@ -485,10 +493,10 @@ class LogView {
 
   /** True unless the loaded lines hold every line the new filter can match. */
   needsServer() {
-    const { level, q } = this.filters;
+    const { level } = this.filters;
     const loaded = this.loadedWith;
-    const narrower = level >= loaded.level && q.toLowerCase().includes(loaded.q.toLowerCase());
-    const changed = level !== loaded.level || q !== loaded.q;
+    const narrower = level >= loaded.level && narrowerTerms(this.terms, loaded.terms);
+    const changed = level !== loaded.level || !narrower || !narrowerTerms(loaded.terms, this.terms);
     return changed && !(narrower && !this.hasOlder() && this.around === null);
   }
 
@@ -520,7 +528,7 @@ class LogView {
     // Rows are built anew: the highlight of the search may have changed.
     this.list.clearRows();
     this.list.setItems(this.visible, (line) => lowerBound(this.visible, line));
-    this.el.log.classList.toggle("searching", Boolean(filter.needle));
+    this.el.log.classList.toggle("searching", filter.terms.length > 0);
     this.showCounts();
   }
 

@@ -5,6 +5,7 @@
  */
 
 import { renderAnsi, stripAnsi } from "./ansi.js";
+import { matchesTerms } from "./terms.js";
 
 /** Sentra's levels, lowest first. */
 export const LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
@@ -43,44 +44,29 @@ export function compareLines(a, b) {
 }
 
 /**
- * The message as shown (no escape codes), lower-cased once for searching.
- * @param {object} line
- * @returns {string}
- */
-export function searchText(line) {
-  if (line.search === undefined) line.search = stripAnsi(line.message).toLowerCase();
-  return line.search;
-}
-
-/**
  * Does the line pass the filters?
  * @param {object} line
- * @param {{level: number, needle: string, source: string}} filter  needle lower-cased.
+ * @param {{level: number, terms: object[], source: string}} filter  terms from terms.js's parseQuery.
  * @returns {boolean}
  */
 export function passes(line, filter) {
   return (
     line.lv >= filter.level &&
     (!filter.source || line.source === filter.source) &&
-    (!filter.needle || searchText(line).includes(filter.needle))
+    matchesTerms(filter.terms, line)
   );
 }
 
-/** Lower-case A-Z only, as the server does for `q` (SQLite's lower()). */
-function asciiLower(text) {
-  return text.replace(/[A-Z]+/g, (letters) => letters.toLowerCase());
-}
-
 /**
- * Would the server's `level` and `q` filters keep the line? Its rule exactly (LineQuery.matches): the level at
- * least `level`, and `q` inside the raw message, A-Z case-insensitively. Live lines come unfiltered (every tab
- * shares one stream), so a view loaded with those filters applies them to its live lines itself.
+ * Would the server's `level` and `q` filters keep the line? Its rule (LineQuery.matches, by terms.js): the level
+ * at least `level`, and every term of `q` in the raw message or a field value. Live lines come unfiltered (every
+ * tab shares one stream), so a view loaded with those filters applies them to its live lines itself.
  * @param {object} line
- * @param {{level: number, q: string}} loaded  level as an index into LEVELS.
+ * @param {{level: number, terms: object[]}} loaded  level as an index into LEVELS; terms of the loaded `q`.
  * @returns {boolean}
  */
-export function serverKeeps(line, { level, q }) {
-  return line.lv >= level && (!q || asciiLower(line.message).includes(asciiLower(q)));
+export function serverKeeps(line, { level, terms }) {
+  return line.lv >= level && matchesTerms(terms, line);
 }
 
 /**
@@ -182,7 +168,8 @@ export function renderFields(block, line) {
  * The row of one line: time (a permalink), level, agent tag, source, message with ANSI colours and search
  * matches highlighted, its fields collapsed, and copy buttons.
  * @param {object} line
- * @param {{needle: string, multi: boolean, agentName: (id: string) => string, permalink: (line: object) => string}} view
+ * @param {{highlight: RegExp[], multi: boolean, agentName: (id: string) => string, permalink: (line: object) => string}} view
+ *        highlight: what the search matches (terms.js).
  * @returns {HTMLElement}
  */
 export function renderRow(line, view) {
@@ -207,7 +194,7 @@ export function renderRow(line, view) {
   body.className = "body";
   const message = document.createElement("div");
   message.className = "msg";
-  message.appendChild(renderAnsi(line.message, view.needle));
+  message.appendChild(renderAnsi(line.message, view.highlight));
   body.appendChild(message);
   if (line.fields && Object.keys(line.fields).length) {
     const block = document.createElement("div");

@@ -277,7 +277,7 @@ function pageBase() {
  * @param {number} [options.maxLines] Lines kept (oldest dropped first); default DEFAULT_MAX_LINES.
  * @param {number} [options.tail]     Start with only the last N lines instead of the whole history.
  * @param {string} [options.level]    Minimum level, filtered by the server.
- * @param {string} [options.q]        Only lines containing this text, filtered by the server.
+ * @param {string} [options.q]        Only lines matching these words, filtered by the server (README: Search).
  * @param {boolean} [options.wait]    Start watching before the agent exists: wait for it instead of failing.
  * @returns {AgentLogs}
  */

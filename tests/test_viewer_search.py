@@ -1,5 +1,5 @@
-"""Links to a line in the viewer, in real headless Chromium (browsers.py): a line far back in a long run opens
-with the lines around it."""
+"""Links to a line and an agent's own search in the viewer, in real headless Chromium (browsers.py): a line far
+back in a long run opens with the lines around it; the search follows the same rule as the server's `q`."""
 
 from __future__ import annotations
 
@@ -48,3 +48,27 @@ async def test_a_link_to_a_line_far_back_in_a_long_run_opens_the_lines_around_it
     await expect(page.locator(".log .row").last).to_have_attribute("data-key", f"long-run:{11 * batch}")
     await post_lines(viewer.api, "long-run", ["after the jump"])
     await expect(page.locator(".log .row").last.locator(".msg")).to_have_text("after the jump")
+
+
+async def test_an_agents_own_search_follows_the_same_rule_in_loaded_and_live_lines(viewer: Viewer) -> None:
+    page = viewer.page
+    await post_lines(viewer.api, "rule", ["declined once", "undeclined", {"message": "payment", "reason": "Declined"}])
+    # Loaded with the server's `q`: whole words, in the message or a field value.
+    await viewer.sign_in("/?agent=rule&q=declined")
+    await expect(page.locator(".match-count")).to_have_text("2 matches")
+    await expect(page.locator(".log .row")).to_have_count(2)
+    assert await viewer.row_keys() == ["rule:1", "rule:3"]
+    # Live lines are kept by the same rule.
+    await post_lines(viewer.api, "rule", ["declinedX", "was DECLINED"])
+    await expect(page.locator(".match-count")).to_have_text("3 matches")
+    await expect(page.locator(".log .row")).to_have_count(3)
+    assert await viewer.row_keys() == ["rule:1", "rule:3", "rule:5"]
+    await expect(page.locator(".row[data-key='rule:5'] mark.hit")).to_have_text(["DECLINED"])
+    # Filtering the loaded lines in the page: a prefix, at the start of words.
+    await page.fill(".search-input", "")
+    await expect(page.locator(".counts")).to_have_text("5 lines")
+    await page.fill(".search-input", "declin*")
+    await expect(page.locator(".match-count")).to_have_text("4 matches")
+    await expect(page.locator(".log .row")).to_have_count(4)
+    assert await viewer.row_keys() == ["rule:1", "rule:3", "rule:4", "rule:5"]
+    await expect(page.locator(".row[data-key='rule:4'] mark.hit")).to_have_text(["declin"])

@@ -1,0 +1,117 @@
+/**
+ * What a search matches, by the server's rule (sentra/storage/words.py, the README's "Search"), so the viewer's
+ * own filtering agrees with every `q` the server answers: a query is split into terms at spaces ("quoted" text is
+ * one term; a bare term ending in `*` makes its last word a prefix); a term's words are its runs of letters and
+ * digits, compared without case; a line matches when each term's words stand one after another, whole, in its
+ * message or in one of its field values. The same terms give the patterns that highlight a match (ansi.js).
+ *
+ * @module terms
+ */
+
+/** A term: text in double quotes (an open quote runs to the end), or anything else between spaces. */
+const TERM = /"([^"]*)"?|([^\s"]+)/g;
+/** What separates words: anything but letters and digits (Unicode), as the server's `[\W_]+`. */
+const SEPARATORS = /[^\p{L}\p{N}]+/u;
+const WORD_CHAR = "[\\p{L}\\p{N}]";
+const NOT_WORD = "[^\\p{L}\\p{N}]+";
+const ENDS_IN_WORD = /[\p{L}\p{N}]$/u;
+
+/**
+ * @typedef {object} Term
+ * @property {string[]} words  Case-folded.
+ * @property {boolean} prefix  The last word is a prefix.
+ * @property {string} needle   The words as they stand in a line's searchable text (see searchable).
+ */
+
+/** Case folding as near as JavaScript comes to the server's str.casefold() (ß is ss). */
+function fold(text) {
+  return text.toUpperCase().toLowerCase();
+}
+
+/**
+ * The words of a text, case-folded, joined by single spaces.
+ * @param {string} text
+ * @returns {string}
+ */
+function wordsText(text) {
+  return fold(text).split(SEPARATORS).filter(Boolean).join(" ");
+}
+
+/**
+ * The terms of a query; none for a query without a word (the server answers such a `q` with a 400).
+ * @param {string} q
+ * @returns {Term[]}
+ */
+export function parseQuery(q) {
+  const terms = [];
+  for (const [, quoted, bare] of q.matchAll(TERM)) {
+    const text = wordsText(quoted ?? bare);
+    if (!text) continue;
+    const prefix = bare !== undefined && bare.endsWith("*") && ENDS_IN_WORD.test(bare.replace(/\*+$/, ""));
+    terms.push({ words: text.split(" "), prefix, needle: ` ${text}${prefix ? "" : " "}` });
+  }
+  return terms;
+}
+
+/** A field value's searchable texts: strings as they are, other scalars as JSON writes them, nested ones too. */
+function fieldTexts(value, out) {
+  if (typeof value === "string") out.push(value);
+  else if (Array.isArray(value)) for (const item of value) fieldTexts(item, out);
+  else if (value !== null && typeof value === "object") for (const item of Object.values(value)) fieldTexts(item, out);
+  else out.push(JSON.stringify(value));
+}
+
+/**
+ * The words of a line's message and of each field value, each value apart (a phrase never spans two), kept on the
+ * line: " words of the message \n words of a value ".
+ * @param {{message: string, fields?: object}} line
+ * @returns {string}
+ */
+function searchable(line) {
+  if (line.searchable === undefined) {
+    const texts = [line.message];
+    if (line.fields) fieldTexts(line.fields, texts);
+    line.searchable = ` ${texts.map(wordsText).join(" \n ")} `;
+  }
+  return line.searchable;
+}
+
+/**
+ * Does the line match every term (true without terms)?
+ * @param {Term[]} terms
+ * @param {{message: string, fields?: object}} line
+ * @returns {boolean}
+ */
+export function matchesTerms(terms, line) {
+  if (!terms.length) return true;
+  const text = searchable(line);
+  return terms.every((term) => text.includes(term.needle));
+}
+
+/**
+ * True when every line matching `narrow` also matches `wide`: each of wide's terms is one of narrow's.
+ * @param {Term[]} narrow
+ * @param {Term[]} wide
+ * @returns {boolean}
+ */
+export function narrowerTerms(narrow, wide) {
+  const needles = new Set(narrow.map((term) => term.needle));
+  return wide.every((term) => needles.has(term.needle));
+}
+
+function escapeRegExp(text) {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+/**
+ * The patterns that highlight what the terms match in a text: each term's words, whole (the last one's start for
+ * a prefix), with only other characters between them; case-insensitive.
+ * @param {Term[]} terms
+ * @returns {RegExp[]}
+ */
+export function highlightPatterns(terms) {
+  return terms.map(({ words, prefix }) => {
+    const body = words.map(escapeRegExp).join(NOT_WORD);
+    return new RegExp(`(?<!${WORD_CHAR})${body}${prefix ? "" : `(?!${WORD_CHAR})`}`, "giu");
+  });
+}
