@@ -1,11 +1,12 @@
 /**
  * The agents page: the caller's agents, live from the agents feed the browser's viewer tabs share (live.js),
- * with a filter box and multi-select.
+ * with a filter box and multi-select; and the search over every run's lines, at /?search=WORDS (search.js).
  *
  * @module agents
  */
 
 import { query } from "./api.js";
+import { SearchResults } from "./search.js";
 
 /** How often "last activity" times are refreshed. */
 const CLOCK_MS = 1000;
@@ -32,11 +33,14 @@ function haystack(agent) {
 }
 
 class AgentsPage {
-  constructor(root, live) {
+  constructor(root, live, setTitle) {
     this.live = live;
+    this.setTitle = setTitle;
     this.agents = new Map();
     this.rows = new Map();
     this.selected = new Set();
+    // An agent came or was renamed since the last render: the names of search results may be out of date.
+    this.renamed = false;
     this.frame = 0;
     const page = document.getElementById("agents-page").content.firstElementChild.cloneNode(true);
     root.appendChild(page);
@@ -50,9 +54,15 @@ class AgentsPage {
       empty: $(".empty-state"),
       example: $(".example"),
       together: $(".open-together"),
+      searchForm: $(".run-search"),
+      searchInput: $(".run-search-input"),
+      results: $(".search-results"),
+      searchClose: $(".search-close"),
     };
-    const params = new URLSearchParams(location.search);
-    this.el.filter.value = params.get("find") || "";
+    this.results = new SearchResults(this.el.results, (id) => {
+      const agent = this.agents.get(id);
+      return (agent && agent.name) || id;
+    });
     this.el.example.textContent =
       `curl -X POST ${location.origin}/api/agents/demo/logs \\\n` +
       `     -H "Authorization: Bearer $SENTRA_TOKEN" -d '{"message": "hello from my agent"}'`;
@@ -63,14 +73,56 @@ class AgentsPage {
     });
     this.el.list.addEventListener("click", (event) => this.onClick(event));
     this.el.list.addEventListener("change", (event) => this.onSelect(event));
+    this.wireSearch();
     document.addEventListener("keydown", (event) => {
       if (event.key === "/" && !event.target.closest("input, textarea, select")) {
         event.preventDefault();
-        this.el.filter.focus();
+        (this.searching ? this.el.searchInput : this.el.filter).focus();
       }
     });
     setInterval(() => this.tick(), CLOCK_MS);
+    this.showRoute();
     this.connect();
+  }
+
+  wireSearch() {
+    this.el.searchForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.navigate(this.el.searchInput.value.trim());
+    });
+    this.el.searchInput.addEventListener("keydown", (event) => {
+      if (event.key === "ArrowDown") {
+        event.preventDefault();
+        this.results.focusFirst();
+      }
+    });
+    this.el.searchClose.addEventListener("click", (event) => {
+      event.preventDefault();
+      this.navigate("");
+    });
+    // Back and forward move between searches (and the list) without reloading the page.
+    window.addEventListener("popstate", () => this.showRoute());
+  }
+
+  /** Go to the search for `search` (the agents list when empty): a new entry in the history, run afresh. */
+  navigate(search) {
+    history.pushState(null, "", search ? `/${query({ search })}` : "/");
+    this.showRoute(true);
+  }
+
+  /** Show what the address asks for: the results of ?search=, or the agents (with ?find= in the filter box). */
+  showRoute(again = false) {
+    const params = new URLSearchParams(location.search);
+    const search = (params.get("search") || "").trim();
+    this.searching = Boolean(search);
+    this.el.filter.value = params.get("find") || "";
+    this.el.searchInput.value = search;
+    this.page.classList.toggle("searching", this.searching);
+    this.el.results.hidden = !this.searching;
+    if (!this.searching) this.results.clear();
+    else if (again || search !== this.results.q) this.results.show(search);
+    this.setTitle(this.searching ? `Search: ${search}` : "Agents");
+    this.render();
   }
 
   connect() {
@@ -98,6 +150,8 @@ class AgentsPage {
         this.agents.delete(agent.id);
         this.selected.delete(agent.id);
       } else {
+        const known = this.agents.get(agent.id);
+        if (!known || known.name !== agent.name) this.renamed = true;
         this.agents.set(agent.id, agent);
       }
     }
@@ -137,6 +191,8 @@ class AgentsPage {
       (agents.length !== total ? ` · ${agents.length} shown` : "");
     this.el.empty.hidden = total !== 0;
     this.showSelection();
+    if (this.renamed && this.searching) this.results.refreshNames();
+    this.renamed = false;
   }
 
   buildRow(id) {
@@ -215,8 +271,9 @@ class AgentsPage {
  * Show the agents page in `root`.
  * @param {HTMLElement} root
  * @param {{followAgents: Function}} live  The tab's connection to the shared live data (live.js).
+ * @param {(title: string) => void} setTitle
  * @returns {AgentsPage}
  */
-export function showAgentsPage(root, live) {
-  return new AgentsPage(root, live);
+export function showAgentsPage(root, live, setTitle) {
+  return new AgentsPage(root, live, setTitle);
 }

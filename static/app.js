@@ -1,7 +1,7 @@
 /**
  * The viewer's entry point: sign-in (a ?token= in the address is posted once, then removed from it), the
- * header, and which page to show: the agents page at /, the log page at /?agent=ID (repeatable) or
- * /?label=key=value.
+ * header, and which page to show: the agents page at / (with the search over every run at /?search=WORDS), the log
+ * page at /?agent=ID (repeatable) or /?label=key=value.
  *
  * @module app
  */
@@ -112,8 +112,7 @@ async function main() {
     document.body.classList.add("on-log");
     showLogView(root, params, setTitle, live);
   } else {
-    setTitle("Agents");
-    showAgentsPage(root, live);
+    showAgentsPage(root, live, setTitle);
   }
 }
 
