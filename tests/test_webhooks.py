@@ -11,6 +11,7 @@ import httpx
 import pytest
 import standardwebhooks
 from conftest import ServerFactory
+from processes import free_port
 from webhook_receiver import Receiver
 
 LOOPBACK = {"webhooks.allowed_targets": ["127.0.0.1"]}
@@ -251,3 +252,38 @@ async def test_a_slow_receiver_never_holds_up_ingest_or_streams(start_server: Se
         assert (await alice.get("/api/agents/busy/logs")).json()["lines"][-1]["message"] == "line 49"
         assert time.monotonic() - started < 2.0
         assert len(await receiver.wait_for(8, timeout=10)) == 8
+
+
+@pytest.mark.slow  # waits for two refused attempts
+async def test_a_message_is_given_up_after_give_up_after(start_server: ServerFactory) -> None:
+    server = await start_server(**LOOPBACK, **{"webhooks.give_up_after": "3s"})
+    async with server.client("alice") as alice:
+        nobody = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens: every attempt is refused
+        hook = await register(alice, nobody, ["agent.failed"])
+        await post_lines(alice, "run-1", [{"message": "x"}])
+        await alice.patch("/api/agents/run-1", json={"status": "failed"})
+        deadline = time.monotonic() + 8
+        results: list[str] = []
+        while "gave_up" not in results and time.monotonic() < deadline:
+            await asyncio.sleep(0.3)
+            deliveries = (await alice.get(f"/api/webhooks/{hook['id']}/deliveries")).json()["deliveries"]
+            results = [d["result"] for d in reversed(deliveries)]
+        # The first retry came after 1 s; the second would come 5 s later, past the 3 s: given up instead.
+        assert results == ["failed", "gave_up"]
+        await asyncio.sleep(1.0)
+        assert len((await alice.get(f"/api/webhooks/{hook['id']}/deliveries")).json()["deliveries"]) == 2
+        assert "sentra_webhook_outbox 0.0" in (await alice.get("/metrics")).text
+
+
+@pytest.mark.slow  # a receiver that answers after the 10 s time-out
+async def test_a_receiver_that_does_not_answer_in_10_s_gets_the_message_again(start_server: ServerFactory) -> None:
+    server = await start_server(**LOOPBACK)
+    async with Receiver(delay=10.5) as receiver, server.client("alice") as alice:
+        hook = await register(alice, receiver.url, ["agent.failed"])
+        await post_lines(alice, "run-1", [{"message": "x"}])
+        await alice.patch("/api/agents/run-1", json={"status": "failed"})
+        first, second = await receiver.wait_for(2, timeout=15)
+        assert first.headers["webhook-id"] == second.headers["webhook-id"]
+        assert 10.0 <= second.at - first.at < 12.5  # the time-out, then the first retry within 2 s
+        deliveries = (await alice.get(f"/api/webhooks/{hook['id']}/deliveries")).json()["deliveries"]
+        assert (deliveries[-1]["result"], deliveries[-1]["error"]) == ("failed", "no answer within 10 s")

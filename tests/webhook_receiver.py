@@ -35,9 +35,11 @@ class _Hook(tornado.web.RequestHandler):
         self.receiver = receiver
 
     async def post(self) -> None:
+        status = self.receiver.take(self)
         if self.receiver.delay:
             await asyncio.sleep(self.receiver.delay)
-        self.receiver.take(self)
+        self.set_status(status)
+        self.finish()
 
 
 class Receiver:
@@ -58,13 +60,12 @@ class Receiver:
         """The URL to register."""
         return f"http://127.0.0.1:{self.port}{self.path}"
 
-    def take(self, request: tornado.web.RequestHandler) -> None:
-        """Keep a request and answer it with the next status."""
+    def take(self, request: tornado.web.RequestHandler) -> int:
+        """Keep a request as it arrives; the status to answer it with."""
         headers = {name.lower(): value for name, value in request.request.headers.get_all()}
         self.received.append(Received(time.time(), request.request.path, headers, request.request.body))
         self._arrived.set()
-        request.set_status(self.statuses.popleft() if self.statuses else 204)
-        request.finish()
+        return self.statuses.popleft() if self.statuses else 204
 
     async def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
         """The first `count` requests, once they have come (AssertionError after `timeout` s)."""

@@ -65,7 +65,6 @@ class DeliveryWorker:
         self._client: SimpleAsyncHTTPClient | None = None
         self._task: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
-        self._wake = asyncio.Event()
 
     async def start(self) -> None:
         """Free claims a dead process left (where they cannot be another's), read the webhooks, start delivering."""
@@ -75,10 +74,6 @@ class DeliveryWorker:
         await self.webhooks.release_claims()
         await self.webhooks.reload_hooks(self.window)
         self._task = asyncio.create_task(self._run())
-
-    def nudge(self) -> None:
-        """Look at the outbox now (this process just put a message in it)."""
-        self._wake.set()
 
     async def close(self) -> None:
         """Stop claiming; attempts under way get CLOSE_GRACE seconds to finish and be recorded, the rest are
@@ -119,11 +114,7 @@ class DeliveryWorker:
                 task.add_done_callback(self._in_flight.discard)
             if room > 0 and len(claimed) == room:
                 continue  # a full batch: there may be more due
-            try:
-                await asyncio.wait_for(self._wake.wait(), POLL)
-            except TimeoutError:
-                pass
-            self._wake.clear()
+            await asyncio.sleep(POLL)
 
     async def _deliver(self, message: Message) -> None:
         assert self._client is not None
