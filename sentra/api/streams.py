@@ -12,6 +12,7 @@ from sentra import sse
 from sentra.api.base import ApiHandler
 from sentra.api.logs import query_from_arguments
 from sentra.errors import BadRequest, Forbidden, NotFound, TooManyRequests
+from sentra.http.compression import GzipBody, deflate_part
 from sentra.lines import Line, check_agent_id
 from sentra.models import Agent
 from sentra.registry import AgentUpdate, Resync, Subscription
@@ -24,6 +25,17 @@ STOP_REASONS = ("token_expired", "token_revoked")
 def frame_chunk(data: bytes) -> bytes:
     """`data` as one HTTP/1.1 chunk, built once and written as is to every subscriber that shares it."""
     return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+def gzip_chunk(coding: GzipBody, chunk: bytes, key: Hashable, shared: dict[Hashable, bytes]) -> bytes:
+    """A chunk of events (framed by `frame_chunk`) for a gzip stream: its events deflated once for every stream that
+    sends the same batch gzipped (each part of a gzip body stands alone), then counted by this stream's body."""
+    events = memoryview(chunk)[chunk.index(b"\r\n") + 2 : -2]
+    packed = shared.get((key, "gzip"))
+    if packed is None:
+        packed = shared[(key, "gzip")] = frame_chunk(deflate_part(events))
+    coding.count(events)
+    return packed
 
 
 class _Gone(Exception):
@@ -328,6 +340,8 @@ class AgentStreamHandler(StreamHandler):
         data = shared.get(key)
         if data is None:
             data = shared[key] = frame_chunk(self.encode(agent, shown, self._cursor, {}))
+        if self.coding is not None:
+            data = gzip_chunk(self.coding, data, key, shared)
         self.write_now(data, len(shown))
 
 

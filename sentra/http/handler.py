@@ -21,7 +21,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +38,7 @@ from sentra.http.answers import (
     set_cookie_value,
     standard_headers,
 )
+from sentra.http.compression import MIN_SIZE, GzipBody, accepts_gzip, compressible, gzip_etag, gzip_whole, vary
 from sentra.http.exchange import Exchange
 from sentra.http.heads import answer_headers, status_line, whole_answer_head
 from sentra.http.reading import RequestReading, check_host, path_argument
@@ -106,6 +107,9 @@ class Handler(RequestReading, httputil.HTTPMessageDelegate):
 
     start_line: httputil.RequestStartLine
     request_headers: httputil.HTTPHeaders
+    # The gzip body of an answer written in parts (None: as written). A class default, not a slot set in __init__,
+    # so the answers that never compress (ingest's, every POST's) pay nothing for it.
+    coding: GzipBody | None = None
 
     def __init__(self, services: Services, connection: Exchange, dispatch: Dispatch, path_args: dict[str, str]) -> None:
         super().__init__()
@@ -227,8 +231,15 @@ class Handler(RequestReading, httputil.HTTPMessageDelegate):
         `write(b"")` sends the headers alone. For HEAD, the first write sends the headers and ends the answer, and
         its future fails as if the client had gone, so the handler stops."""
         if self.headers_sent:
-            return self.connection.write(data)
+            coding = self.coding
+            return self.connection.write(data if coding is None else coding.part(data))
         self.headers_sent = True
+        method = self.start_line.method
+        if self.status == 200 and (method == "GET" or method == "HEAD") and self._gzip_chosen(None):
+            self._headers["content-encoding"] = ("Content-Encoding", "gzip")
+            if method == "GET":
+                coding = self.coding = GzipBody()
+                data = coding.part(data)
         start, headers = status_line(self.status), answer_headers(self._fields(), time.time())
         self._headers.clear()  # sent: an event stream need not hold them for its life
         if self.start_line.method != "HEAD":
@@ -246,9 +257,10 @@ class Handler(RequestReading, httputil.HTTPMessageDelegate):
         self.set_header("Content-Type", JSON_TYPE)
         self.end(json.dumps(value, ensure_ascii=False).encode("utf-8"))
 
-    def end(self, body: bytes = b"") -> None:
+    def end(self, body: bytes = b"", gzipped: Callable[[], bytes] | None = None) -> None:
         """End the answer: the whole of it with `body` if nothing was written yet (a 200 to GET gets an Etag of the
-        body, and is a 304 if the client holds it), else after what was written. Logged; a no-op once ended."""
+        body unless it has one, is gzip if asked for and worth it, and is a 304 if the client holds it), else after
+        what was written. `gzipped` gives the body's gzip, for a body kept compressed. Logged; a no-op once ended."""
         if self.finished:
             return
         self.finished = True
@@ -257,6 +269,8 @@ class Handler(RequestReading, httputil.HTTPMessageDelegate):
             connection.set_close_callback(None)
         if self.headers_sent:
             try:
+                if self.coding is not None:
+                    connection.write(self.coding.end()).add_done_callback(_look_at)
                 connection.finish()
             except tornado.iostream.StreamClosedError:
                 pass
@@ -264,10 +278,8 @@ class Handler(RequestReading, httputil.HTTPMessageDelegate):
             return
         self.headers_sent = True
         method = self.start_line.method
-        if self.status == 200 and (method == "GET" or method == "HEAD") and "etag" not in self._headers:
-            self.set_header("Etag", f'"{hashlib.sha1(body).hexdigest()}"')
-            if self.etag_matches():
-                self.status, body = 304, b""
+        if self.status == 200 and (method == "GET" or method == "HEAD"):
+            body = self._representation(body, gzipped)
         status = self.status
         now = time.time()
         if method != "HEAD":
@@ -294,10 +306,6 @@ class Handler(RequestReading, httputil.HTTPMessageDelegate):
         """The answer is ended by a callback (with end or fail), not when the method returns: what a plain method
         that waits for a Future calls, so that no task is made for it."""
         self._later = True
-
-    def etag_matches(self) -> bool:
-        """True if the request's If-None-Match names the answer's Etag (weakly, or by "*"), as Tornado compares."""
-        return etag_matches(self._headers.get("etag", ("", ""))[1], self.header("If-None-Match"))
 
     def fail(self, exc: BaseException) -> None:
         """Answer `exc`: its status and {"error": {"code", "message"}} for an ApiError, a 500 for anything else
@@ -446,6 +454,38 @@ class Handler(RequestReading, httputil.HTTPMessageDelegate):
         allow = self.dispatch.allow
         message = f"{self.start_line.method[:20]} is not a method of this path; it answers {allow}"
         return MethodNotAllowed(message, headers={"Allow": allow})
+
+    def _representation(self, body: bytes, gzipped: Callable[[], bytes] | None) -> bytes:
+        """The body a 200 to GET or HEAD sends: its Etag is the body's SHA-1 unless the handler set one, suffixed for
+        the gzip variant (RFC 9110 8.8.3); gzip when _gzip_chosen; empty with a 304 when If-None-Match names either
+        variant (weakly, or by "*"), as the client may hold either."""
+        headers = self._headers
+        held = headers.get("etag")
+        etag = held[1] if held is not None else f'"{hashlib.sha1(body).hexdigest()}"'
+        coded = self._gzip_chosen(len(body))
+        headers["etag"] = ("Etag", gzip_etag(etag) if coded else etag)
+        sent = self.header("If-None-Match")
+        if sent is not None and (etag_matches(etag, sent) or etag_matches(gzip_etag(etag), sent)):
+            self.status = 304
+            return b""
+        if not coded:
+            return body
+        headers["content-encoding"] = ("Content-Encoding", "gzip")
+        return gzipped() if gzipped is not None else gzip_whole(body)
+
+    def _gzip_chosen(self, size: int | None) -> bool:
+        """Whether a 200 to GET or HEAD is gzip: a compressible type (whose every such answer says Vary:
+        Accept-Encoding, since it may depend on it), at least MIN_SIZE bytes (`size` None: written in parts, so
+        always) and a request that accepts gzip."""
+        content_type = self._headers.get("content-type")
+        if content_type is None or not compressible(content_type[1]):
+            return False
+        default = next((value for name, value in self.default_headers() if name == "Vary"), None)
+        self._headers["vary"] = ("Vary", vary(default))
+        if size is not None and size < MIN_SIZE:
+            return False
+        accepted = self.header("Accept-Encoding")
+        return accepted is not None and accepts_gzip(accepted)
 
     def _fields(self) -> tuple[tuple[str, str], ...]:
         fields = (*self.default_headers(), *self._headers.values())
