@@ -1,7 +1,7 @@
 /**
  * The viewer's entry point: sign-in (a ?token= in the address is posted once, then removed from it), the
  * header, and which page to show: the agents page at / (with the search over every run at /?search=WORDS), the log
- * page at /?agent=ID (repeatable) or /?label=key=value.
+ * page at /?agent=ID (repeatable) or /?label=key=value, and the webhooks settings at /?settings=webhooks.
  *
  * @module app
  */
@@ -10,6 +10,7 @@ import { showAgentsPage } from "./agents.js";
 import { api, ApiError } from "./api.js";
 import { openLive } from "./live.js";
 import { showLogView } from "./logview.js";
+import { showWebhooksPage } from "./webhooks.js";
 
 /** The session endpoint: GET who is signed in, POST a token to sign in, DELETE to sign out. */
 const SESSION = "/api/session";
@@ -49,6 +50,7 @@ async function currentSession(token) {
 function showHeader(session) {
   const who = document.querySelector(".who");
   const signOut = document.querySelector(".sign-out");
+  document.querySelector(".settings-link").hidden = !session;
   if (!session || session.auth === "none") {
     who.textContent = session ? "auth off" : "";
     signOut.hidden = true;
@@ -105,9 +107,14 @@ async function main() {
     showSignIn(root, problem);
     return;
   }
+  const params = new URLSearchParams(location.search);
+  if (params.get("settings") === "webhooks") {
+    document.querySelector(".settings-link").setAttribute("aria-current", "page");
+    showWebhooksPage(root, setTitle);
+    return;
+  }
   // Live data comes through the hub every viewer tab of this user shares (one connection for all of them).
   const live = openLive(session.subject || "");
-  const params = new URLSearchParams(location.search);
   if (params.has("agent") || params.has("label")) {
     document.body.classList.add("on-log");
     showLogView(root, params, setTitle, live);
