@@ -99,7 +99,8 @@ export class DeliveriesPanel {
     clearTimeout(this.watchTimer);
     for (let round = 0; round < WATCH_TIMES; round += 1) {
       const attempts = await this.refresh();
-      const found = attempts && attempts.find((attempt) => attempt.id === messageId);
+      if (!attempts) return null; // the status line says why the deliveries could not be read
+      const found = attempts.find((attempt) => attempt.id === messageId);
       if (found) return found;
       await new Promise((resolve) => {
         this.watchTimer = setTimeout(resolve, WATCH_EVERY_MS);
