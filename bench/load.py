@@ -507,11 +507,12 @@ def _main() -> int:
     parser.add_argument("--strict", action="store_true", help="parse every event as JSON and count its lines")
     parser.add_argument("--reader", choices=["c", "python"], default="c", help="fanout: the subscribers' reader")
     parser.add_argument("--otlp", action="store_true", help="ingest: POST OTLP/HTTP protobuf to /v1/logs (Sentra)")
+    parser.add_argument("--gzip", action="store_true", help="subscribers ask for gzip (Accept-Encoding: gzip)")
     parser.add_argument("--tag", default=f"t{os.getpid()}", help="channel name prefix")
     args = parser.parse_args()
     raise_fd_limit()
     use_uvloop()
-    target = Target(args.kind, args.port, secret=args.secret)
+    target = Target(args.kind, args.port, secret=args.secret, gzip=args.gzip)
     channels = [f"{args.tag}_{i}" for i in range(args.channels)]
     pids = args.pid or [os.getpid()]
 

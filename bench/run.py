@@ -325,7 +325,12 @@ def wait_for_quiet(limit: float, most: float, *, quiet: bool = False) -> float:
 
 
 async def compare_at_rates(
-    scenario: Scenario, servers: dict[str, Server], results: dict[str, dict[str, Any]], tag: str, size: Sizes
+    scenario: Scenario,
+    servers: dict[str, Server],
+    results: dict[str, dict[str, Any]],
+    tag: str,
+    size: Sizes,
+    gzip: bool = False,
 ) -> None:
     """Run each server once at the other servers' highest sustained rates (of this run) that it did not try,
     adding those steps to its result: the servers then compare at the same rates in every run."""
@@ -339,7 +344,7 @@ async def compare_at_rates(
         if not rates:
             continue
         server = servers[kind]
-        target = Target(kind, server.port, secret=server.secret)
+        target = Target(kind, server.port, secret=server.secret, gzip=gzip)
         try:
             steps = await asyncio.wait_for(scenario.compare(target, server, tag, size, rates), SCENARIO_TIMEOUT)
         except Exception as exc:  # the ladder's figures stand without the comparison
@@ -403,7 +408,7 @@ async def run_all(args: argparse.Namespace, workroot: Path) -> dict[str, Any]:
                     if kind not in scenario.servers:
                         continue
                     server = servers[kind]
-                    target = Target(kind, server.port, secret=server.secret)
+                    target = Target(kind, server.port, secret=server.secret, gzip=args.gzip)
                     began = time.monotonic()
                     try:
                         result = await asyncio.wait_for(
@@ -418,7 +423,7 @@ async def run_all(args: argparse.Namespace, workroot: Path) -> dict[str, Any]:
                         raise RuntimeError(f"{kind} exited during {scenario.name}:\n{server.tail()}")
                 if scenario.compare is not None:
                     this_run = {kind: runs[-1] for kind, runs in results[scenario.name].items() if len(runs) > run}
-                    await compare_at_rates(scenario, servers, this_run, f"r{run}{scenario.name}", size)
+                    await compare_at_rates(scenario, servers, this_run, f"r{run}{scenario.name}", size, args.gzip)
         finally:
             for server in servers.values():
                 server.stop()
@@ -480,6 +485,7 @@ def main() -> int:
     parser.add_argument("--only", type=lambda text: text.split(","), default=[], help="scenario names, comma-separated")
     parser.add_argument("--servers", type=lambda text: text.split(","), default=list(ALL), help="sentra,nchan,peer")
     parser.add_argument("--sentra-set", action="append", default=[], metavar="NAME=TOML", help="extra Sentra setting")
+    parser.add_argument("--gzip", action="store_true", help="subscribers ask for gzip (Accept-Encoding: gzip)")
     parser.add_argument("--profile", action="store_true", help="also record py-spy flame graphs of Sentra")
     parser.add_argument("--no-install", action="store_true", help="do not install missing packages")
     parser.add_argument("--quiet", type=float, default=0.10, help="busy share of other work to wait for (0.10)")
@@ -516,6 +522,7 @@ def main() -> int:
         machine=machine,
         versions=versions(),
         sentra_settings=args.sentra_set,
+        subscribers_gzip=args.gzip,
     )
     data["ratios"] = report.ratios(data)
     data["beside"] = report.beside_ratios(data)

@@ -2,9 +2,9 @@
  *
  * A Python subscriber costs several microseconds per read, and a server that sends one event per line (nchan)
  * then saturates it at ~150,000 deliveries/s on two cores. This reader opens every connection in one epoll
- * loop, de-chunks the bodies, finds each line's marker M<pub>:<n>:<sent ns> and counts it exactly as
- * bench/wire.py does: per connection and publisher, counters in order with no gap; Sentra's seqs consecutive;
- * latency = receipt - send time on CLOCK_MONOTONIC.
+ * loop, de-chunks the bodies (and inflates them when the answer is gzip), finds each line's marker
+ * M<pub>:<n>:<sent ns> and counts it exactly as bench/wire.py does: per connection and publisher, counters in order
+ * with no gap; Sentra's seqs consecutive; latency = receipt - send time on CLOCK_MONOTONIC.
  *
  *     sse_reader HOST PORT REQUESTS LATENCIES
  *
@@ -32,6 +32,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #define MAX_PUB 64
 #define MAX_CHAN 4096
@@ -49,6 +50,7 @@ typedef struct {
     size_t size_len;
     char *pay;           /* de-chunked payload not yet scanned (an unfinished line) */
     size_t pay_len, pay_cap;
+    z_stream *gz;        /* the inflater of a gzip answer (Content-Encoding: gzip), else NULL */
     long next[MAX_PUB];  /* per publisher: the counter expected next */
     long count, events, gaps, disorder, skipped, seq_errors, next_seq;
 } conn_t;
@@ -145,7 +147,7 @@ static void scan(conn_t *c, const char *buf, size_t len, int64_t now) {
     }
 }
 
-static void feed(conn_t *c, const char *data, size_t len, int64_t now) {
+static void feed_plain(conn_t *c, const char *data, size_t len, int64_t now) {
     if (c->pay_len + len > c->pay_cap) {
         c->pay_cap = (c->pay_len + len) * 2;
         c->pay = realloc(c->pay, c->pay_cap);
@@ -159,6 +161,23 @@ static void feed(conn_t *c, const char *data, size_t len, int64_t now) {
     scan(c, c->pay, done, now);
     memmove(c->pay, c->pay + done, c->pay_len - done);
     c->pay_len -= done;
+}
+
+static char inflated[READ_SIZE];
+
+static void feed(conn_t *c, const char *data, size_t len, int64_t now) {
+    z_stream *z = c->gz;
+    if (!z) { feed_plain(c, data, len, now); return; }
+    z->next_in = (Bytef *)data;
+    z->avail_in = (uInt)len;
+    do {
+        z->next_out = (Bytef *)inflated;
+        z->avail_out = sizeof inflated;
+        int rc = inflate(z, Z_SYNC_FLUSH);
+        if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) { note_error("gzip: bad data"); return; }
+        if (z->avail_out < sizeof inflated) feed_plain(c, inflated, sizeof inflated - z->avail_out, now);
+        if (rc == Z_STREAM_END) return;
+    } while (z->avail_in > 0 || z->avail_out == 0);
 }
 
 static void dechunk(conn_t *c, const char *data, size_t len, int64_t now) {
@@ -207,6 +226,11 @@ static void on_head(conn_t *c, const char *data, size_t len, int64_t now) {
     for (char *p = c->head; p < end; p++) *p = (char)((*p >= 'A' && *p <= 'Z') ? *p + 32 : *p);
     char *encoding = strstr(c->head, "transfer-encoding: chunked");
     c->chunked = encoding != NULL && encoding < end;
+    char *coding = strstr(c->head, "content-encoding: gzip");
+    if (coding != NULL && coding < end && !c->gz) {
+        c->gz = calloc(1, sizeof *c->gz);
+        if (!c->gz || inflateInit2(c->gz, 16 + MAX_WBITS) != Z_OK) { perror("inflateInit2"); exit(2); }
+    }
     size_t head_bytes = (size_t)(end + 4 - c->head);
     size_t rest_from = head_bytes - (c->head_len - take); /* offset in data where the body starts */
     if (c->status == 200) live_opened++;

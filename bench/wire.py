@@ -19,6 +19,7 @@ import asyncio
 import json
 import re
 import time
+import zlib
 from array import array
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,6 +93,7 @@ class Target:
     port: int
     host: str = "127.0.0.1"
     secret: str = ""
+    gzip: bool = False  # subscribers ask for gzip (Accept-Encoding: gzip) and inflate what comes
     _tokens: dict[str, str] = field(default_factory=dict, repr=False)
 
     def token(self, channel: str) -> str:
@@ -123,6 +125,8 @@ class Target:
     def sub_request(self, channel: str) -> bytes:
         """The full GET request that opens an SSE stream."""
         headers = {**self.headers(channel), "Accept": "text/event-stream", "Cache-Control": "no-cache"}
+        if self.gzip:
+            headers["Accept-Encoding"] = "gzip"
         return request_head("GET", self.sub_path(channel), self, headers, body=False)
 
     async def prepare(self, channels: list[str]) -> None:
@@ -272,6 +276,7 @@ class SseSubscriber(asyncio.Protocol):
         self.error = ""
         self.head = bytearray()
         self.chunked = False
+        self.inflater: Any = None  # a zlib decompressor when the answer is gzip
         self.chunk_left = 0
         self.need_crlf = False
         self.cbuf = bytearray()
@@ -339,6 +344,7 @@ class SseSubscriber(asyncio.Protocol):
             head = bytes(self.head[:end]).lower()
             self.status = int(head[9:12])
             self.chunked = b"transfer-encoding: chunked" in head
+            self.inflater = zlib.decompressobj(31) if b"content-encoding: gzip" in head else None
             data = bytes(self.head[end + 4 :])
             self.head = bytearray()
             if self.status != 200:
@@ -348,6 +354,8 @@ class SseSubscriber(asyncio.Protocol):
             if not data:
                 return
         payload = self._dechunk(data) if self.chunked else data
+        if payload and self.inflater is not None:
+            payload = self.inflater.decompress(payload)
         if payload:
             self._feed(payload)
 

@@ -43,10 +43,12 @@ def load_tool(server: ServerProcess, *args: str) -> dict[str, Any]:
     return json.loads(done.stdout)  # type: ignore[no-any-return]
 
 
-@pytest.mark.parametrize("reader", ["python", "c"])
-def test_paced_fanout_counts_every_line_in_order(sentra: ServerProcess, reader: str) -> None:
-    # The Python reader runs with --strict: it also parses every event as JSON and counts its `lines`.
+@pytest.mark.parametrize(("reader", "gzip"), [("python", False), ("c", False), ("python", True), ("c", True)])
+def test_paced_fanout_counts_every_line_in_order(sentra: ServerProcess, reader: str, gzip: bool) -> None:
+    # The Python reader runs with --strict: it also parses every event as JSON and counts its `lines`. With --gzip
+    # the subscribers ask for gzip streams and inflate them.
     mode = ["--strict"] if reader == "python" else ["--reader", "c"]
+    mode += ["--gzip"] if gzip else []
     result = load_tool(
         sentra, "fanout", "--channels", "2", "--subscribers", "3", "--rate", "400", "--duration", "1", *mode
     )
