@@ -42,7 +42,7 @@ from wire import Target
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-DEBIAN_PACKAGES = ("nginx-light", "libnginx-mod-nchan", "wrk", "gcc")
+DEBIAN_PACKAGES = ("nginx-light", "libnginx-mod-nchan", "wrk", "gcc", "zlib1g-dev")
 PIP_MODULES = ("starlette", "sse_starlette", "uvicorn", "uvloop", "httptools")
 ALL = ("sentra", "nchan", "peer")
 TIME_BUDGET = {False: 30 * 60, True: 6 * 60}
@@ -226,6 +226,7 @@ def ensure_installed() -> None:
             ("libnginx-mod-nchan", Path("/usr/lib/nginx/modules/ngx_nchan_module.so").exists()),
             ("wrk", shutil.which("wrk")),
             ("gcc", shutil.which("cc")),
+            ("zlib1g-dev", Path("/usr/include/zlib.h").exists()),  # the C reader inflates gzip streams
         )
         if not present
     ]

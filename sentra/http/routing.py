@@ -96,15 +96,16 @@ class Router(tornado.routing.Router):
         return self.handler_for(start_line, request.connection)
 
     def handler_for(self, start_line: httputil.RequestStartLine, connection: Exchange) -> Handler:
-        """A new handler for a request with this request line, on `connection`."""
-        dispatch, arguments = self.dispatch(start_line.method, start_line.path)
-        return dispatch.handler(self.services, connection, dispatch, arguments)
-
-    def dispatch(self, method: str, target: str) -> tuple[Dispatch, dict[str, str]]:
-        """What answers `method` on the request target `target`, and the path's arguments (percent-encoded)."""
+        """A new handler for a request with this request line, on `connection`: the one its path's route has for its
+        method, with the path's arguments (percent-encoded); a Handler answering 404 for a path no route has."""
+        target = start_line.path
         end = target.find("?")
         found = self._regex.fullmatch(target if end < 0 else target[:end])
         if found is None or found.lastindex is None:
-            return _NOT_SERVED, {}
+            return Handler(self.services, connection, _NOT_SERVED, {})
         route, groups = self._by_group[found.lastindex]
-        return route.dispatch.get(method, route.other), {name: found[group] for name, group in groups}
+        dispatch = route.dispatch.get(start_line.method, route.other)
+        arguments = {}
+        for name, group in groups:  # a loop, not a comprehension: that is a function call (Python 3.11)
+            arguments[name] = found[group]
+        return dispatch.handler(self.services, connection, dispatch, arguments)
