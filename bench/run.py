@@ -2,7 +2,7 @@
 
     python bench/run.py [--quick] [--runs 3] [--only fanout_max,paced] [--profile]
 
-Installs what is missing (Debian: nginx-light, libnginx-mod-nchan, wrk, gcc; pip: bench/requirements.txt),
+Installs what is missing (Debian: nginx-light, libnginx-mod-nchan, wrk, gcc, zlib1g-dev; pip: bench/requirements.txt),
 starts the three servers on 127.0.0.1 for each run, runs every scenario against every server that
 supports it, and writes the medians of the runs to bench/results/<date>-<machine>.json and the tables to
 docs/performance.md. A full run takes about 25 minutes, --quick about 4.
