@@ -53,16 +53,10 @@ class BuildError(Exception):
 
 # Distributions that are nothing without their compiled code: left out, and Sentra runs on asyncio's own loop.
 COMPILED_ONLY = frozenset({"uvloop"})
-# Modules that import the optional `scale` extra (asyncpg, redis-py), loaded only when a setting asks for them.
-SCALE_MODULES = frozenset(
-    {
-        "sentra.storage.postgres",
-        "sentra.storage.postgres_writer",
-        "sentra.bus.redis_link",
-        "sentra.bus.redis_bus",
-        "sentra.ratelimit.redis_limit",
-        "sentra.bridge",
-    }
+# The modules of the optional `scale` extra's backends (they import asyncpg or redis-py), loaded only when a setting
+# asks for them: PostgreSQL storage, the Redis bus and rate limit, and the Redis bridge.
+SCALE_MODULE = re.compile(
+    r"sentra\.storage\.postgres\w*|sentra\.bus\.redis\w*|sentra\.ratelimit\.redis\w*|sentra\.bridge"
 )
 
 
@@ -167,7 +161,7 @@ def check_imports(staging: Path) -> None:
         for path in sorted((staging / "sentra").rglob("*.py"))
         if path.name != "__main__.py"
     ]
-    modules = [module for module in modules if module not in SCALE_MODULES]
+    modules = [module for module in modules if SCALE_MODULE.fullmatch(module) is None]
     script = f"import sys; sys.path.insert(0, {str(staging)!r})\nfor m in {modules!r}: __import__(m)"
     result = subprocess.run(
         [sys.executable, "-I", "-S", "-B", "-c", script], capture_output=True, text=True, timeout=120

@@ -127,8 +127,7 @@ class Terms:
             for position, word in enumerate(term.words):
                 prefix = term.prefix and position == last
                 if len(word) > INDEXED_WORD_CHARS:
-                    # An index may hold the word whole or cut: its start finds it either way.
-                    word, prefix = word[:INDEXED_WORD_CHARS], True
+                    word, prefix = word[:INDEXED_WORD_CHARS], False
                 found[(word, prefix)] = None
         return list(found)
 
