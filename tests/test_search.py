@@ -19,10 +19,15 @@ import pytest
 from conftest import RunningServer, ServerFactory, make_token, open_stream, post_lines, read_lines, stream_path
 from pg_service import PostgresServer
 
+from sentra.lines import NewLine
+from sentra.storage.base import SearchQuery
+from sentra.storage.postgres import PostgresStore
+from sentra.storage.words import field_texts, parse_query, words_of
+
 Found = list[tuple[str, int]]
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[dict[str, Any]]:
     """The settings of one storage backend: SQLite, or a fresh PostgreSQL database."""
     if request.param == "sqlite":
@@ -308,3 +313,51 @@ async def test_the_index_of_a_database_made_without_one_is_built_in_the_backgrou
             if cursor is None:
                 break
         assert count == 9001
+
+
+TRICKY: list[Any] = [
+    {"message": "plain ascii words", "ratio": 1e-05, "sum": 0.30000000000000004, "whole": 12.0},
+    {"message": "big numbers", "huge": 2**70, "negative": -42, "nested": {"deep": [True, False, None]}},
+    {"message": "Ünïcode straße KELVIN \u212a İstanbul 東京 emoji 🎉 done"},
+    {"message": "nul\x00inside and tabs\tand\nnewlines", "text": "line one\nline two ǅ"},
+    {"message": "underscored_words and dotted.words and \u00b7a1 tags-like"},
+    {"message": "long " + "x" * 250 + " word", "key": "value " + "y" * 300},
+    {"message": "ascii message", "unicode_field": "café crème"},
+    "only a message",
+]
+
+
+async def test_the_index_finds_every_line_the_rule_matches(searched: RunningServer) -> None:
+    async with searched.client("alice") as alice:
+        await post_lines(alice, "tricky", TRICKY)
+        stored = (await alice.get("/api/agents/tricky/logs")).json()["lines"]
+        words = sorted(
+            {
+                word
+                for line in stored
+                for text in (line["message"], *field_texts(line["fields"]))
+                for word in words_of(text)
+            }
+        )
+        queries = [*words, *(word[:3] + "*" for word in words), '"line two"', "1e", "1180591620717411303424", "-42"]
+        for q in queries:
+            expected = sorted(line["seq"] for line in stored if parse_query(q).matches(line["message"], line["fields"]))
+            assert sorted(seq for _, seq in await found(alice, q)) == expected, q
+
+
+@pytest.mark.slow  # PostgreSQL
+async def test_another_process_takes_over_the_index_when_the_one_writing_it_stops(pg_url: str) -> None:
+    first = PostgresStore(pg_url)
+    await first.open()
+    second = PostgresStore(pg_url)
+    try:
+        await first.append_lines("shared", "alice", [NewLine(time.time(), "INFO", "before the handover", "x", {})])
+        query = SearchQuery(parse_query("handover"), owner="alice")
+        assert [line.seq for _, line in await first.search_lines(query, before=None, limit=10)] == [1]
+        await second.open()
+        await first.close()  # the process that wrote the index goes away
+        await second.append_lines("shared", "alice", [NewLine(time.time(), "INFO", "after the handover", "x", {})])
+        assert [line.seq for _, line in await second.search_lines(query, before=None, limit=10)] == [2, 1]
+    finally:
+        await first.close()
+        await second.close()

@@ -34,9 +34,10 @@ from sentra.storage.postgres_schema import (
     labels_to_pg,
     to_pg,
 )
-from sentra.storage.postgres_search import PgMatchSource
+from sentra.storage.postgres_search import PgIndexTarget, PgMatchSource, create_search_schema
 from sentra.storage.postgres_webhooks import WEBHOOK_SCHEMA, PostgresWebhooks
-from sentra.storage.search_reads import LAST_SEQ, matching_lines
+from sentra.storage.search_index import SEARCH_WAIT, IndexWriter
+from sentra.storage.search_reads import LAST_SEQ, matching_lines, search_matching
 from sentra.storage.write_queue import Task, WriteQueue, announce
 
 log = logging.getLogger("sentra.store")
@@ -64,10 +65,12 @@ def _storage_error(exc: BaseException, doing: str) -> ApiError:
     return ServiceUnavailable(f"the database cannot be {doing}: {exc}")
 
 
-async def _create_schema(conn: Any) -> None:
+async def _create_schema(conn: Any, search_index: bool = False) -> None:
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
         await conn.execute(SCHEMA)
+        if search_index:
+            await create_search_schema(conn)
         await conn.execute(WEBHOOK_SCHEMA)
 
 
@@ -85,7 +88,9 @@ class PostgresStore:
         self._writes: WriteQueue[Work] = WriteQueue(commit_max_lines, self._run_appends, self._run_task)
         self._agents = AgentCache()
         self.webhooks = PostgresWebhooks(self._fetch, self._writes.submit)
-        self._matches = PgMatchSource(self._fetch)
+        self._matches = PgMatchSource(self._fetch, search_index)
+        self._index: PgIndexTarget | None = None
+        self._indexer: IndexWriter | None = None
 
     @property
     def description(self) -> str:
@@ -96,7 +101,7 @@ class PostgresStore:
         """Connect, create the schema if missing, and start the writer; OSError if the server cannot be used."""
         try:
             await self._connect_writer()
-            await _create_schema(self._conn)
+            await _create_schema(self._conn, self.search_index)
             self._pool = await asyncpg.create_pool(
                 self.url,
                 min_size=1,
@@ -107,6 +112,10 @@ class PostgresStore:
         except (*_DB_ERRORS, ValueError) as exc:
             await self._disconnect()
             raise OSError(f"cannot connect to {self.description}: {exc}") from None
+        if self.search_index:
+            self._index = PgIndexTarget(self.url)
+            self._indexer = IndexWriter(self._index, sees_every_commit=False)
+            self._indexer.start()
         self._writes.start()
 
     async def _connect_writer(self) -> None:
@@ -125,6 +134,12 @@ class PostgresStore:
     async def close(self) -> None:
         """Write everything queued, then disconnect."""
         await self._writes.close()
+        if self._indexer is not None:
+            await self._indexer.close()
+            self._indexer = None
+        if self._index is not None:
+            await self._index.close()
+            self._index = None
         await self._disconnect()
 
     async def drain(self, timeout: float = 10.0) -> None:
@@ -219,8 +234,16 @@ class PostgresStore:
         return lines[::-1]
 
     async def search_lines(self, query: SearchQuery, *, before: int | None, limit: int) -> list[tuple[int, Line]]:
-        """Search across agents: not on PostgreSQL yet."""
-        raise ServiceUnavailable("search across agents needs the word index, not on PostgreSQL yet", code="search_off")
+        """Up to `limit` lines matching `query` across agents, newest first, each with its id in the index (a page
+        after it asks for ids below); ServiceUnavailable when search.index is off."""
+        if not self.search_index:
+            raise ServiceUnavailable("search needs the word index, and search.index is false", code="search_off")
+        if query.agent_pks == ():
+            return []
+        if self._indexer is not None:
+            self._indexer.nudge()  # this process may be the one that writes the index
+        await self._matches.caught_up(query.owner, SEARCH_WAIT)
+        return await search_matching(self._matches, query, before, limit)
 
     async def revoked_since(self, after_rowid: int) -> list[tuple[int, str]]:
         """Revoked token ids recorded after `after_rowid`, as (id, jti)."""
@@ -280,6 +303,8 @@ class PostgresStore:
 
         def after(agent: Agent | None) -> None:
             self._agents.pop(agent_id, None)
+            if self._indexer is not None:
+                self._indexer.lines_removed()
             if agent is not None and self.listener is not None:
                 self.listener.agent_deleted(agent)
 
@@ -368,6 +393,8 @@ class PostgresStore:
         for agent in outcome.staged.values():
             self.observe_agent(agent)
         announce(outcome, jobs, self.listener)
+        if self._indexer is not None:
+            self._indexer.lines_committed(agent.pk for agent in outcome.staged.values())
         if self.on_commit is not None:
             self.on_commit(outcome.line_count, time.perf_counter() - started)
         return outcome.results

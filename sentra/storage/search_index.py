@@ -1,10 +1,17 @@
-"""The word index's writer, apart from any database: what an index entry holds, the order lines enter the index, and
-the task that keeps the index up with the lines (storage/sqlite_search.py and postgres_search.py do the SQL).
+"""The word index's writer, apart from any database: what the index holds for a line, the order lines enter it,
+the batches it takes them in, and the task that keeps it up with the lines (storage/sqlite_search.py and
+postgres_search.py do the SQL).
+
+Each line is held as its words (sentra.storage.words) and three tags: its agent, its level and its agent's owner,
+so that filters narrow in the index itself. A line whose message is ASCII and which has no fields is indexed by
+the database alone: its words are the runs of ASCII letters and digits, which SQL splits out as the rule does, so
+most lines of a busy ingest cost no Python (the measurement is in docs/performance.md#search). Others go through
+sentra.storage.words.index_words.
 
 Every line gets an id in the index, which orders search results (newest first) and pages them. Lines committed
 while the index runs get ids counting up from LIVE_BASE; lines stored before the index existed are added in the
 background, newest first, with ids counting down from it, so search results stay newest first while the index is
-built. Within each batch lines are ordered by time across agents; within an agent ids follow seqs.
+built. Within a batch lines are ordered by time across agents; within an agent ids follow seqs.
 
 The index is written in transactions of its own, never in the group commit: ingest and live streams never wait for
 it, and a line becomes searchable within about a second of its commit (INDEX_INTERVAL, plus the batch's time).
@@ -14,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import heapq
 import json
 import logging
 import time
@@ -44,60 +50,62 @@ SEARCH_WAIT = 1.0
 LIVE_BATCHES = 8
 
 
-class Row(NamedTuple):
-    """A stored line as the index reads it."""
+# Tags begin with a character no word holds (words are letters and digits), which both tokenizers keep in a token.
+TAG = "\u00b7"
+
+
+class Span(NamedTuple):
+    """The seqs of one agent a batch takes (first..last), and its owner's tag."""
 
     agent_pk: int
-    seq: int
-    ts: float
-    level: int
-    message: str
-    fields: str | None
-
-
-class Entry(NamedTuple):
-    """A line as the index holds it: its id, where it is stored, and its words and tags."""
-
-    id: int
-    agent_pk: int
-    seq: int
-    words: str
+    first: int
+    last: int
+    owner_tag: str
 
 
 def agent_tag(pk: int) -> str:
-    """The index word every line of agent `pk` carries (no word of a line has an underscore)."""
-    return f"_a{pk}"
+    """The index word every line of agent `pk` carries."""
+    return f"{TAG}a{pk}"
 
 
 def owner_tag(owner: str) -> str:
     """The index word every line of `owner`'s agents carries."""
-    return "_u" + hashlib.sha1(owner.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{TAG}u" + hashlib.sha1(owner.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def level_tags(min_level: int) -> list[str]:
     """The index words of the levels at or above `min_level` (none when every level is)."""
     if min_level <= min(LEVELS.values()):
         return []
-    return [f"_l{number}" for number in LEVELS.values() if number >= min_level]
+    return [f"{TAG}l{number}" for number in LEVELS.values() if number >= min_level]
 
 
-def entry_words(row: Row, owner: str) -> str:
-    """The words and tags the index holds for `row` of an agent of `owner`."""
-    fields = json.loads(row.fields) if row.fields else {}
-    return f"{index_words(row.message, fields)} {agent_tag(row.agent_pk)} _l{row.level} {owner_tag(owner)}"
+def rule_words(message: str, fields: str | None) -> str:
+    """The words of a stored line (its fields as stored JSON) as sentra.storage.words makes them."""
+    return index_words(message, json.loads(fields) if fields else {})
 
 
-def plan_entries(
-    rows_by_agent: Iterable[list[Row]], owners: dict[int, str], start: int, *, descending: bool
-) -> list[Entry]:
-    """Entries for rows read per agent (each list in seq order, descending if `descending`), merged by time across
-    agents, with ids from `start` counting up (down if `descending`)."""
-    merged = heapq.merge(*rows_by_agent, key=lambda row: row.ts, reverse=descending)
-    step = -1 if descending else 1
-    return [
-        Entry(start + step * offset, row.agent_pk, row.seq, entry_words(row, owners[row.agent_pk]))
-        for offset, row in enumerate(merged)
-    ]
+def live_spans(behind: list[tuple[int, str, int, int, int | None]], max_lines: int) -> tuple[list[Span], bool]:
+    """The spans of a batch of new lines, from (pk, owner, first_seq, last_seq, high or None) of agents with lines
+    the index lacks: at most `max_lines` in all; True if some are left for the next batch."""
+    agents = behind[: max(1, max_lines // AGENT_RUN)]
+    run = max(AGENT_RUN, max_lines // len(agents))
+    spans = []
+    more = len(agents) < len(behind)
+    for pk, owner, first_seq, last_seq, high in agents:
+        first = first_seq if high is None else max(high + 1, first_seq)
+        last = min(last_seq, first + run - 1)
+        more = more or last < last_seq
+        spans.append(Span(pk, first, last, owner_tag(owner)))
+    return spans, more
+
+
+def build_spans(pending: list[tuple[int, str, int, int]], max_lines: int) -> list[Span]:
+    """The spans of a batch of the background build, from (pk, owner, first_seq, low) of agents with stored lines
+    below `low` the index lacks: the newest of them, at most `max_lines` in all."""
+    agents = pending[: max(1, max_lines // AGENT_RUN)]
+    run = max(AGENT_RUN, max_lines // len(agents))
+    return [Span(pk, max(first_seq, low - run), low - 1, owner_tag(owner)) for pk, owner, first_seq, low in agents]
 
 
 class IndexTarget(Protocol):
@@ -156,6 +164,11 @@ class IndexWriter:
         self._committed += 1
         if self._dirty is not None:
             self._dirty.update(agent_pks)
+        self._wake.set()
+
+    def nudge(self) -> None:
+        """Look for new lines now (a search waits for them), not at the next interval."""
+        self._urgent = True
         self._wake.set()
 
     async def caught_up(self, timeout: float) -> None:
@@ -256,28 +269,6 @@ class IndexWriter:
                 100.0 * done / max(1, self._build_total),
             )
         return True
-
-
-def take_in_order(rows_by_agent: dict[int, list[Row]], run: int, *, descending: bool) -> list[list[Row]]:
-    """The rows a batch may take so that ids follow time across agents: an agent read to `run` rows may have more,
-    later in time (earlier if `descending`) than its last; rows of other agents past the first such last row wait
-    for the next batch. Each agent keeps a prefix of its rows, and the agent whose last row sets the limit keeps
-    them all, so every batch moves on."""
-    full = [rows for rows in rows_by_agent.values() if len(rows) >= run]
-    if not full:
-        return list(rows_by_agent.values())
-    setter = (max if descending else min)(full, key=lambda rows: rows[-1].ts)
-    limit = setter[-1].ts
-    kept = []
-    for rows in rows_by_agent.values():
-        if rows is setter:
-            kept.append(rows)
-            continue
-        end = 0
-        while end < len(rows) and (rows[end].ts >= limit if descending else rows[end].ts <= limit):
-            end += 1
-        kept.append(rows[:end])
-    return kept
 
 
 def tsquery_text(words: list[tuple[str, bool]], groups: list[list[str]]) -> str:

@@ -1,16 +1,18 @@
 """The word index on SQLite: an FTS5 table in a file of its own beside the database (`<db>-search`), written by its
 own connection and thread, so the group commit never waits for it and never shares its lock.
 
-FTS5's `ascii` tokenizer splits exactly where sentra.storage.words puts spaces (the index's text is already case-
-folded words), with `detail=none`: the index holds which lines have which words, not where, and the rule checks
-phrases. The words are kept in `line_refs` (FTS5's external content), which FTS5 needs to remove a line again.
-Measured on 1,000,000 agent-like lines (the README's Search section): FTS5 unicode61 words took 6.4 s to build and
-7-15 µs per indexed line, the trigram tokenizer (substring search) 57 s and 35-95 µs per line at twice the size.
+FTS5's `ascii` tokenizer splits where sentra.storage.words does for ASCII text (runs of ASCII letters and digits,
+folded), and keeps every other character in a token: so an ASCII message is indexed as it is, by SQLite alone,
+and other lines as the words sentra.storage.words makes of them (a function SQLite calls). `detail=none`: the
+index holds which lines have which words, not where, and the rule checks phrases. The words are kept in
+`line_refs` (FTS5's external content), which FTS5 needs to remove a line again (SQLite 3.40 has no
+contentless_delete). Why FTS5 words, measured: docs/performance.md#search.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
@@ -25,16 +27,17 @@ from sentra.storage.base import SearchQuery
 from sentra.storage.search_index import (
     AGENT_RUN,
     LIVE_BASE,
-    Entry,
-    Row,
+    TAG,
+    Span,
     agent_tag,
+    build_spans,
     fts5_query,
-    plan_entries,
+    live_spans,
+    rule_words,
     tag_groups,
-    take_in_order,
 )
 from sentra.storage.sqlite_schema import line_from_row
-from sentra.storage.words import Terms
+from sentra.storage.words import Terms, words_text
 
 T = TypeVar("T")
 SCHEMA = """
@@ -43,7 +46,7 @@ CREATE TABLE IF NOT EXISTS line_refs (
     id INTEGER PRIMARY KEY, agent_pk INTEGER NOT NULL, seq INTEGER NOT NULL, words TEXT NOT NULL
 );
 CREATE VIRTUAL TABLE IF NOT EXISTS line_words USING fts5(
-    words, content='line_refs', content_rowid='id', columnsize=0, detail=none, tokenize="ascii tokenchars '_'"
+    words, content='line_refs', content_rowid='id', columnsize=0, detail=none, tokenize='ascii'
 );
 -- Where every MARK_EVERY-th seq of an agent is in the index: a read of one agent's seqs starts and ends at most
 -- that many of its lines away (an index of every line's seq would cost a page write per agent per batch).
@@ -54,8 +57,33 @@ CREATE TABLE IF NOT EXISTS seq_marks (
 CREATE TABLE IF NOT EXISTS progress (agent_pk INTEGER PRIMARY KEY, low INTEGER NOT NULL, high INTEGER NOT NULL);
 """
 MARK_EVERY = 256
-LINE_COLUMNS = "agent_pk, seq, ts, level, message, fields"
 _FIRST, _LAST = -(1 << 62), 1 << 62
+# A batch's lines, read from the database with their words and tags: `spans` is a CTE of (pk, first, last, tag);
+# lines are ordered by time across agents, by a running maximum (minimum, going back) within an agent so that its
+# ids follow its seqs. A line's text is its message and its field values as sentra.storage.words writes them (JSON's
+# true, false, null; integers; reals as Python writes them, the one thing SQL asks Python for); an integer past 64
+# bits leaves it NULL, and the line to the rule. ASCII text is its own words for the `ascii` tokenizer; SQLite's
+# length() of text counts characters, of a blob bytes.
+_VALUE = (
+    "CASE j.type WHEN 'text' THEN j.atom WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN 'null' "
+    "WHEN 'real' THEN sentra_number(j.atom) WHEN 'integer' THEN CASE typeof(j.atom) WHEN 'integer' THEN "
+    "CAST(j.atom AS TEXT) END END"
+)
+_FIELD_TEXT = (
+    "(SELECT CASE WHEN sum(v IS NULL) = 0 THEN group_concat(v, char(10)) WHEN count(*) = 0 THEN '' END FROM "
+    f"(SELECT {_VALUE} AS v FROM json_tree(l.fields) AS j WHERE j.type NOT IN ('object', 'array')))"
+)
+_BATCH = (
+    "WITH spans(pk, first, last, tag) AS (VALUES {spans}), picked AS (SELECT l.agent_pk, l.seq, l.level, "
+    "l.message, l.fields, s.tag, {running}(l.ts) OVER (PARTITION BY l.agent_pk ORDER BY l.seq {direction}) AS t, "
+    f"CASE WHEN l.fields IS NULL THEN l.message ELSE l.message || char(10) || {_FIELD_TEXT} END AS text "
+    "FROM spans s JOIN src.lines l ON l.agent_pk = s.pk AND l.seq >= s.first AND l.seq <= s.last) "
+    "INSERT INTO line_refs (id, agent_pk, seq, words) "
+    "SELECT ? {sign} (row_number() OVER (ORDER BY t {direction}, agent_pk, seq {direction}) - 1), agent_pk, seq, "
+    "CASE WHEN text IS NULL THEN sentra_words(message, fields) "
+    "WHEN length(CAST(text AS BLOB)) = length(text) THEN text ELSE sentra_text(text) END "
+    f"|| ' {TAG}a' || agent_pk || ' {TAG}l' || level || ' ' || tag FROM picked"
+)
 
 
 def search_path(db_path: Path) -> Path:
@@ -98,10 +126,14 @@ class IndexWriterConnection:
         return self.conn
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, uri=False)
+        conn = sqlite3.connect(self.path.resolve().as_uri(), isolation_level=None, check_same_thread=False, uri=True)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=5000")
+        # What SQL cannot do as sentra.storage.words does (see _BATCH).
+        conn.create_function("sentra_words", 2, rule_words, deterministic=True)
+        conn.create_function("sentra_text", 1, words_text, deterministic=True)
+        conn.create_function("sentra_number", 1, json.dumps, deterministic=True)
         return conn
 
     def _open(self, database_id: str) -> None:
@@ -120,7 +152,7 @@ class IndexWriterConnection:
             row = None
         self.conn = conn
         conn.executescript(SCHEMA)
-        conn.execute(f"ATTACH DATABASE '{self.db_path.resolve().as_uri()}?mode=ro' AS src")
+        conn.execute("ATTACH DATABASE ? AS src", (f"{self.db_path.resolve().as_uri()}?mode=ro",))
         if row is None:
             # Every line stored so far is added in the background, newest first; new ones as they come.
             conn.execute("BEGIN IMMEDIATE")
@@ -150,100 +182,77 @@ class IndexWriterConnection:
                 return 0, False
             where += f" AND a.pk IN ({','.join('?' * len(dirty))})"
             params.extend(dirty)
-        most = max(1, max_lines // AGENT_RUN)
         behind = self.db.execute(
-            "SELECT a.pk, a.owner, a.first_seq, p.low, p.high FROM src.agents a "
-            f"LEFT JOIN progress p ON p.agent_pk = a.pk WHERE {where} AND a.last_seq >= a.first_seq LIMIT ?",
-            (*params, most + 1),
+            "SELECT a.pk, a.owner, a.first_seq, a.last_seq, p.high, p.low FROM src.agents a "
+            f"LEFT JOIN progress p ON p.agent_pk = a.pk WHERE {where} AND a.last_seq >= a.first_seq",
+            params,
         ).fetchall()
         if not behind:
             return 0, False
-        more = len(behind) > most
-        behind = behind[:most]
-        run = max(AGENT_RUN, max_lines // len(behind))
-        owners: dict[int, str] = {}
-        rows_by_agent: dict[int, list[Row]] = {}
-        spans: dict[int, tuple[int, int]] = {}
-        for pk, owner, first_seq, low, high in behind:
-            start = first_seq - 1 if high is None else max(high, first_seq - 1)
-            owners[pk] = owner
-            spans[pk] = (first_seq if low is None else low, start)
-            rows_by_agent[pk] = self._rows(
-                f"SELECT {LINE_COLUMNS} FROM src.lines WHERE agent_pk = ? AND seq > ? ORDER BY seq LIMIT ?",
-                (pk, start, run),
-            )
-        more = more or any(len(rows) >= run for rows in rows_by_agent.values())
-        entries = plan_entries(
-            take_in_order(rows_by_agent, run, descending=False), owners, self._next_live, descending=False
+        spans, more = live_spans([row[:5] for row in behind], max_lines)
+        lows = {pk: first_seq if low is None else low for pk, _owner, first_seq, _last, _high, low in behind}
+        count = self._write(
+            spans,
+            self._next_live,
+            descending=False,
+            progress={span.agent_pk: (lows[span.agent_pk], span.last) for span in spans},
         )
-        highs = {pk: spans[pk] for pk in owners}
-        for entry in entries:
-            highs[entry.agent_pk] = (highs[entry.agent_pk][0], entry.seq)
-        self._write(entries, highs)
-        if entries:
-            self._next_live = entries[-1].id + 1
-        return len(entries), more
+        self._next_live += count
+        return count, more
 
     async def backfill_batch(self, max_lines: int) -> int:
         """Index lines stored before the index existed, newest first; how many (0: none left)."""
         return await self._in_thread(lambda: self._backfill(max_lines))
 
     def _backfill(self, max_lines: int) -> int:
-        most = max(1, max_lines // AGENT_RUN)
         pending = self.db.execute(
             "SELECT a.pk, a.owner, a.first_seq, p.low, p.high FROM progress p JOIN src.agents a ON a.pk = p.agent_pk "
             "WHERE p.low > a.first_seq ORDER BY a.last_line_at DESC LIMIT ?",
-            (most,),
+            (max(1, max_lines // AGENT_RUN),),
         ).fetchall()
         if not pending:
             return 0
-        run = max(AGENT_RUN, max_lines // len(pending))
-        owners: dict[int, str] = {}
-        rows_by_agent: dict[int, list[Row]] = {}
-        spans: dict[int, tuple[int, int]] = {}
-        for pk, owner, first_seq, low, high in pending:
-            owners[pk] = owner
-            spans[pk] = (low, high)
-            rows_by_agent[pk] = self._rows(
-                f"SELECT {LINE_COLUMNS} FROM src.lines WHERE agent_pk = ? AND seq < ? AND seq >= ? "
-                "ORDER BY seq DESC LIMIT ?",
-                (pk, low, first_seq, run),
-            )
-            if not rows_by_agent[pk]:
-                spans[pk] = (first_seq, high)  # its lines were trimmed meanwhile: nothing left to add
-        entries = plan_entries(
-            take_in_order(rows_by_agent, run, descending=True), owners, self._next_back, descending=True
-        )
-        for entry in entries:
-            spans[entry.agent_pk] = (entry.seq, spans[entry.agent_pk][1])
-        self._write(entries, spans)
-        if entries:
-            self._next_back = entries[-1].id - 1
-        return max(len(entries), 1 if any(not rows for rows in rows_by_agent.values()) else 0)
+        spans = build_spans([(pk, owner, first, low) for pk, owner, first, low, _high in pending], max_lines)
+        highs = {pk: high for pk, *_, high in pending}
+        progress = {span.agent_pk: (span.first, highs[span.agent_pk]) for span in spans}
+        count = self._write(spans, self._next_back, descending=True, progress=progress)
+        self._next_back -= count
+        return max(count, 1)
 
-    def _rows(self, sql: str, params: tuple[Any, ...]) -> list[Row]:
-        return [Row(*row) for row in self.db.execute(sql, params)]
-
-    def _write(self, entries: list[Entry], spans: dict[int, tuple[int, int]]) -> None:
-        """Add `entries` and record each agent's indexed seqs, in one transaction."""
+    def _write(self, spans: list[Span], start: int, *, descending: bool, progress: dict[int, tuple[int, int]]) -> int:
+        """Add the lines of `spans` with ids from `start` (counting down if `descending`), and record each agent's
+        indexed seqs, in one transaction; how many lines."""
         db = self.db
+        sql = _BATCH.format(
+            spans=",".join(["(?, ?, ?, ?)"] * len(spans)),
+            running="min" if descending else "max",
+            direction="DESC" if descending else "",
+            sign="-" if descending else "+",
+        )
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany("INSERT INTO line_refs (id, agent_pk, seq, words) VALUES (?, ?, ?, ?)", entries)
-            db.executemany("INSERT INTO line_words (rowid, words) VALUES (?, ?)", [(e.id, e.words) for e in entries])
-            db.executemany(
-                "INSERT OR REPLACE INTO seq_marks (agent_pk, seq, id) VALUES (?, ?, ?)",
-                [(e.agent_pk, e.seq, e.id) for e in entries if e.seq % MARK_EVERY == 0],
+            db.execute(sql, [*(value for span in spans for value in span), start])
+            count = int(db.execute("SELECT changes()").fetchone()[0])
+            low, high = (start - count + 1, start) if descending else (start, start + count - 1)
+            db.execute(
+                "INSERT INTO line_words (rowid, words) SELECT id, words FROM line_refs WHERE id BETWEEN ? AND ?",
+                (low, high),
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO seq_marks (agent_pk, seq, id) SELECT agent_pk, seq, id FROM line_refs "
+                f"WHERE id BETWEEN ? AND ? AND seq % {MARK_EVERY} = 0",
+                (low, high),
             )
             db.executemany(
                 "INSERT OR REPLACE INTO progress (agent_pk, low, high) VALUES (?, ?, ?)",
-                [(pk, low, high) for pk, (low, high) in spans.items()],
+                [(pk, first, last) for pk, (first, last) in progress.items()],
             )
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+        return int(count)
 
     async def backlog(self) -> int:
         """Lines stored before the index existed and not yet in it."""
@@ -324,7 +333,9 @@ class IndexReader:
             f"{self.db_path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None
         )
         await self._conn.execute("PRAGMA busy_timeout=5000")
-        await self._conn.execute(f"ATTACH DATABASE '{search_path(self.db_path).resolve().as_uri()}?mode=ro' AS search")
+        await self._conn.execute(
+            "ATTACH DATABASE ? AS search", (f"{search_path(self.db_path).resolve().as_uri()}?mode=ro",)
+        )
 
     async def close(self) -> None:
         """Disconnect."""

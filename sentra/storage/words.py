@@ -127,7 +127,8 @@ class Terms:
             for position, word in enumerate(term.words):
                 prefix = term.prefix and position == last
                 if len(word) > INDEXED_WORD_CHARS:
-                    word, prefix = word[:INDEXED_WORD_CHARS], False
+                    # An index may hold the word whole or cut: its start finds it either way.
+                    word, prefix = word[:INDEXED_WORD_CHARS], True
                 found[(word, prefix)] = None
         return list(found)
 
