@@ -60,10 +60,12 @@ async def matching_lines(
         parts.reverse()
     found: list[Line] = []
     for start, end, indexed in parts:
+        extra = SLACK
         while start <= end and len(found) < limit:
             wanted = limit - len(found)
             if indexed:
-                size = wanted + SLACK
+                size = wanted + extra
+                extra *= 2  # the rule turned many down: ask for more at once
                 lines = await source.agent_candidates(agent, query.terms, query.min_level, start, end, size, descending)
             else:
                 size = SCAN_LINES
@@ -83,11 +85,14 @@ async def search_matching(
 ) -> list[tuple[int, Line]]:
     """Up to `limit` lines matching `query` with ids below `before`, newest first, with their ids."""
     found: list[tuple[int, Line]] = []
+    extra = SLACK
     while len(found) < limit:
         wanted = limit - len(found)
-        rows = await source.search_candidates(query, before, wanted + SLACK)
+        size = wanted + extra
+        extra *= 2  # the rule turned many down: ask for more at once
+        rows = await source.search_candidates(query, before, size)
         found.extend([row for row in rows if query.terms.matches(row[1].message, row[1].fields)][:wanted])
-        if len(rows) < wanted + SLACK:
+        if len(rows) < size:
             break
         before = rows[-1][0]
     return found
