@@ -186,11 +186,11 @@ async def test_format_text_with_limit_and_before(numbered: httpx.AsyncClient) ->
 
 
 async def test_format_ndjson_one_line_object_per_row(numbered: httpx.AsyncClient) -> None:
-    response = await numbered.get("/api/agents/n/logs", params={"format": "ndjson", "q": "line 2*"})
+    response = await numbered.get("/api/agents/n/logs", params={"format": "ndjson", "q": "line 2"})
     assert response.headers["content-type"].startswith("application/x-ndjson")
     assert 'filename="n.ndjson"' in response.headers["content-disposition"]
     rows = [json.loads(row) for row in response.text.splitlines()]
-    assert [row["seq"] for row in rows] == [2, 20, 21, 22, 23, 24, 25]
+    assert [row["seq"] for row in rows] == [2]
     assert rows[0]["message"] == "line 2" and rows[0]["agent"] == "n"
 
 

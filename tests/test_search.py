@@ -339,7 +339,8 @@ async def test_the_index_finds_every_line_the_rule_matches(searched: RunningServ
                 for word in words_of(text)
             }
         )
-        queries = [*words, *(word[:3] + "*" for word in words), '"line two"', "1e", "1180591620717411303424", "-42"]
+        prefixes = [word[:3] + "*" for word in words if len(word) >= 3]
+        queries = [*words, *prefixes, '"line two"', "1e", "1180591620717411303424", "-42"]
         for q in queries:
             expected = sorted(line["seq"] for line in stored if parse_query(q).matches(line["message"], line["fields"]))
             assert sorted(seq for _, seq in await found(alice, q)) == expected, q

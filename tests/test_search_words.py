@@ -51,6 +51,13 @@ def test_a_query_with_text_but_no_word_is_refused(q: str) -> None:
     assert refused.value.code == "invalid_query" and "letters and digits" in refused.value.message
 
 
+@pytest.mark.parametrize("q", ["a*", "ok*", "card_de*", "ß*"])
+def test_a_prefix_shorter_than_three_characters_is_refused(q: str) -> None:
+    with pytest.raises(BadRequest, match="at least 3 letters or digits before the"):
+        parse_query(q)
+    parse_query(q.replace("*", ""))  # the word itself is fine
+
+
 def test_too_many_words_are_refused() -> None:
     parse_query(" ".join(f"w{n}" for n in range(64)))
     with pytest.raises(BadRequest, match="65 words; at most 64"):
