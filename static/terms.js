@@ -2,8 +2,10 @@
  * What a search matches, by the server's rule (sentra/storage/words.py, the README's "Search"), so the viewer's
  * own filtering agrees with every `q` the server answers: a query is split into terms at spaces ("quoted" text is
  * one term; a bare term ending in `*` makes its last word a prefix); a term's words are its runs of letters and
- * digits, compared without case; a line matches when each term's words stand one after another, whole, in its
- * message or in one of its field values. The same terms give the patterns that highlight a match (ansi.js).
+ * digits, compared without case, read after terminal escape sequences are dropped (a red ESC[31mFAILED ESC[0m
+ * holds the word "failed"); a prefix needs MIN_PREFIX of them; a line matches when each term's words stand one
+ * after another, whole, in its message or in one of its field values. The same terms give the patterns that
+ * highlight a match (ansi.js, in the text as printed, without its escape sequences).
  *
  * @module terms
  */
@@ -15,6 +17,13 @@ const SEPARATORS = /[^\p{L}\p{N}]+/u;
 const WORD_CHAR = "[\\p{L}\\p{N}]";
 const NOT_WORD = "[^\\p{L}\\p{N}]+";
 const ENDS_IN_WORD = /[\p{L}\p{N}]$/u;
+/** The shortest prefix the server accepts (words.py's MIN_PREFIX). */
+const MIN_PREFIX = 3;
+/**
+ * Terminal escape sequences, dropped before words are read, as words.py's _ESCAPE: CSI, OSC (to BEL or ESC \, or
+ * to the end of the line if left open) and two-byte escapes.
+ */
+const ESCAPE = /\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\n]*(?:\x07|\x1b\\)?|[@-Z\\-_])/g;
 
 /**
  * @typedef {object} Term
@@ -34,11 +43,13 @@ function fold(text) {
  * @returns {string}
  */
 function wordsText(text) {
-  return fold(text).split(SEPARATORS).filter(Boolean).join(" ");
+  const printed = text.indexOf("\x1b") < 0 ? text : text.replace(ESCAPE, "");
+  return fold(printed).split(SEPARATORS).filter(Boolean).join(" ");
 }
 
 /**
- * The terms of a query; none for a query without a word (the server answers such a `q` with a 400).
+ * The terms of a query; none for a query the server answers with a 400: without a word, or with a prefix of fewer
+ * than MIN_PREFIX letters or digits.
  * @param {string} q
  * @returns {Term[]}
  */
@@ -48,7 +59,9 @@ export function parseQuery(q) {
     const text = wordsText(quoted ?? bare);
     if (!text) continue;
     const prefix = bare !== undefined && bare.endsWith("*") && ENDS_IN_WORD.test(bare.replace(/\*+$/, ""));
-    terms.push({ words: text.split(" "), prefix, needle: ` ${text}${prefix ? "" : " "}` });
+    const words = text.split(" ");
+    if (prefix && [...words[words.length - 1]].length < MIN_PREFIX) return [];
+    terms.push({ words, prefix, needle: ` ${text}${prefix ? "" : " "}` });
   }
   return terms;
 }

@@ -276,6 +276,49 @@ async def test_history_q_and_stream_q_agree_with_search(searched: RunningServer)
                 assert [line["seq"] for event in events for line in event.json()["lines"]] == expected, q
 
 
+async def test_a_coloured_word_is_found_by_search_and_history_q(searched: RunningServer) -> None:
+    async with searched.client("alice") as alice:
+        await post_lines(
+            alice,
+            "pytest",
+            [
+                "\x1b[31mFAILED\x1b[0m tests/test_pay.py::test_refund - AssertionError",  # 1
+                "\x1b[32mPASSED\x1b[0m tests/test_pay.py::test_charge",  # 2
+                {"message": "summary", "tail": "\x1b[1;31m1 failed\x1b[0m, \x1b[32m1 passed\x1b[0m"},  # 3
+            ],
+        )
+        assert await found(alice, "failed") == [("pytest", 3), ("pytest", 1)]
+        assert await found(alice, "FAILED test_pay") == [("pytest", 1)]
+        assert await found(alice, '"failed tests"') == [("pytest", 1)]
+        assert await found(alice, "pass*") == [("pytest", 3), ("pytest", 2)]
+        assert await found(alice, "31mfailed") == []
+        for q, seqs in (("failed", [1, 3]), ("passed test_charge", [2]), ("31mfailed", [])):
+            history = (await alice.get("/api/agents/pytest/logs", params={"q": q})).json()["lines"]
+            assert [line["seq"] for line in history] == seqs, q
+
+
+@pytest.mark.slow  # starts the server twice
+async def test_an_index_of_older_words_is_built_again(start_server: ServerFactory, tmp_path: Path) -> None:
+    db = tmp_path / "words.db"
+    first = await start_server(db=db)
+    async with first.client("alice") as alice:
+        await post_lines(alice, "old", ["\x1b[31mFAILED\x1b[0m one", "plain two"])
+        assert await found(alice, "failed") == [("old", 1)]
+    await first.shutdown()
+    with sqlite3.connect(f"{db}-search") as conn:
+        # What an index written before escape sequences were dropped holds.
+        conn.execute("DELETE FROM meta WHERE key = 'words_version'")
+        conn.execute("INSERT INTO line_words (line_words, rank) VALUES ('delete-all', 0)")
+        conn.execute("UPDATE line_refs SET words = '31mfailed 0m one' WHERE seq = 1")
+        conn.execute("INSERT INTO line_words (line_words) VALUES ('rebuild')")
+    with sqlite3.connect(f"{db}-search") as conn:
+        assert conn.execute("SELECT count(*) FROM line_words WHERE line_words MATCH 'failed'").fetchone()[0] == 0
+    second = await start_server(db=db)
+    async with second.client("alice") as alice:
+        await eventually_found(alice, "failed", [("old", 1)])
+        assert await found(alice, "31mfailed") == []
+
+
 @pytest.mark.slow  # starts the server three times
 async def test_the_index_of_a_database_made_without_one_is_built_in_the_background(
     start_server: ServerFactory, backend: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
@@ -324,6 +367,9 @@ TRICKY: list[Any] = [
     {"message": "long " + "x" * 250 + " word", "key": "value " + "y" * 300},
     {"message": "ascii message", "unicode_field": "café crème"},
     "only a message",
+    "\x1b[31mFAILED\x1b[0m tests/test_x.py::test_colour - assert 1 == 2",
+    "\x1b]0;title\x07\x1b[1;32mPASSED\x1b[0m\x1b[K",
+    {"message": "\x1b[33mwarn\x1b[0m", "out": "\x1b[31mboom\x1b[0m"},
 ]
 
 

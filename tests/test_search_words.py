@@ -30,6 +30,19 @@ def test_words_are_runs_of_letters_and_digits_case_folded() -> None:
     assert words_of("Straße — 東京 ÜBER") == ["strasse", "東京", "über"]
 
 
+def test_terminal_escape_sequences_are_not_part_of_words() -> None:
+    assert words_of("\x1b[31mFAILED\x1b[0m tests/x.py") == ["failed", "tests", "x", "py"]
+    assert words_of("\x1b[1;38;2;255;0;0mERR\x1b[22;39m:\x1b[K done") == ["err", "done"]
+    assert words_of("\x1b]0;window title\x07build \x1b]8;;https://x.io\x1b\\link\x1b]8;;\x1b\\ ok") == [
+        "build",
+        "link",
+        "ok",
+    ]
+    assert words_of("\x1b[1mStra\x1b[0mße") == ["strasse"]  # as a terminal prints it: one word
+    assert words_of("\x1b]0;left open\nnext line") == ["next", "line"]  # an open OSC ends with its line
+    assert index_words("\x1b[32mPASSED\x1b[0m", {"out": "\x1b[31mred\x1b[0m"}).split() == ["passed", "red"]
+
+
 def test_a_query_splits_into_terms_phrases_and_prefixes() -> None:
     terms = parse_query('"card declined" STRIPE declin* api.stripe.com "open quote')
     assert terms.terms == (
@@ -91,6 +104,11 @@ def test_too_many_words_are_refused() -> None:
         ('"card decl*"', "card declined", None, False),  # inside quotes a star is no prefix
         ("card_decl*", "card declined", None, True),
         ("card_decl*", "card redeclined", None, False),
+        ("failed", "\x1b[31mFAILED\x1b[0m test_x", None, True),  # colours are not part of words
+        ("31mfailed", "\x1b[31mFAILED\x1b[0m test_x", None, False),
+        ('"failed test_x"', "\x1b[31mFAILED\x1b[0m test_x", None, True),
+        ("fail*", "\x1b[1;31mFAILED", None, True),
+        ("error", "ok", {"stderr": "\x1b[31mError\x1b[0m"}, True),
     ],
 )
 def test_which_lines_match(q: str, message: str, fields: dict[str, Any] | None, expected: bool) -> None:

@@ -231,3 +231,33 @@ async def test_an_agents_own_search_follows_the_same_rule_in_loaded_and_live_lin
     await expect(page.locator(".log .row")).to_have_count(4)
     assert await viewer.row_keys() == ["rule:1", "rule:3", "rule:4", "rule:5"]
     await expect(page.locator(".row[data-key='rule:4'] mark.hit")).to_have_text(["declin"])
+
+
+async def test_a_coloured_word_is_found_and_highlighted_inside_its_colour_as_a_whole_word(viewer: Viewer) -> None:
+    page = viewer.page
+    await post_lines(
+        viewer.api,
+        "colour",
+        [
+            "\x1b[31mFAILED\x1b[0m tests/test_pay.py::test_refund",
+            "unfailed and failedx",
+            "\x1b[32mPASSED\x1b[0m test_charge, unfailed, 0 \x1b[1mfailed\x1b[0m",
+        ],
+    )
+    # Loaded with the server's `q`: the colour's codes are not part of the word.
+    await viewer.sign_in("/?agent=colour&q=failed")
+    await expect(page.locator(".match-count")).to_have_text("2 matches")
+    assert await viewer.row_keys() == ["colour:1", "colour:3"]
+    await expect(page.locator(".row[data-key='colour:1'] .ansi-fg-1 mark.hit")).to_have_text(["FAILED"])
+    # Whole words only: "unfailed" holds no highlight.
+    await expect(page.locator(".row[data-key='colour:3'] mark.hit")).to_have_text(["failed"])
+    await expect(page.locator(".row[data-key='colour:3'] .ansi-bold mark.hit")).to_have_count(1)
+    # A live coloured line is kept by the same rule.
+    await post_lines(viewer.api, "colour", ["\x1b[1;31mFAILED\x1b[0m live"])
+    await expect(page.locator(".match-count")).to_have_text("3 matches")
+    await expect(page.locator(".row[data-key='colour:4'] mark.hit")).to_have_text(["FAILED"])
+    # A prefix: at the start of words, coloured or not.
+    await page.fill(".search-input", "fail*")
+    await expect(page.locator(".match-count")).to_have_text("4 matches")
+    assert await viewer.row_keys() == ["colour:1", "colour:2", "colour:3", "colour:4"]
+    await expect(page.locator(".row[data-key='colour:2'] mark.hit")).to_have_text(["fail"])  # not in "unfailed"

@@ -33,7 +33,7 @@ from sentra.storage.search_index import (
     tag_groups,
     tsquery_text,
 )
-from sentra.storage.words import Terms
+from sentra.storage.words import WORDS_VERSION, Terms
 
 SEARCH_SCHEMA = """
 CREATE TABLE IF NOT EXISTS line_words (
@@ -62,10 +62,12 @@ _SPANS = (
     "spans AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[]) AS s(pk, first, last, tag))"
 )
 _SPANNED = "FROM spans s JOIN lines l ON l.agent_pk = s.pk AND l.seq >= s.first AND l.seq <= s.last"
-# The lines SQL does not split: those with fields, with other than ASCII (or U+0000, escaped), or so long that a word
-# might pass PostgreSQL's 2,047 bytes (the rule cuts words at 200 characters).
+# The lines SQL does not split: those with fields, with other than ASCII (or U+0000, escaped), with ESC (the rule
+# drops escape sequences), or so long that a word might pass PostgreSQL's 2,047 bytes (the rule cuts words at 200
+# characters).
 _NEEDS_RULE = (
-    "l.fields IS NOT NULL OR octet_length(l.message) <> char_length(l.message) OR char_length(l.message) > 2000"
+    "l.fields IS NOT NULL OR octet_length(l.message) <> char_length(l.message) OR char_length(l.message) > 2000 "
+    "OR strpos(l.message, chr(27)) > 0"
 )
 _RULED = f"WITH {_SPANS} SELECT l.agent_pk, l.seq, l.message, l.fields {_SPANNED} WHERE {_NEEDS_RULE}"
 _ASCII_WORDS = (
@@ -88,14 +90,19 @@ _BATCH = (
 
 
 async def create_search_schema(conn: Any) -> None:
-    """Create the index's tables (inside the schema's locked transaction); a database that had none gets every
-    stored line added in the background, newest first."""
+    """Create the index's tables (inside the schema's locked transaction); a database that had none, or one holding
+    the words of an older rule (WORDS_VERSION, in the table's comment), gets every stored line added in the
+    background, newest first."""
     existed = await conn.fetchval("SELECT to_regclass('line_words_progress') IS NOT NULL")
     await conn.execute(SEARCH_SCHEMA)
-    if not existed:
-        await conn.execute(
-            "INSERT INTO line_words_progress (agent_pk, low, high) SELECT pk, last_seq + 1, last_seq FROM agents"
-        )
+    version = f"words {WORDS_VERSION}"
+    if existed and await conn.fetchval("SELECT obj_description('line_words'::regclass, 'pg_class')") == version:
+        return
+    await conn.execute("TRUNCATE line_words, line_words_progress")
+    await conn.execute(
+        "INSERT INTO line_words_progress (agent_pk, low, high) SELECT pk, last_seq + 1, last_seq FROM agents"
+    )
+    await conn.execute(f"COMMENT ON TABLE line_words IS '{version}'")
 
 
 class PgIndexTarget:

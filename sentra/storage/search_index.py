@@ -3,7 +3,7 @@ the batches it takes them in, and the task that keeps it up with the lines (stor
 postgres_search.py do the SQL).
 
 Each line is held as its words (sentra.storage.words) and three tags: its agent, its level and its agent's owner,
-so that filters narrow in the index itself. A line whose message is ASCII and which has no fields is indexed by
+so that filters narrow in the index itself. A line whose message is ASCII without ESC and has no fields is indexed by
 the database alone: its words are the runs of ASCII letters and digits, which SQL splits out as the rule does, so
 most lines of a busy ingest cost no Python (the measurement is in docs/performance.md#search). Others go through
 sentra.storage.words.index_words.

@@ -2,8 +2,8 @@
 own connection and thread, so the group commit never waits for it and never shares its lock.
 
 FTS5's `ascii` tokenizer splits where sentra.storage.words does for ASCII text (runs of ASCII letters and digits,
-folded), and keeps every other character in a token: so an ASCII message is indexed as it is, by SQLite alone,
-and other lines as the words sentra.storage.words makes of them (a function SQLite calls). `detail=none`: the
+folded), and keeps every other character in a token: so an ASCII message without ESC is indexed as it is, by SQLite
+alone, and other lines as the words sentra.storage.words makes of them (a function SQLite calls). `detail=none`: the
 index holds which lines have which words, not where, and the rule checks phrases. The words are kept in
 `line_refs` (FTS5's external content), which FTS5 needs to remove a line again (SQLite 3.40 has no
 contentless_delete). Why FTS5 words, measured: docs/performance.md#search.
@@ -37,7 +37,7 @@ from sentra.storage.search_index import (
     tag_groups,
 )
 from sentra.storage.sqlite_schema import line_from_row
-from sentra.storage.words import Terms, words_text
+from sentra.storage.words import WORDS_VERSION, Terms, words_text
 
 T = TypeVar("T")
 SCHEMA = """
@@ -62,8 +62,9 @@ _FIRST, _LAST = -(1 << 62), 1 << 62
 # lines are ordered by time across agents, by a running maximum (minimum, going back) within an agent so that its
 # ids follow its seqs. A line's text is its message and its field values as sentra.storage.words writes them (JSON's
 # true, false, null; integers; reals as Python writes them, the one thing SQL asks Python for); an integer past 64
-# bits leaves it NULL, and the line to the rule. ASCII text is its own words for the `ascii` tokenizer; SQLite's
-# length() of text counts characters, of a blob bytes.
+# bits leaves it NULL, and the line to the rule. ASCII text without ESC is its own words for the `ascii` tokenizer
+# (the rule drops escape sequences, which the tokenizer would split into words); SQLite's length() of text counts
+# characters, of a blob bytes.
 _VALUE = (
     "CASE j.type WHEN 'text' THEN j.atom WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN 'null' "
     "WHEN 'real' THEN sentra_number(j.atom) WHEN 'integer' THEN CASE typeof(j.atom) WHEN 'integer' THEN "
@@ -81,7 +82,8 @@ _BATCH = (
     "INSERT INTO line_refs (id, agent_pk, seq, words) "
     "SELECT ? {sign} (row_number() OVER (ORDER BY t {direction}, agent_pk, seq {direction}) - 1), agent_pk, seq, "
     "CASE WHEN text IS NULL THEN sentra_words(message, fields) "
-    "WHEN length(CAST(text AS BLOB)) = length(text) THEN text ELSE sentra_text(text) END "
+    "WHEN length(CAST(text AS BLOB)) = length(text) AND instr(text, char(27)) = 0 THEN text "
+    "ELSE sentra_text(text) END "
     f"|| ' {TAG}a' || agent_pk || ' {TAG}l' || level || ' ' || tag FROM picked"
 )
 
@@ -138,13 +140,15 @@ class IndexWriterConnection:
 
     def _open(self, database_id: str) -> None:
         conn = self._connect()
-        row = None
+        row = version = None
         try:
             row = conn.execute("SELECT value FROM meta WHERE key = 'database_id'").fetchone()
+            version = conn.execute("SELECT value FROM meta WHERE key = 'words_version'").fetchone()
         except sqlite3.OperationalError:
             pass  # a new file
-        if row is not None and row[0] != database_id:
-            # The index of another database (this one was restored or replaced): built again from its lines.
+        if row is not None and (row[0] != database_id or version != (str(WORDS_VERSION),)):
+            # The index of another database (this one was restored or replaced), or holding the words of an older
+            # rule: built again from its lines.
             conn.close()
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{self.path}{suffix}").unlink(missing_ok=True)
@@ -156,7 +160,10 @@ class IndexWriterConnection:
         if row is None:
             # Every line stored so far is added in the background, newest first; new ones as they come.
             conn.execute("BEGIN IMMEDIATE")
-            conn.execute("INSERT INTO meta (key, value) VALUES ('database_id', ?)", (database_id,))
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('database_id', ?), ('words_version', ?)",
+                (database_id, str(WORDS_VERSION)),
+            )
             conn.execute("INSERT OR REPLACE INTO progress SELECT pk, last_seq + 1, last_seq FROM src.agents")
             conn.execute("COMMIT")
         low, high = conn.execute("SELECT min(id), max(id) FROM line_refs").fetchone()

@@ -2,9 +2,10 @@
 
 A query is split into terms: text in double quotes is one term (a quote left open runs to the end), elsewhere
 spaces separate terms. A term's words are its runs of letters and digits (Unicode, after case folding, so `STRASSE`
-finds `straße`); everything else separates words. A line matches when every term occurs in its message or in any
-value of its fields (strings; numbers, true, false and null as JSON writes them; inside objects and arrays; keys
-are not searched):
+finds `straße`), read after terminal escape sequences are dropped (ANSI colours and styles, cursor moves, OSC titles
+and links: a red `ESC[31mFAILED ESC[0m` holds the word `failed`); everything else separates words. A line matches
+when every term occurs in its message or in any value of its fields (strings; numbers, true, false and null as JSON
+writes them; inside objects and arrays; keys are not searched):
 
 - a term of one word occurs where that whole word does: `declin` does not find `declined`;
 - a term ending in `*` (outside quotes) makes its last word a prefix of at least MIN_PREFIX characters: `declin*`
@@ -26,6 +27,9 @@ from typing import Any
 
 from sentra.errors import BadRequest
 
+# Bumped whenever the words this rule makes of a text change (2: escape sequences dropped): an index holding words
+# of another version is built again, in the background.
+WORDS_VERSION = 2
 # The most words a query may hold: each is one more list the index intersects.
 MAX_QUERY_WORDS = 64
 # The shortest prefix: an index finds a prefix by reading every word that starts with it, and every line of those
@@ -37,12 +41,19 @@ INDEXED_WORD_CHARS = 200
 
 _TERM = re.compile(r'"([^"]*)"?|([^\s"]+)')
 _NON_WORD = re.compile(r"[\W_]+")
+# What a terminal does not print, as the viewer's ansi.js drops it: CSI (ESC [ parameters, intermediates, final
+# byte), OSC (ESC ] ... BEL or ESC \\, or to the end of the line if left open: never past a newline, since a line's
+# message and field values are joined by newlines for the index) and two-byte escapes.
+_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\n]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
 # For ASCII text, one translate() replaces the regex: every ASCII character that is not a letter or digit is a space.
 _ASCII_SEPARATORS = str.maketrans({chr(code): " " for code in range(128) if not chr(code).isalnum()})
 
 
 def words_text(text: str) -> str:
-    """`text` case-folded, with every run of characters that are not letters or digits made spaces."""
+    """`text` without terminal escape sequences, case-folded, with every run of characters that are not letters or
+    digits made spaces."""
+    if "\x1b" in text:
+        text = _ESCAPE.sub("", text)
     folded = text.casefold()
     if folded.isascii():
         return folded.translate(_ASCII_SEPARATORS)
