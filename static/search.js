@@ -6,7 +6,7 @@
  * @module search
  */
 
-import { findMatches, renderAnsi } from "./ansi.js";
+import { findMatches, renderAnsi, stripAnsi } from "./ansi.js";
 import { ApiError, query } from "./api.js";
 import { formatTime, makeLine, tagClass } from "./rows.js";
 import { SearchPages } from "./searchpages.js";
@@ -32,9 +32,12 @@ export function formatWhen(ts) {
   return `${date.toLocaleDateString(undefined, day)} ${formatTime(ts)}`;
 }
 
-/** A field's value as text, the part around its first match (long values are cut), or null without a match. */
+/**
+ * A field's value as printed (without escape sequences, which the rule does not read and a cut could split), the
+ * part around its first match (long values are cut), or null without a match.
+ */
 function fieldExcerpt(value, patterns) {
-  const text = typeof value === "string" ? value : JSON.stringify(value);
+  const text = stripAnsi(typeof value === "string" ? value : JSON.stringify(value));
   const ranges = findMatches(text, patterns);
   if (!ranges.length) return null;
   const start = Math.max(0, ranges[0][0] - FIELD_LEAD);

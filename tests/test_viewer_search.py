@@ -261,3 +261,21 @@ async def test_a_coloured_word_is_found_and_highlighted_inside_its_colour_as_a_w
     await expect(page.locator(".match-count")).to_have_text("4 matches")
     assert await viewer.row_keys() == ["colour:1", "colour:2", "colour:3", "colour:4"]
     await expect(page.locator(".row[data-key='colour:2'] mark.hit")).to_have_text(["fail"])  # not in "unfailed"
+
+
+async def test_a_coloured_word_found_across_runs_is_highlighted_in_its_message_and_field(viewer: Viewer) -> None:
+    page = viewer.page
+    await post_lines(viewer.api, "ci-run", [
+        "\x1b[31mFAILED\x1b[0m tests/test_pay.py::test_refund",
+        {"message": "summary", "tail": "\x1b[1;31mfailed\x1b[0m 1, \x1b[32mpassed\x1b[0m 3"},
+        "unfailed only",
+    ])  # fmt: skip
+    await viewer.sign_in("/?search=failed")
+    await expect(page.locator(".result")).to_have_count(2)
+    assert await result_keys(page) == ["ci-run:2", "ci-run:1"]
+    first = page.locator(".result[data-key='ci-run:1']")
+    await expect(first.locator(".result-msg")).to_have_text("FAILED tests/test_pay.py::test_refund")
+    await expect(first.locator(".result-msg .ansi-fg-1 mark.hit")).to_have_text(["FAILED"])
+    field = page.locator(".result[data-key='ci-run:2'] .result-field")
+    await expect(field).to_have_text("tail: failed 1, passed 3")
+    await expect(field.locator("mark.hit")).to_have_text(["failed"])
