@@ -34,6 +34,7 @@ SAMPLES = {
     "/api/stream-tickets": "/api/stream-tickets",
     "/api/session": "/api/session",
     "/api/agent-events": "/api/agent-events",
+    "/api/search": "/api/search?q=hello",
     "/api/webhooks": "/api/webhooks",
     "/api/webhooks/{hook_id}": "/api/webhooks/wh_000000000000000000000000",
     "/api/webhooks/{hook_id}/test": "/api/webhooks/wh_000000000000000000000000/test",

@@ -24,6 +24,9 @@ REGISTRY: Registry[Any] = Registry().with_resource(
 )
 METHODS = ("get", "post", "put", "patch", "delete")
 OPERATIONS = [(method, path) for path, item in DOC["paths"].items() for method in item if method in METHODS]
+# The webhooks' operations are checked against the document by tests/test_webhooks_api.py, on a server whose
+# webhooks.allowed_targets lets them reach a loopback receiver; this module's server refuses such targets.
+EXAMPLE_OPERATIONS = [(method, path) for method, path in OPERATIONS if not path.startswith("/api/webhooks")]
 
 
 # ---- reading the document ----------------------------------------------------------------------
@@ -174,12 +177,12 @@ EXAMPLES: dict[tuple[str, str], tuple[str, Any]] = {
 }
 
 
-@pytest.mark.parametrize(("method", "template"), OPERATIONS, ids=[f"{m.upper()} {p}" for m, p in OPERATIONS])
+@pytest.mark.parametrize(
+    ("method", "template"), EXAMPLE_OPERATIONS, ids=[f"{m.upper()} {p}" for m, p in EXAMPLE_OPERATIONS]
+)
 async def test_example_request_to_every_operation_succeeds_as_documented(
     server: RunningServer, method: str, template: str
 ) -> None:
-    if template.startswith("/api/webhooks"):
-        pytest.skip("tests/test_webhooks_api.py checks these, on a server that lets webhooks reach a loopback receiver")
     async with server.client("alice") as alice:
         await alice.post("/api/agents/run-1/logs", json=[{"message": "first"}, {"message": "second"}])
         path, body = EXAMPLES.get((method, template), (template.replace("{agent_id}", "run-1"), None))
