@@ -5,8 +5,11 @@
  * @module ansi
  */
 
-/** CSI (ESC [ … final), OSC (ESC ] … BEL or ESC \) and two-byte escapes. */
-const ESCAPE = /\x1b(?:\[([0-9;:?<=>]*)[ -/]*([@-~])|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])/g;
+/**
+ * CSI (ESC [ … final), OSC (ESC ] … BEL or ESC \) and other escapes (ESC, intermediates, a final byte: tput sgr0's
+ * ESC ( B, ESC 7): the sequences search's rule drops (terms.js).
+ */
+const ESCAPE = /\x1b(?:\[([0-9;:?<=>]*)[ -/]*([@-~])|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[ -/]*[0-~])/g;
 /** Control characters a terminal would not print (tab, newline and ESC are handled apart). */
 const CONTROL = /[\x00-\x08\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f]/g;
 /** The most matches highlighted in one message. */

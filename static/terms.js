@@ -21,9 +21,9 @@ const ENDS_IN_WORD = /[\p{L}\p{N}]$/u;
 const MIN_PREFIX = 3;
 /**
  * Terminal escape sequences, dropped before words are read, as words.py's _ESCAPE: CSI, OSC (to BEL or ESC \, or
- * to the end of the line if left open) and two-byte escapes.
+ * to the end of the line if left open) and other escapes (ESC, intermediates, a final byte: ESC ( B, ESC 7).
  */
-const ESCAPE = /\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\n]*(?:\x07|\x1b\\)?|[@-Z\\-_])/g;
+const ESCAPE = /\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\n]*(?:\x07|\x1b\\)?|[ -/]*[0-~])/g;
 
 /**
  * @typedef {object} Term

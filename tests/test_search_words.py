@@ -40,6 +40,7 @@ def test_terminal_escape_sequences_are_not_part_of_words() -> None:
     ]
     assert words_of("\x1b[1mStra\x1b[0mße") == ["strasse"]  # as a terminal prints it: one word
     assert words_of("\x1b]0;left open\nnext line") == ["next", "line"]  # an open OSC ends with its line
+    assert words_of("\x1b[1mERROR\x1b(B\x1b[m: \x1b7saved\x1b8 \x1b(B\x1b[mfailed") == ["error", "saved", "failed"]
     assert index_words("\x1b[32mPASSED\x1b[0m", {"out": "\x1b[31mred\x1b[0m"}).split() == ["passed", "red"]
 
 
@@ -108,6 +109,7 @@ def test_too_many_words_are_refused() -> None:
         ("31mfailed", "\x1b[31mFAILED\x1b[0m test_x", None, False),
         ('"failed test_x"', "\x1b[31mFAILED\x1b[0m test_x", None, True),
         ("fail*", "\x1b[1;31mFAILED", None, True),
+        ("failed", "\x1b(B\x1b[mfailed", None, True),  # tput sgr0
         ("error", "ok", {"stderr": "\x1b[31mError\x1b[0m"}, True),
     ],
 )

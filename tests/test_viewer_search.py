@@ -253,9 +253,10 @@ async def test_a_coloured_word_is_found_and_highlighted_inside_its_colour_as_a_w
     await expect(page.locator(".row[data-key='colour:3'] mark.hit")).to_have_text(["failed"])
     await expect(page.locator(".row[data-key='colour:3'] .ansi-bold mark.hit")).to_have_count(1)
     # A live coloured line is kept by the same rule.
-    await post_lines(viewer.api, "colour", ["\x1b[1;31mFAILED\x1b[0m live"])
+    await post_lines(viewer.api, "colour", ["\x1b[1;31mFAILED\x1b(B\x1b[m live, \x1b(B\x1b[mfailed again"])  # tput sgr0
     await expect(page.locator(".match-count")).to_have_text("3 matches")
-    await expect(page.locator(".row[data-key='colour:4'] mark.hit")).to_have_text(["FAILED"])
+    await expect(page.locator(".row[data-key='colour:4'] .msg")).to_have_text("FAILED live, failed again")
+    await expect(page.locator(".row[data-key='colour:4'] mark.hit")).to_have_text(["FAILED", "failed"])
     # A prefix: at the start of words, coloured or not.
     await page.fill(".search-input", "fail*")
     await expect(page.locator(".match-count")).to_have_text("4 matches")

@@ -43,8 +43,9 @@ _TERM = re.compile(r'"([^"]*)"?|([^\s"]+)')
 _NON_WORD = re.compile(r"[\W_]+")
 # What a terminal does not print, as the viewer's ansi.js drops it: CSI (ESC [ parameters, intermediates, final
 # byte), OSC (ESC ] ... BEL or ESC \\, or to the end of the line if left open: never past a newline, since a line's
-# message and field values are joined by newlines for the index) and two-byte escapes.
-_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\n]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+# message and field values are joined by newlines for the index) and other escapes (ESC, intermediates, a final
+# byte: tput sgr0's ESC ( B, ESC 7 and ESC 8 that save and restore the cursor).
+_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\n]*(?:\x07|\x1b\\)?|[ -/]*[0-~])")
 # For ASCII text, one translate() replaces the regex: every ASCII character that is not a letter or digit is a space.
 _ASCII_SEPARATORS = str.maketrans({chr(code): " " for code in range(128) if not chr(code).isalnum()})
 
