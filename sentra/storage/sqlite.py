@@ -365,8 +365,7 @@ class Store:
 
     async def _after_each(self) -> None:
         if self._checkpointer.restart_due:
-            self._checkpointer.restart_due = False
-            await self._checkpoint()
+            await self._restart_wal()
         elif self._wal_bytes >= CHECKPOINT_BYTES:
             self._wal_bytes = 0
             self._checkpointer.start()
@@ -402,6 +401,20 @@ class Store:
         if self.on_commit is not None:
             self.on_commit(outcome.line_count, time.perf_counter() - started)
         return outcome.results
+
+    async def _restart_wal(self) -> None:
+        # A batch of the index reading the lines holds a snapshot of the WAL, which stops the checkpoint short of
+        # the WAL's end and the next commit from starting it over: the checkpoint waits for the batch in progress
+        # (the commits go on meanwhile), and the next batch for the checkpoint. Readers that begin once every frame
+        # is copied read the database file, so they do not keep the WAL either.
+        if self._index is not None and not self._index.hold():
+            return
+        self._checkpointer.restart_due = False
+        try:
+            await self._checkpoint()
+        finally:
+            if self._index is not None:
+                self._index.release()
 
     async def _checkpoint(self) -> None:
         # In the writer thread with no commit in flight, so the checkpoint copies every frame the passes beside

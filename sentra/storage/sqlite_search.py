@@ -57,6 +57,8 @@ CREATE TABLE IF NOT EXISTS seq_marks (
 CREATE TABLE IF NOT EXISTS progress (agent_pk INTEGER PRIMARY KEY, low INTEGER NOT NULL, high INTEGER NOT NULL);
 """
 MARK_EVERY = 256
+# While the store starts the main database's WAL over, a batch waits this long at most before reading it anyway.
+HOLD_MAX = 0.25
 _FIRST, _LAST = -(1 << 62), 1 << 62
 # A batch's lines, read from the database with their words and tags: `spans` is a CTE of (pk, first, last, tag);
 # lines are ordered by time across agents, by a running maximum (minimum, going back) within an agent so that its
@@ -104,6 +106,10 @@ class IndexWriterConnection:
         self._executor: ThreadPoolExecutor | None = None
         self._next_live = LIVE_BASE
         self._next_back = LIVE_BASE - 1
+        # Calls in the thread (each reads the attached database), and until when none may start (see `hold`).
+        self._running = 0
+        self._held_until = 0.0
+        self._released = asyncio.Event()
 
     async def open(self, database_id: str) -> None:
         """Open (creating, or rebuilding if it belongs to another database) the index file."""
@@ -117,9 +123,34 @@ class IndexWriterConnection:
             self._executor.shutdown(wait=True)
             self._executor = None
 
+    def hold(self) -> bool:
+        """Start no read of the database until `release` (or HOLD_MAX s); True if none is in progress.
+
+        A read holds a snapshot of the main database's WAL, and the WAL starts over only when a checkpoint copied
+        every frame and no reader is left in it: the store checkpoints for the restart between two batches.
+        """
+        self._held_until = asyncio.get_running_loop().time() + HOLD_MAX
+        self._released.clear()
+        return self._running == 0
+
+    def release(self) -> None:
+        """Let reads start again."""
+        self._held_until = 0.0
+        self._released.set()
+
     async def _in_thread(self, work: Callable[[], T]) -> T:
         assert self._executor is not None, "index is not open"
-        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+        loop = asyncio.get_running_loop()
+        while (left := self._held_until - loop.time()) > 0:
+            try:
+                await asyncio.wait_for(self._released.wait(), left)
+            except TimeoutError:
+                break
+        self._running += 1
+        try:
+            return await loop.run_in_executor(self._executor, work)
+        finally:
+            self._running -= 1
 
     @property
     def db(self) -> sqlite3.Connection:
