@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,26 +53,18 @@ async def test_a_delivery_pending_at_kill_9_arrives_after_restart(tmp_path: Path
 
 
 @pytest.fixture
-def webhook_pair(tmp_path: Path, pg_url: str, redis_url: str, bus_prefix: str) -> Iterator[list[ServerProcess]]:
-    """Two Sentra processes on one PostgreSQL database and one Redis whose webhooks may reach loopback."""
-    config = write_config(
+def scale_out_config(tmp_path: Path, pg_url: str, redis_url: str, bus_prefix: str) -> Path:
+    """The shared `pair`'s sentra.toml, with webhooks that may reach the loopback receiver."""
+    return write_config(
         tmp_path,
         storage={"url": pg_url},
         bus={"url": redis_url, "prefix": bus_prefix},
         webhooks={**LOOPBACK, "match_window": "1s"},
     )
-    processes: list[ServerProcess] = []
-    try:
-        for name in ("a", "b"):
-            processes.append(ServerProcess(tmp_path / f"{name}.db", config=config).start())
-        yield processes
-    finally:
-        for process in processes:
-            process.terminate()
 
 
-async def test_two_processes_on_postgresql_deliver_each_event_once(webhook_pair: list[ServerProcess]) -> None:
-    a, b = webhook_pair
+async def test_two_processes_on_postgresql_deliver_each_event_once(pair: list[ServerProcess]) -> None:
+    a, b = pair
     async with Receiver() as receiver:
         hook = register(a, receiver.url, ["agent.failed", "lines.matched"], contains="boom")
         # Both processes read the lines.matched webhooks every 2 s: past that, lines on either one trigger it.
