@@ -16,7 +16,6 @@ per request, in one process on a 2-core EPYC), and an open event stream holds on
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import re
@@ -33,15 +32,15 @@ from sentra.http.access_log import log_access
 from sentra.http.answers import (
     JSON_TYPE,
     error_answer,
-    etag_matches,
     preflight_headers,
     set_cookie_value,
     standard_headers,
 )
-from sentra.http.compression import MIN_SIZE, GzipBody, accepts_gzip, compressible, gzip_etag, gzip_whole, vary
+from sentra.http.compression import GzipBody
 from sentra.http.exchange import Exchange
 from sentra.http.heads import answer_headers, status_line, whole_answer_head
 from sentra.http.reading import RequestReading, check_host, path_argument
+from sentra.http.representation import Representation
 
 if TYPE_CHECKING:
     from sentra.config import Config
@@ -76,7 +75,7 @@ class Dispatch:
     allow: str
 
 
-class Handler(RequestReading, httputil.HTTPMessageDelegate):
+class Handler(RequestReading, Representation, httputil.HTTPMessageDelegate):
     """One request and its answer. Subclasses define `get`, `post`, `patch`, `put` or `delete` (keyword arguments:
     the path's arguments, decoded), async or plain. They raise ApiErrors for the JSON error answer; an answer not
     ended when the method returns is ended with what it holds (status, headers, empty body), unless the method
@@ -458,38 +457,6 @@ class Handler(RequestReading, httputil.HTTPMessageDelegate):
         allow = self.dispatch.allow
         message = f"{self.start_line.method[:20]} is not a method of this path; it answers {allow}"
         return MethodNotAllowed(message, headers={"Allow": allow})
-
-    def _representation(self, body: bytes, gzipped: Callable[[], bytes] | None) -> bytes:
-        """The body a 200 to GET or HEAD sends: its Etag is the body's SHA-1 unless the handler set one, suffixed for
-        the gzip variant (RFC 9110 8.8.3); gzip when _gzip_chosen; empty with a 304 when If-None-Match names either
-        variant (weakly, or by "*"), as the client may hold either."""
-        headers = self._headers
-        held = headers.get("etag")
-        etag = held[1] if held is not None else f'"{hashlib.sha1(body).hexdigest()}"'
-        coded = self._gzip_chosen(len(body))
-        headers["etag"] = ("Etag", gzip_etag(etag) if coded else etag)
-        sent = self.header("If-None-Match")
-        if sent is not None and (etag_matches(etag, sent) or etag_matches(gzip_etag(etag), sent)):
-            self.status = 304
-            return b""
-        if not coded:
-            return body
-        headers["content-encoding"] = ("Content-Encoding", "gzip")
-        return gzipped() if gzipped is not None else gzip_whole(body)
-
-    def _gzip_chosen(self, size: int | None) -> bool:
-        """Whether a 200 to GET or HEAD is gzip: a compressible type (whose every such answer says Vary:
-        Accept-Encoding, since it may depend on it), at least MIN_SIZE bytes (`size` None: written in parts, so
-        always) and a request that accepts gzip."""
-        content_type = self._headers.get("content-type")
-        if content_type is None or not compressible(content_type[1]):
-            return False
-        default = next((value for name, value in self.default_headers() if name == "Vary"), None)
-        self._headers["vary"] = ("Vary", vary(default))
-        if size is not None and size < MIN_SIZE:
-            return False
-        accepted = self.header("Accept-Encoding")
-        return accepted is not None and accepts_gzip(accepted)
 
     def _fields(self) -> tuple[tuple[str, str], ...]:
         fields = (*self.default_headers(), *self._headers.values())

@@ -1,15 +1,12 @@
-"""HTTP1Server: Sentra's HTTP/1.1 server, serving the Tornado application over asyncio transports.
+"""HTTP1Server: Sentra's HTTP/1.1 server, serving the route table's handlers over asyncio transports.
 
-Tornado's own server reads every request through an IOStream coroutine with futures and timeouts per read,
-which costs more than Sentra's whole handling of a one-line POST. This server reads requests by Tornado's rules (its
-start line and header parsers; Content-Length and chunked framing by copies of its helpers in parsing.py; the same
-limits and the same answers to malformed input) but is driven by asyncio's protocol callbacks: a keep-alive request
-costs a buffer search and a few calls, and an idle stream holds a transport and one small object instead of a
-coroutine and its futures.
-Handlers, routing and everything above `tornado.httputil.HTTPConnection` are Tornado's, unchanged.
+Tornado's own server reads every request through an IOStream coroutine with futures and timeouts per read, which
+costs more than Sentra's whole handling of a one-line POST. This server reads requests by Tornado's rules (the
+same limits and answers to malformed input; parsing.py) but is driven by asyncio's protocol callbacks: a keep-alive
+request costs a buffer search and a few calls, and an idle stream holds a transport and one small object.
 
-This module reads: one HTTP1Protocol per connection moves through its buffer (head, fixed or chunked body) and times
-the client out. A request's head is read by parsing.py, and its response is written by the Exchange (exchange.py).
+One HTTP1Protocol per connection moves through its buffer (head, fixed or chunked body) and times the client out;
+the delegate (the Router) gives each request its Handler, and the Exchange (exchange.py) writes the answer.
 """
 
 from __future__ import annotations
@@ -44,9 +41,8 @@ READ_PAUSE_BYTES = 256 * 1024  # unread input kept while a request is being answ
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _CONTINUE = b"HTTP/1.1 100 (Continue)\r\n\r\n"
 # Python 3.11's selector transport keeps a bound method of itself (`_read_ready_cb`) that nothing public clears, so a
-# closed connection (transport, socket, dicts) waits for the cycle collector to be freed; from 3.12 the transport
-# drops it when it closes (CPython gh-100348). Before 3.12 connection_lost drops it by name: the one private attribute
-# Sentra touches, pinned by test_python_3_11_transports_keep_a_cycle_only_their_private_callback_breaks (test_http1.py).
+# closed connection waits for the cycle collector; 3.12 drops it on close (CPython gh-100348). Before 3.12
+# connection_lost drops it by name, the one private attribute Sentra touches (pinned in tests/test_http1.py).
 _DROP_READ_CALLBACK = sys.version_info < (3, 12)
 
 
