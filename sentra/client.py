@@ -57,6 +57,12 @@ Buffer policy
     answers again, one WARNING line from source "sentra.client" is sent in the dropped lines' place, saying
     how many were lost.
 
+Steps
+    `with agent.step("open google.com"):` tags every line sent inside the block, by any agent or SentraHandler of
+    the same thread or asyncio task, with `fields.step` (a line that has its own `step` field keeps it). If the
+    block raises, an ERROR line "step failed: TimeoutError: …" with `fields.step_status` = "failed" goes first;
+    the exception goes on. The viewer groups a step's lines under one header.
+
 Shutting down
     Agents still open when the interpreter exits are flushed for up to 5 s in all; an Agent's status stays
     "running", a SentraHandler's run is finished (below). Then every agent with lines that did not reach the
@@ -79,6 +85,8 @@ Finishing the run of a SentraHandler (unless `finish_run=False`)
 from __future__ import annotations
 
 import atexit
+import contextlib
+import contextvars
 import http.client
 import json
 import logging
@@ -92,7 +100,7 @@ import traceback
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from email.message import Message
 from types import TracebackType
 from typing import Any, NoReturn
@@ -111,6 +119,8 @@ _MAX_SOURCE = 256
 _MAX_REASON = 4096
 
 log = logging.getLogger("sentra.client")
+# The step a block of code is in (Agent.step): a context variable, so threads and asyncio tasks each have theirs.
+_current_step: contextvars.ContextVar[str | None] = contextvars.ContextVar("sentra_step", default=None)
 
 
 class SentraError(Exception):
@@ -480,6 +490,9 @@ class Agent:
         """Queue an already-normalised line (upper-case level) stamped `ts` (default: now); a message too long
         for one line goes as consecutive lines (see split_message)."""
         stamp = time.time() if ts is None else ts
+        step = _current_step.get()
+        if step is not None and "step" not in fields:
+            fields = {**fields, "step": step}
         limit = self.client.max_line_size
         line = encode_pieces(stamp, level, message, source, fields, limit)
         if not self._shipper.add(line, limit) and not self._closed_warned:
@@ -505,6 +518,20 @@ class Agent:
     def critical(self, message: Any, **fields: Any) -> None:
         """Log at CRITICAL."""
         self.log(message, "CRITICAL", **fields)
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """Tag every line sent inside the block (by any agent or SentraHandler) with `fields.step` = `name`; if the
+        block raises, send an ERROR line "step failed: ValueError: boom" with `fields.step_status` "failed", and
+        re-raise."""
+        token = _current_step.set(str(name))
+        try:
+            yield
+        except BaseException as exc:
+            self.emit("ERROR", f"step failed: {exception_summary(exc)}", "", {"step_status": "failed"})
+            raise
+        finally:
+            _current_step.reset(token)
 
     def flush(self, timeout: float | None = 10.0) -> bool:
         """Block until every line logged so far is acknowledged; False if `timeout` expired first."""
