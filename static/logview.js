@@ -29,6 +29,7 @@ import {
   tagClass,
 } from "./rows.js";
 import { FINISHED, connectionState, countsText, labelObject, lowerBound, mergeSorted, readRoute } from "./logstate.js";
+import { HEADER_PX, Steps, isStepHeader } from "./steps.js";
 import { highlightPatterns, narrowerTerms, parseQuery } from "./terms.js";
 import { VirtualList } from "./virtual.js";
 
@@ -122,13 +123,21 @@ class LogView {
     this.el.search.value = this.filters.q;
     this.addSource(this.filters.source);
     this.el.source.value = this.filters.source;
+    // Steps' headers are rows of the list too (steps.js).
+    this.steps = new Steps(this.el.log, {
+      multi: this.multi,
+      agentName: (id) => this.rowContext().agentName(id),
+      onToggle: () => this.showLines(),
+    });
     this.list = new VirtualList(this.el.log, {
       renderRow: (line) => {
+        if (isStepHeader(line)) return this.steps.render(line);
         const row = renderRow(line, this.rowContext());
         if (line.key === this.targetKey) row.classList.add("target");
+        if (line.stepHeader) row.classList.add("in-step");
         return row;
       },
-      estimateHeight: (line, width) => estimateHeight(line, width, this.multi),
+      estimateHeight: (line, width) => (isStepHeader(line) ? HEADER_PX : estimateHeight(line, width, this.multi)),
       onStickChange: (stick) => this.showFollow(stick),
     });
     this.wire();
@@ -422,7 +431,9 @@ class LogView {
     if (inOrder) {
       for (const line of fresh) this.lines.push(line);
       const shown = fresh.filter((line) => passes(line, filter));
-      this.list.append(shown);
+      // The list's items are the shown lines with step headers among them (steps.js), so not this.visible itself.
+      for (const line of shown) this.visible.push(line);
+      this.list.append(this.steps.append(shown));
       this.countNew(shown.length);
     } else {
       // A line older than the newest shown (clocks of different agents): put it in its place.
@@ -527,7 +538,7 @@ class LogView {
     this.visible = this.lines.filter((line) => passes(line, filter));
     // Rows are built anew: the highlight of the search may have changed.
     this.list.clearRows();
-    this.list.setItems(this.visible, (line) => lowerBound(this.visible, line));
+    this.list.setItems(this.steps.rows(this.visible), (line) => lowerBound(this.list.items, line));
     this.el.log.classList.toggle("searching", filter.terms.length > 0);
     this.showCounts();
   }
@@ -724,7 +735,9 @@ class LogView {
     const index = this.visible.findIndex((line) => line.seq === seq && line.agent === agent);
     if (index < 0) return;
     this.target = null;
-    this.list.scrollToIndex(index);
+    // The list's rows are lines and step headers (steps.js); a line in a collapsed step opens the step.
+    if (this.steps.reveal(this.visible[index])) this.showLines();
+    this.list.scrollToIndex(this.list.items.indexOf(this.visible[index]));
     for (const row of this.el.log.querySelectorAll(".row.target")) row.classList.remove("target");
     const row = this.list.rows.get(this.visible[index]);
     if (row) row.classList.add("target");
