@@ -58,6 +58,11 @@ def test_client_problems_logged_on_the_root_logger_do_not_feed_back(sentra: Serv
         handler.close()
     assert handler.agent.rejected == 1
     assert messages(sentra.history("handler-recursion")) == ["small"]
+    # The agent's account of the refused line, which it would otherwise print when the process exits.
+    report = handler.agent.undelivered_report()
+    assert report is not None and report.startswith("1 line for agent handler-recursion could not be delivered")
+    assert "above the limit of 262144" in report
+    assert handler.agent.undelivered_report() is None  # told once
 
 
 def test_script_adds_the_handler_in_two_lines_and_its_lines_arrive_at_exit(
