@@ -6,6 +6,7 @@
  */
 
 import { query } from "./api.js";
+import { FailureWatch } from "./notify.js";
 import { SearchResults } from "./search.js";
 
 /** How often "last activity" times are refreshed. */
@@ -38,6 +39,8 @@ class AgentsPage {
     this.setTitle = setTitle;
     this.agents = new Map();
     this.rows = new Map();
+    // A run seen running that turns failed: a desktop notification, if asked for.
+    this.failures = new FailureWatch();
     this.selected = new Set();
     // An agent came or was renamed since the last render: the names of search results may be out of date.
     this.renamed = false;
@@ -149,7 +152,9 @@ class AgentsPage {
       if (data.type === "removed") {
         this.agents.delete(agent.id);
         this.selected.delete(agent.id);
+        this.failures.forget(agent.id);
       } else {
+        this.failures.see(agent);
         const known = this.agents.get(agent.id);
         if (!known || known.name !== agent.name) this.renamed = true;
         this.agents.set(agent.id, agent);

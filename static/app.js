@@ -10,6 +10,7 @@ import { showAgentsPage } from "./agents.js";
 import { api, ApiError } from "./api.js";
 import { openLive } from "./live.js";
 import { showLogView } from "./logview.js";
+import { showNotifyToggle } from "./notify.js";
 import { showWebhooksPage } from "./webhooks.js";
 
 /** The session endpoint: GET who is signed in, POST a token to sign in, DELETE to sign out. */
@@ -113,6 +114,8 @@ async function main() {
     showWebhooksPage(root, setTitle);
     return;
   }
+  // The pages that watch runs offer desktop notifications of failures (notify.js).
+  showNotifyToggle(document.querySelector(".top"), document.querySelector(".settings-link"));
   // Live data comes through the hub every viewer tab of this user shares (one connection for all of them).
   const live = openLive(session.subject || "");
   if (params.has("agent") || params.has("label")) {

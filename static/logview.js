@@ -28,6 +28,7 @@ import {
   serverKeeps,
   tagClass,
 } from "./rows.js";
+import { notifyFailed } from "./notify.js";
 import { FINISHED, connectionState, countsText, labelObject, lowerBound, mergeSorted, readRoute } from "./logstate.js";
 import { HEADER_PX, Steps, isStepHeader } from "./steps.js";
 import { highlightPatterns, narrowerTerms, parseQuery } from "./terms.js";
@@ -375,6 +376,8 @@ class LogView {
       return;
     }
     const agent = this.agents.get(id);
+    // Only agents followed while running end here: a failure is one the person watched happen.
+    if (status === "failed") notifyFailed({ id, name: agent && agent.name, reason });
     if (agent && status) {
       agent.status = status;
       if (reason) agent.reason = reason;
