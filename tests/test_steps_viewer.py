@@ -122,6 +122,13 @@ async def test_the_header_button_collapses_and_expands_its_steps_lines(viewer: V
     await expect(page.locator(".log .row")).to_have_count(7)
     assert await rendered_messages(viewer) == ["intro", *(f"fetch {i}" for i in range(4)), "parse 0", "parse 1"]
 
+    # A link to a line inside a collapsed step opens the step at that line.
+    await fetch.click()
+    await expect(page.locator(".log .row")).to_have_count(3)
+    await page.evaluate("location.hash = '#4'")
+    await expect(fetch).to_have_attribute("aria-expanded", "true")
+    await expect(page.locator(".row[data-key='collapse:4']")).to_have_class("row lv-1 in-step target")
+
 
 async def test_the_step_in_progress_stays_open_and_grows_live(viewer: Viewer) -> None:
     page = viewer.page
