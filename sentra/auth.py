@@ -27,6 +27,7 @@ JWT_LEEWAY = 5  # seconds of clock skew forgiven on exp/nbf
 VERIFIED_TTL = 300.0  # a verified token is re-checked at least this often
 VERIFIED_MAX = 10_000
 MIN_SECRET_LENGTH = 32
+SHARE_TYPE = "share"  # the `typ` claim of a share link's token (sentra.api.runcontrol)
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,14 @@ class TokenService:
         token = self.create(parent.subject, [SCOPE_READ], self.ticket_ttl, extra)
         return token, time.time() + self.ticket_ttl
 
+    def create_share(self, agent_id: str, owner: str, ttl: float) -> tuple[str, str, float]:
+        """A read-only token for one agent (of `owner`) that lasts `ttl` seconds: (token, its id, expires_at). Its
+        subject is "share:<id>", so it owns nothing; its id is what revoking the link revokes."""
+        share_id = "sh_" + uuid.uuid4().hex
+        extra: dict[str, Any] = {"agent": agent_id, "aown": owner, "typ": SHARE_TYPE, "jti": share_id}
+        token = self.create(f"share:{share_id}", [SCOPE_READ], ttl, extra)
+        return token, share_id, float(jwt.decode(token, options={"verify_signature": False})["exp"])
+
     def verify(self, token: str) -> Principal:
         """The caller behind `token`; raises Unauthorized for anything not valid right now."""
         # Checking a signature costs more than the rest of a small ingest request: remember good tokens
@@ -233,14 +242,15 @@ class TokenService:
         parent_jti = claims.get("pjti") if isinstance(claims.get("pjti"), str) else None
         scopes = _scopes_of(claims.get("scope"))
         expiries = [float(v) for v in (claims.get("exp"), claims.get("pexp")) if isinstance(v, int | float)]
-        agent = claims.get("agent") if claims.get("typ") == "ticket" else None
+        kind = claims.get("typ")
+        agent = claims.get("agent") if kind in ("ticket", SHARE_TYPE) else None
         return Principal(
             subject=subject,
             scopes=scopes,
             jti=jti,
             # A ticket only opens a stream: the stream then lives as long as the token that asked for it.
             expires_at=(float(claims["pexp"]) if "pexp" in claims else None)
-            if agent is not None
+            if agent is not None and kind == "ticket"
             else (min(expiries) if expiries else None),
             agent=agent if isinstance(agent, str) else None,
             agent_owner=claims.get("aown") if isinstance(claims.get("aown"), str) else None,

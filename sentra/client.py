@@ -63,6 +63,14 @@ Steps
     block raises, an ERROR line "step failed: TimeoutError: …" with `fields.step_status` = "failed" goes first;
     the exception goes on. The viewer groups a step's lines under one header.
 
+Stopping
+    Someone may ask a run to stop (POST /api/agents/{id}/stop, the viewer's Stop button). Every ingest answer for
+    the agent then says so, and `Agent.stop_requested` becomes True (`stop_requested_by` names who asked). Set
+    `agent.on_stop = callback` to be told: callback(user) is called once, from a background thread of the client.
+    With a callback set, an agent that has sent nothing for a second reads its record (GET /api/agents/{id})
+    every STOP_POLL seconds, so the request is seen even while the run logs nothing. Stopping is the run's own
+    business: the client only tells; `sentra run` interrupts its command.
+
 Shutting down
     Agents still open when the interpreter exits are flushed for up to 5 s in all; an Agent's status stays
     "running", a SentraHandler's run is finished (below). Then every agent with lines that did not reach the
@@ -100,7 +108,7 @@ import traceback
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from email.message import Message
 from types import TracebackType
 from typing import Any, NoReturn
@@ -110,6 +118,7 @@ __all__ = ["Agent", "Client", "SentraError", "SentraHandler", "level_name", "spl
 
 DEFAULT_URL = "http://127.0.0.1:8765"
 EXIT_FLUSH_TIMEOUT = 5.0
+STOP_POLL = 1.0  # seconds between reads of an idle agent's record, looking for a stop request (with on_stop)
 LIMITS_TIMEOUT = 2.0  # for GET /healthz: a server that takes longer leaves the default limits
 MAX_LINE_SIZE = 256 * 1024  # the server's default limits.max_line_size: message and fields, in UTF-8 bytes
 LEVELS: dict[str, int] = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
@@ -482,6 +491,25 @@ class Agent:
         """Whether the last request reached the server (None before the first one)."""
         return self._shipper.reachable
 
+    @property
+    def stop_requested(self) -> bool:
+        """True once the server said someone asked this run to stop."""
+        return self._shipper.stop_requested_by is not None
+
+    @property
+    def stop_requested_by(self) -> str | None:
+        """Who asked this run to stop, once the server said so."""
+        return self._shipper.stop_requested_by
+
+    @property
+    def on_stop(self) -> Callable[[str], None] | None:
+        """Called once, with the user who asked, when a stop request is seen (see "Stopping" above)."""
+        return self._shipper.on_stop
+
+    @on_stop.setter
+    def on_stop(self, callback: Callable[[str], None] | None) -> None:
+        self._shipper.watch_stop(callback)
+
     def log(self, message: Any, level: str | int = "INFO", *, source: str = "", **fields: Any) -> None:
         """Queue one line; returns at once. `fields` are stored with the line as JSON."""
         self.emit(level_name(level), message if isinstance(message, str) else str(message), source, fields)
@@ -621,6 +649,9 @@ class _Shipper:
         self.error: str | None = None
         self.problem: str | None = None  # why the last line or request did not get through
         self.reachable: bool | None = None
+        self.stop_requested_by: str | None = None
+        self.on_stop: Callable[[str], None] | None = None
+        self._answered_at = 0.0  # monotonic time of the last ingest answer, which says whether to stop
         self._thread = threading.Thread(target=self._run, name=f"sentra-client-{agent_id}", daemon=True)
         _live.add(self)
 
@@ -702,6 +733,55 @@ class _Shipper:
                 self._cond.notify_all()
             return False
         return self.pending == 0 and (final is None or self._final is None)
+
+    def watch_stop(self, callback: Callable[[str], None] | None) -> None:
+        """Call `callback` once a stop request is seen; while it is set, read the record of an idle agent."""
+        with self._cond:
+            watching = self.on_stop is not None
+            self.on_stop = callback
+            seen = self.stop_requested_by
+        if seen is not None and callback is not None:
+            self._tell_stop(seen)
+        elif callback is not None and not watching:
+            threading.Thread(target=self._poll_stop, name=f"sentra-stop-{self.agent_id}", daemon=True).start()
+
+    def stop_seen(self, by: str) -> None:
+        """The server said the run was asked to stop by `by`: note it, and call on_stop the first time."""
+        with self._cond:
+            if self.stop_requested_by is not None:
+                return
+            self.stop_requested_by = by
+            callback = self.on_stop
+        if callback is not None:
+            self._tell_stop(by)
+
+    def _tell_stop(self, by: str) -> None:
+        with self._cond:
+            callback, self.on_stop = self.on_stop, None  # once
+        if callback is None:
+            return
+        try:
+            callback(by)
+        except Exception:
+            log.exception("the on_stop callback of agent %s failed", self.agent_id)
+
+    def _poll_stop(self) -> None:
+        """While on_stop is set and the agent is open: read its record whenever no ingest answer came for STOP_POLL
+        seconds (those say it too)."""
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._closing or self._stopped or self.on_stop is None, STOP_POLL)
+                if self._closing or self._stopped or self.on_stop is None:
+                    return
+                idle = time.monotonic() - self._answered_at >= STOP_POLL
+            if not idle:
+                continue
+            try:
+                record = self.client.request("GET", f"/api/agents/{self.agent_id}")
+            except SentraError:
+                continue  # not created yet, or the server is away: the next poll tries again
+            if isinstance(record, dict) and record.get("stop_requested"):
+                self.stop_seen(str(record.get("stop_requested_by") or ""))
 
     def _settled_upto(self) -> int:
         return self._head - self._inflight
@@ -845,6 +925,9 @@ class _Shipper:
             return "abandoned"
         status, data = answer
         if status < 300:
+            self._answered_at = time.monotonic()
+            if b'"stop_requested": true' in data:
+                self.stop_seen(str(json.loads(data).get("stop_requested_by") or ""))
             return "sent"
         count = sum(real for _line, real in part)
         what = f"agent {self.agent_id}: {count} line{'s' * (count != 1)} refused"

@@ -205,6 +205,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("auth.subject_claim", "str", "sub", "Claim that names the user who owns agents."),
     Setting("auth.audience", "str", "", "Required 'aud' claim; empty: not checked."),
     Setting("auth.ticket_ttl", "duration", "60s", "Lifetime of a stream ticket from POST /api/stream-tickets."),
+    Setting("auth.max_share_ttl", "duration", "30d", "Longest lifetime of a share link (POST /api/agents/{id}/share)."),
     Setting("auth.cookie_name", "str", "sentra_token", "Cookie that carries the token for the browser viewer."),
     Setting("limits.max_body_size", "size", "8MiB", "Largest ingest request body (413 above it)."),
     Setting("limits.max_line_size", "size", "256KiB", "Largest single line, message and fields (400 above it)."),

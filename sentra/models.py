@@ -27,6 +27,7 @@ class Agent:
     first_seq: int = 1
     last_seq: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    stop_requested_by: str | None = None  # who asked the run to stop (POST /api/agents/{id}/stop), if anyone
 
     @property
     def finished(self) -> bool:
@@ -80,6 +81,8 @@ class Agent:
             "line_count": self.line_count,
             "first_seq": self.first_seq,
             "last_seq": self.last_seq,
+            "stop_requested": self.stop_requested_by is not None,
+            "stop_requested_by": self.stop_requested_by,
         }
 
     def labels_json(self) -> str:

@@ -196,14 +196,14 @@ async def test_start_refuses_an_unreachable_redis(tmp_path: Path, own_redis: Red
 async def test_events_lost_between_processes_make_streams_resync(nodes: tuple[Node, Node], redis_url: str) -> None:
     _, b = nodes
     sub = b.watch("job-9")
-    agent = [1, "job-9", "", "alice", "running", None, {}, 1.0, 1.0, 1.0, 1, 1]
+    agent = [1, "job-9", "", "alice", "running", None, {}, 1.0, 1.0, 1.0, 1, 1, None]
     other = aioredis.Redis.from_url(redis_url)
     try:
         first = {"o": "elsewhere", "n": 0, "e": [["l", agent, [[1, 1.0, "INFO", "one", "", {}]]]]}
         await other.publish(b.bus.channel, json.dumps(first))
         await collect(sub, count_lines(1))
         # Events 1..4 of that process never arrived (dropped while Redis was unreachable from it).
-        agent[-1] = 6
+        agent[11] = 6  # its last_seq
         later = {"o": "elsewhere", "n": 5, "e": [["l", agent, [[6, 2.0, "INFO", "six", "", {}]]]]}
         await other.publish(b.bus.channel, json.dumps(later))
         items = await collect(sub, count_lines(1))

@@ -13,6 +13,7 @@ from collections.abc import Awaitable
 
 from sentra.api.agents import MAX_NAME_LENGTH
 from sentra.api.base import ApiHandler
+from sentra.api.runcontrol import with_stop
 from sentra.auth import Principal
 from sentra.errors import BadRequest, TooManyRequests
 from sentra.http.answers import JSON_TYPE
@@ -115,4 +116,5 @@ class IngestHandler(ApiHandler):
         if result.replayed:  # a retry's stored answer says so, after its Content-Type
             self.set_header("Content-Type", JSON_TYPE)
             self.set_header("Idempotent-Replayed", "true")
-        self.answer_json(result.json_text().encode())
+        stopping = self.services.store.cached_agent(self.path_args["agent_id"])
+        self.answer_json(with_stop(result.json_text(), stopping).encode())

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from sentra import __version__
+from sentra.api import openapi_runcontrol as runcontrol
 from sentra.api import openapi_webhooks as webhooks
 from sentra.api.openapi_schemas import (
     AGENT_ID,
@@ -357,9 +358,13 @@ def details() -> dict[str, Schema]:
 
 def paths() -> dict[str, Schema]:
     """Every path with its operations; each error status refers to an Error-shaped response."""
-    extra = {**details(), **webhooks.details()}
+    extra = {**details(), **webhooks.details(), **runcontrol.details()}
     items: dict[str, Schema] = {}
-    for (method, path), (op_id, tag, errors, summary) in {**OPERATIONS, **webhooks.OPERATIONS}.items():
+    for (method, path), (op_id, tag, errors, summary) in {
+        **OPERATIONS,
+        **webhooks.OPERATIONS,
+        **runcontrol.OPERATIONS,
+    }.items():
         answers = dict(extra[op_id]["responses"])
         for status in errors.split():
             answers[status] = {"$ref": f"#/components/responses/{ERRORS[status][0]}"}
@@ -368,6 +373,8 @@ def paths() -> dict[str, Schema]:
         item = items.setdefault(path, {})
         if "{agent_id}" in path:
             item["parameters"] = [param("agent_id", "path", AGENT_ID, "The agent's id.", required=True)]
+        if "{share_id}" in path:
+            item["parameters"].append(param("share_id", "path", runcontrol.SHARE_ID, "The link's id.", required=True))
         if "{hook_id}" in path:
             item["parameters"] = [param("hook_id", "path", webhooks.HOOK_ID, "The webhook's id.", required=True)]
         item[method] = operation
@@ -390,7 +397,13 @@ def openapi_document() -> dict[str, Any]:
         "security": SECURITY,
         "paths": paths(),
         "components": {
-            "schemas": {**resource_schemas(), **request_schemas(), **event_schemas(), **webhooks.schemas()},
+            "schemas": {
+                **resource_schemas(),
+                **request_schemas(),
+                **event_schemas(),
+                **webhooks.schemas(),
+                **runcontrol.schemas(),
+            },
             "responses": error_responses(),
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},

@@ -80,6 +80,8 @@ def resource_schemas() -> dict[str, Schema]:
                 "line_count": t("integer", "Lines stored now (retention may have removed some).", minimum=0),
                 "first_seq": t("integer", "The oldest seq retention kept.", minimum=1),
                 "last_seq": t("integer", "0 until the first line.", minimum=0),
+                "stop_requested": t("boolean", "Someone asked the run to stop (POST /api/agents/{id}/stop)."),
+                "stop_requested_by": t(["string", "null"], "Who asked the run to stop; null: nobody."),
             },
             "*",
         ),
@@ -105,7 +107,16 @@ def resource_schemas() -> dict[str, Schema]:
             },
             "*",
         ),
-        "IngestResult": obj({"accepted": SEQ, "first_seq": SEQ, "last_seq": SEQ}, "*"),
+        "IngestResult": obj(
+            {
+                "accepted": SEQ,
+                "first_seq": SEQ,
+                "last_seq": SEQ,
+                "stop_requested": {"const": True, "description": "Present once the run was asked to stop: stop it."},
+                "stop_requested_by": t("string", "Who asked the run to stop."),
+            },
+            "accepted first_seq last_seq",
+        ),
         "StreamTicket": obj(
             {
                 "ticket": t("string", "A read-only JWT for one agent."),

@@ -13,6 +13,7 @@ from collections.abc import Awaitable
 from sentra.api.agents import MAX_NAME_LENGTH
 from sentra.api.base import ApiHandler
 from sentra.api.ingest import check_rate
+from sentra.api.runcontrol import STOP_HEADER
 from sentra.errors import ServiceUnavailable
 from sentra.otlp import PROTOBUF, SUCCESS, AgentBatch, agent_batches, body_format, decode_request
 from sentra.storage.appends import AppendGroup, AppendJob
@@ -50,8 +51,20 @@ class OtlpLogsHandler(ApiHandler):
             await self._check_owners(batches)
             await check_rate(self.services.rate, self.principal, sum(len(batch.lines) for batch in batches))
             await self._commit(batches)
+            self._tell_stops(batches)
         self.set_header("Content-Type", self._media)
         self.end(SUCCESS[self._media])
+
+    def _tell_stops(self, batches: list[AgentBatch]) -> None:
+        """Name the request's agents asked to stop in the Sentra-Stop-Requested header: OTLP's answer has no field
+        for it."""
+        stopping = []
+        for batch in batches:
+            agent = self.store.cached_agent(batch.agent_id)
+            if agent is not None and agent.stop_requested_by is not None:
+                stopping.append(batch.agent_id)
+        if stopping:
+            self.set_header(STOP_HEADER, ", ".join(stopping))
 
     async def _check_owners(self, batches: list[AgentBatch]) -> None:
         """403 naming the first agent of the request that belongs to another user (the writer checks again)."""

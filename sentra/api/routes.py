@@ -13,6 +13,7 @@ from sentra.api.logs import LogsHandler
 from sentra.api.mcp import McpHandler
 from sentra.api.multi_stream import MultiStreamHandler
 from sentra.api.otlp import OtlpLogsHandler
+from sentra.api.runcontrol import RevokeShareHandler, ShareHandler, SharesHandler, StopHandler
 from sentra.api.search import SearchHandler
 from sentra.api.session import SessionHandler
 from sentra.api.static import StaticHandler
@@ -35,6 +36,10 @@ ROUTES = (
     Route("/api/agents/{agent_id}", AgentHandler),
     Route("/api/agents/{agent_id}/logs", LogsHandler, IngestHandler),
     Route("/api/agents/{agent_id}/logs/stream", LogStreamHandler),
+    Route("/api/agents/{agent_id}/stop", StopHandler),
+    Route("/api/agents/{agent_id}/share", ShareHandler),
+    Route("/api/agents/{agent_id}/shares", SharesHandler),
+    Route("/api/agents/{agent_id}/share/{share_id}", RevokeShareHandler),
     Route("/api/v1/stream-logs/request/{agent_id}", Seed001StreamHandler),
     Route("/api/streams", MultiStreamHandler),
     Route("/api/search", SearchHandler),

@@ -7,7 +7,8 @@ status change and its lines would hang on two channels. One channel keeps each p
 
 A message is JSON: {"o": origin, "n": number of its first event, "e": [event, ...]}, where an event is
 ["l", agent, [[seq, ts, level, message, source, fields], ...]], ["c", agent] or ["d", agent], and an agent
-is [pk, id, name, owner, status, reason, labels, created_at, updated_at, last_line_at, first_seq, last_seq].
+is [pk, id, name, owner, status, reason, labels, created_at, updated_at, last_line_at, first_seq, last_seq,
+stop_requested_by].
 Events are numbered per origin, so a receiver that sees a gap (events dropped while Redis was slow or
 down) asks every stream to re-read storage, exactly as after its own reconnect.
 """
@@ -56,13 +57,16 @@ def agent_to_wire(agent: Agent) -> list[Any]:
         agent.last_line_at,
         agent.first_seq,
         agent.last_seq,
+        agent.stop_requested_by,
     ]
 
 
 def agent_from_wire(row: list[Any]) -> Agent:
     """The agent record from its JSON array."""
-    pk, agent_id, name, owner, status, reason, labels, created, updated, last_line_at, first, last = row
-    return Agent(pk, agent_id, name, owner, status, reason, labels, created, updated, last_line_at, first, last)
+    pk, agent_id, name, owner, status, reason, labels, created, updated, last_line_at, first, last, stop_by = row
+    agent = Agent(pk, agent_id, name, owner, status, reason, labels, created, updated, last_line_at, first, last)
+    agent.stop_requested_by = stop_by
+    return agent
 
 
 def lines_to_wire(lines: list[Line]) -> list[list[Any]]:

@@ -23,6 +23,11 @@ FLUSH_TIMEOUT = 30.0
 FLUSH_TIMEOUT_UNREACHABLE = 2.0
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 PREFIX_WINDOW = 200  # characters at the start of a line where its level is looked for
+# A stop asked for through Sentra: SIGINT (what Ctrl-C sends), then SIGTERM, then SIGKILL, each after the grace
+# before it; with the client's poll of an idle agent (STOP_POLL, 1 s) the command ends within 5 s of the request.
+STOP_SIGNALS = ((signal.SIGINT, 2.0), (signal.SIGTERM, 1.5), (signal.SIGKILL, None))
+WAIT_STEP = 0.1  # how often the wait for the command looks for a stop request
+STOPPED_EXIT_CODE = 130  # what sentra exits with when a stopped command still exits 0 (128 + SIGINT)
 
 
 def register(commands: Any) -> None:
@@ -35,7 +40,9 @@ def register(commands: Any) -> None:
             "(source stdout or stderr). A line's level is read from its prefix (ERROR, WARNING:, [error], "
             "a logging format, a Python traceback), else it is INFO. The agent is marked completed when CMD "
             "exits 0 and failed otherwise; sentra exits with CMD's exit code. If the server cannot be reached, "
-            "CMD still runs."
+            "CMD still runs. A stop asked for in Sentra (the viewer's Stop button, POST /api/agents/{id}/stop) "
+            "sends CMD SIGINT, then SIGTERM and SIGKILL after 2 s and 1.5 s more, and fails the run with the "
+            "reason 'stopped by USER'."
         ),
         usage="sentra run [--agent ID] [--name NAME] [--label KEY=VALUE] [--url URL] [--token TOKEN] -- CMD [ARGS ...]",
     )
@@ -64,8 +71,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise command_error(str(exc)) from None
     print(f"sentra: streaming to agent {agent.id} at {client.url} (follow: sentra tail {agent.id})", file=sys.stderr)
+    stop = StopRequest()
+    agent.on_stop = stop
     try:
-        code, reason = _run_child(command, agent)
+        code, reason = _run_child(command, agent, stop)
+        if stop.interrupted:
+            code, reason = code or STOPPED_EXIT_CODE, f"stopped by {stop.by}"
         timeout = FLUSH_TIMEOUT if agent.reachable else FLUSH_TIMEOUT_UNREACHABLE
         # What could not be delivered is said in one line at exit, by the client.
         agent.end(reason=reason if code else "", timeout=timeout)
@@ -74,7 +85,41 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
-def _run_child(command: list[str], agent: Agent) -> tuple[int, str]:
+class StopRequest:
+    """A stop asked for through Sentra (the client calls it with who asked); the wait for the command watches it."""
+
+    def __init__(self) -> None:
+        self.by: str | None = None
+        self.asked = threading.Event()
+        self.interrupted = False  # the command was still running when the stop came, and was signalled
+
+    def __call__(self, by: str) -> None:
+        self.by = by or "another user"
+        self.asked.set()
+
+
+def _wait(child: subprocess.Popen[bytes], stop: StopRequest, agent: Agent) -> int:
+    """The command's return code; once a stop is asked for, after SIGINT, SIGTERM and SIGKILL as needed."""
+    while True:
+        try:
+            return child.wait(timeout=WAIT_STEP)
+        except subprocess.TimeoutExpired:
+            if stop.asked.is_set():
+                break
+    stop.interrupted = True
+    note = f"stop requested by {stop.by}: interrupting the command"
+    print(f"sentra: {note}", file=sys.stderr)
+    agent.log(note, "WARNING", source="sentra")
+    for signum, grace in STOP_SIGNALS:
+        child.send_signal(signum)
+        try:
+            return child.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            continue
+    return child.wait()
+
+
+def _run_child(command: list[str], agent: Agent, stop: StopRequest) -> tuple[int, str]:
     """Run `command` to its end; its exit code (128+N for signal N) and the failure reason."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     try:
@@ -94,7 +139,7 @@ def _run_child(command: list[str], agent: Agent) -> tuple[int, str]:
         pump.start()
     previous = _forward_signals(child)
     try:
-        returncode = child.wait()
+        returncode = _wait(child, stop, agent)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

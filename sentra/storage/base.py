@@ -11,6 +11,7 @@ from typing import Protocol
 from sentra.lines import Line, NewLine
 from sentra.models import Agent, AppendResult, CommitListener
 from sentra.storage.appends import AppendJob
+from sentra.storage.shares import ShareStore
 from sentra.storage.words import Terms, parse_query
 from sentra.webhooks.records import Attempt, Message, Webhook
 
@@ -105,6 +106,10 @@ class Storage(Protocol):
         """Webhooks, their outbox and delivery log."""
 
     @property
+    def shares(self) -> ShareStore:
+        """The agents' share links."""
+
+    @property
     def description(self) -> str:
         """Where the data lives, for the start-up banner (never a password)."""
 
@@ -195,6 +200,9 @@ class Storage(Protocol):
         reason: str | None,
     ) -> Agent:
         """Change status, name, labels; a finished agent stays finished (Conflict)."""
+
+    async def request_stop(self, agent_id: str, by: str) -> Agent:
+        """Record that `by` asked the running agent to stop (the first request stays); Conflict once finished."""
 
     async def delete_agent(self, agent_id: str) -> None:
         """Remove the agent, its lines and its idempotency keys."""

@@ -38,6 +38,8 @@ from sentra.storage.postgres_search import PgIndexTarget, PgMatchSource, create_
 from sentra.storage.postgres_webhooks import WEBHOOK_SCHEMA, PostgresWebhooks
 from sentra.storage.search_index import SEARCH_WAIT, IndexWriter
 from sentra.storage.search_reads import LAST_SEQ, matching_lines, search_matching
+from sentra.storage.shares import PG_SHARE_SCHEMA, PostgresShares
+from sentra.storage.stops import PG_STOP_SCHEMA, request_stop_pg
 from sentra.storage.write_queue import Task, WriteQueue, announce
 
 log = logging.getLogger("sentra.store")
@@ -72,6 +74,8 @@ async def _create_schema(conn: Any, search_index: bool = False) -> None:
         if search_index:
             await create_search_schema(conn)
         await conn.execute(WEBHOOK_SCHEMA)
+        await conn.execute(PG_STOP_SCHEMA)
+        await conn.execute(PG_SHARE_SCHEMA)
 
 
 class PostgresStore:
@@ -88,6 +92,7 @@ class PostgresStore:
         self._writes: WriteQueue[Work] = WriteQueue(commit_max_lines, self._run_appends, self._run_task)
         self._agents = AgentCache()
         self.webhooks = PostgresWebhooks(self._fetch, self._writes.submit)
+        self.shares = PostgresShares(self._fetch, self._writes.submit)
         self._matches = PgMatchSource(self._fetch, search_index)
         self._index: PgIndexTarget | None = None
         self._indexer: IndexWriter | None = None
@@ -290,6 +295,11 @@ class PostgresStore:
 
         changes = {"status": status, "name": name, "labels": labels, "reason": reason}
         work = partial(writer.update_agent, agent_id=agent_id, changes=changes)
+        return await self._writes.submit(work, self._changed)  # type: ignore[no-any-return]
+
+    async def request_stop(self, agent_id: str, by: str) -> Agent:
+        """Record that `by` asked the running agent to stop (the first request stays); Conflict once finished."""
+        work = partial(request_stop_pg, agent_id=agent_id, by=by)
         return await self._writes.submit(work, self._changed)  # type: ignore[no-any-return]
 
     def _changed(self, agent: Agent) -> Agent:

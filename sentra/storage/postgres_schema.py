@@ -59,7 +59,10 @@ CREATE TABLE IF NOT EXISTS revoked_tokens (
 );
 """
 
-AGENT_COLUMNS = "pk, id, name, owner, status, reason, labels, created_at, updated_at, last_line_at, first_seq, last_seq"
+AGENT_COLUMNS = (
+    "pk, id, name, owner, status, reason, labels, created_at, updated_at, last_line_at, first_seq, last_seq, "
+    "stop_requested_by"
+)
 LINE_COLUMNS = "seq, ts, level, source, message, fields"
 _ESC = "\uffff"
 _ESCAPED = re.compile("\uffff([01])")
@@ -86,7 +89,7 @@ def labels_to_pg(labels: Mapping[str, str]) -> str:
 
 def agent_from_row(row: Any) -> Agent:
     """An Agent from a row of AGENT_COLUMNS (labels in key order, as SQLite stores them)."""
-    pk, agent_id, name, owner, status, reason, labels, created, updated, last_line_at, first_seq, last_seq = row
+    pk, agent_id, name, owner, status, reason, labels, created, updated, last_line_at, first_seq, last_seq, stop = row
     decoded = {from_pg(key): from_pg(value) for key, value in json.loads(labels).items()}
     return Agent(
         pk,
@@ -101,6 +104,7 @@ def agent_from_row(row: Any) -> Agent:
         last_line_at,
         first_seq,
         last_seq,
+        stop_requested_by=None if stop is None else from_pg(stop),
     )
 
 

@@ -23,10 +23,12 @@ from sentra.storage.base import LineQuery, SearchQuery
 from sentra.storage.checkpointer import Checkpointer
 from sentra.storage.search_index import SEARCH_WAIT, IndexWriter
 from sentra.storage.search_reads import LAST_SEQ, matching_lines, search_matching
+from sentra.storage.shares import SqliteShares
 from sentra.storage.sqlite_schema import AGENT_COLUMNS, SCHEMA, agent_from_row
 from sentra.storage.sqlite_search import IndexReader, IndexWriterConnection, SqliteMatchSource
 from sentra.storage.sqlite_webhooks import SqliteWebhooks
 from sentra.storage.sqlite_writer import WriteConnection
+from sentra.storage.stops import request_stop_sqlite
 from sentra.storage.write_queue import Task, WriteQueue, announce
 
 log = logging.getLogger("sentra.store")
@@ -70,6 +72,7 @@ class Store:
         self._wal_bytes = 0
         self._checkpointer = Checkpointer(path, WAL_RESTART_BYTES)
         self.webhooks = SqliteWebhooks(self._writer, lambda: self.reader, self._writes.submit)
+        self.shares = SqliteShares(lambda: self._writer.db, lambda: self.reader, self._writes.submit)
         self._index: IndexWriterConnection | None = None
         self._indexer: IndexWriter | None = None
         self._index_reader: IndexReader | None = None
@@ -300,6 +303,19 @@ class Store:
             return agent
 
         work = lambda: self._writer.update_agent(agent_id, changes, self._agents)  # noqa: E731
+        return await self._writes.submit(work, after)  # type: ignore[no-any-return]
+
+    async def request_stop(self, agent_id: str, by: str) -> Agent:
+        """Record that `by` asked the running agent to stop (the first request stays); Conflict once finished."""
+
+        def after(agent: Agent) -> Agent:
+            self._agents[agent_id] = agent
+            self._notify_changed(agent)
+            return agent
+
+        work = lambda: request_stop_sqlite(  # noqa: E731
+            self._writer.db, self._writer.agent(agent_id, self._agents), agent_id, by
+        )
         return await self._writes.submit(work, after)  # type: ignore[no-any-return]
 
     async def delete_agent(self, agent_id: str) -> None:

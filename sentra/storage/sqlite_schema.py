@@ -57,12 +57,15 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 """
 
-AGENT_COLUMNS = "pk, id, name, owner, status, reason, labels, created_at, updated_at, last_line_at, first_seq, last_seq"
+AGENT_COLUMNS = (
+    "pk, id, name, owner, status, reason, labels, created_at, updated_at, last_line_at, first_seq, last_seq, "
+    "stop_requested_by"
+)
 
 
 def agent_from_row(row: tuple[Any, ...]) -> Agent:
     """An Agent from a row of AGENT_COLUMNS."""
-    pk, agent_id, name, owner, status, reason, labels, created, updated, last_line_at, first_seq, last_seq = row
+    pk, agent_id, name, owner, status, reason, labels, created, updated, last_line_at, first_seq, last_seq, stop = row
     return Agent(
         pk,
         agent_id,
@@ -76,6 +79,7 @@ def agent_from_row(row: tuple[Any, ...]) -> Agent:
         last_line_at,
         first_seq,
         last_seq,
+        stop_requested_by=stop,
     )
 
 

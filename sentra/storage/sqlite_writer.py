@@ -29,8 +29,10 @@ from sentra.storage.appends import (
     replay_of,
     stored_answer,
 )
+from sentra.storage.shares import SQLITE_SHARE_SCHEMA
 from sentra.storage.sqlite_schema import AGENT_COLUMNS, SCHEMA, agent_from_row
 from sentra.storage.sqlite_webhooks import WEBHOOK_SCHEMA, queue_agent_event, queue_line_matches
+from sentra.storage.stops import add_stop_column
 from sentra.webhooks.events import LineHooks
 
 T = TypeVar("T")
@@ -68,7 +70,9 @@ class WriteConnection:
         conn.execute("PRAGMA busy_timeout=5000")
         conn.execute("PRAGMA wal_autocheckpoint=0")
         conn.executescript(SCHEMA)
+        add_stop_column(conn)
         conn.executescript(WEBHOOK_SCHEMA)
+        conn.executescript(SQLITE_SHARE_SCHEMA)
         # A read-only file opens without complaint; find out now rather than at the first ingest.
         conn.execute("BEGIN IMMEDIATE")
         conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('database_id', ?)", (uuid.uuid4().hex,))
