@@ -14,6 +14,8 @@
 const STORAGE_KEY = "sentra-notify-failures";
 /** Characters of the failure's reason in a notification's body. */
 const REASON_CHARS = 200;
+const SVG = "http://www.w3.org/2000/svg";
+const BELL_PATH = "M8 1.5A4.5 4.5 0 0 0 3.5 6v2.8L2 11v1h12v-1l-1.5-2.2V6A4.5 4.5 0 0 0 8 1.5ZM6.2 13a1.8 1.8 0 0 0 3.6 0Z";
 
 function supported() {
   return typeof window.Notification === "function";
@@ -82,6 +84,21 @@ export class FailureWatch {
   }
 }
 
+/** A bell drawn in SVG (an emoji bell needs a colour font that not every system has). */
+function bellIcon() {
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", "0 0 16 16");
+  svg.setAttribute("width", "14");
+  svg.setAttribute("height", "14");
+  svg.setAttribute("aria-hidden", "true");
+  svg.classList.add("bell");
+  const path = document.createElementNS(SVG, "path");
+  path.setAttribute("d", BELL_PATH);
+  path.setAttribute("fill", "currentColor");
+  svg.appendChild(path);
+  return svg;
+}
+
 function showState(button) {
   const blocked = supported() && Notification.permission === "denied";
   const on = enabled();
@@ -108,12 +125,10 @@ export function showNotifyToggle(container, before) {
   button.type = "button";
   button.className = "notify-toggle";
   button.setAttribute("aria-label", "Notify on failure");
-  const bell = document.createElement("span");
-  bell.setAttribute("aria-hidden", "true");
-  bell.textContent = "🔔";
+  const bell = bellIcon();
   const label = document.createElement("span");
   label.className = "notify-label";
-  label.textContent = " Notify on failure";
+  label.textContent = "Notify on failure";
   button.append(bell, label);
   button.addEventListener("click", async () => {
     if (enabled()) {
