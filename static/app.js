@@ -11,6 +11,7 @@ import { api, ApiError } from "./api.js";
 import { openLive } from "./live.js";
 import { showLogView } from "./logview.js";
 import { showNotifyToggle } from "./notify.js";
+import { markShared, shareSignIn, takeShareLink } from "./runcontrol.js";
 import { showWebhooksPage } from "./webhooks.js";
 
 /** The session endpoint: GET who is signed in, POST a token to sign in, DELETE to sign out. */
@@ -94,7 +95,8 @@ function setTitle(text) {
 
 async function main() {
   const root = document.getElementById("main");
-  const token = takeTokenFromAddress();
+  const shared = takeShareLink();
+  const token = takeTokenFromAddress() || (await shareSignIn(shared));
   let session;
   let problem;
   try {
@@ -104,6 +106,7 @@ async function main() {
     return;
   }
   showHeader(session);
+  markShared(session);
   if (!session) {
     showSignIn(root, problem);
     return;

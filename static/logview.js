@@ -30,6 +30,7 @@ import {
 } from "./rows.js";
 import { notifyFailed } from "./notify.js";
 import { FINISHED, connectionState, countsText, labelObject, lowerBound, mergeSorted, readRoute } from "./logstate.js";
+import { RunControl } from "./runcontrol.js";
 import { HEADER_PX, Steps, isStepHeader } from "./steps.js";
 import { highlightPatterns, narrowerTerms, parseQuery } from "./terms.js";
 import { VirtualList } from "./virtual.js";
@@ -141,6 +142,8 @@ class LogView {
       estimateHeight: (line, width) => (isStepHeader(line) ? HEADER_PX : estimateHeight(line, width, this.multi)),
       onStickChange: (stick) => this.showFollow(stick),
     });
+    // Stop and Share (runcontrol.js).
+    if (!this.multi) this.control = new RunControl(page, this.route.agents[0]);
     this.wire();
     this.showFollow(true);
   }
@@ -617,6 +620,7 @@ class LogView {
         title.appendChild(reason);
       }
       this.setTitle((agent && agent.name) || id);
+      this.control.update(agent);
     } else {
       const label = this.route.labels.join(", ");
       const name = document.createElement("span");
