@@ -71,6 +71,12 @@ Stopping
     every STOP_POLL seconds, so the request is seen even while the run logs nothing. Stopping is the run's own
     business: the client only tells; `sentra run` interrupts its command.
 
+Attachments
+    `agent.attach("step-3.png")` (a path, or bytes with `name=`) uploads a file to the run, after the lines logged
+    before it, and returns the stored record; its type is guessed from the name unless `content_type=` is given.
+    SentraHandler sends a PNG, JPEG, GIF or WebP image given as bytes in `extra` (`extra={"screenshot": png}`) with
+    its line, as a data URL the server stores as an attachment named after the key: logging never waits for it.
+
 Shutting down
     Agents still open when the interpreter exits are flushed for up to 5 s in all; an Agent's status stays
     "running", a SentraHandler's run is finished (below). Then every agent with lines that did not reach the
@@ -93,11 +99,13 @@ Finishing the run of a SentraHandler (unless `finish_run=False`)
 from __future__ import annotations
 
 import atexit
+import base64
 import contextlib
 import contextvars
 import http.client
 import json
 import logging
+import mimetypes
 import os
 import random
 import re
@@ -110,6 +118,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from email.message import Message
+from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn
 from urllib.parse import urlencode, urlsplit
@@ -297,6 +306,28 @@ def advertised_limits(status: int, body: bytes) -> dict[str, int]:
     }
 
 
+IMAGE_EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif", "image/webp": ".webp"}
+
+
+def image_type(data: bytes) -> str | None:
+    """The type of a PNG, JPEG, GIF or WebP image by its first bytes; None for anything else."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def image_url(data: bytes) -> Any:
+    """An image as the data URL Sentra stores as an attachment at ingest; other bytes as they are."""
+    kind = image_type(data)
+    return data if kind is None else f"data:{kind};base64,{base64.b64encode(data).decode()}"
+
+
 def _safe_repr(value: Any) -> str:
     try:
         return repr(value)
@@ -400,10 +431,20 @@ class Client:
             target += "?" + urlencode({k: v for k, v in query.items() if v is not None}, doseq=True)
         return target
 
-    def request(self, method: str, path: str, payload: Any = None, *, query: Mapping[str, Any] | None = None) -> Any:
-        """One blocking API call; the decoded JSON answer, or SentraError in one readable line."""
-        body = None if payload is None else json.dumps(payload).encode()
-        extra = {"Content-Type": "application/json"} if body is not None else {}
+    def request(
+        self,
+        method: str,
+        path: str,
+        payload: Any = None,
+        *,
+        query: Mapping[str, Any] | None = None,
+        data: bytes | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        """One blocking API call (a JSON `payload`, or `data` of `content_type`); the decoded JSON answer, or
+        SentraError in one readable line."""
+        body = data if data is not None else None if payload is None else json.dumps(payload).encode()
+        extra = {"Content-Type": content_type} if body is not None else {}
         conn = self.connect()
         try:
             conn.request(method, self.path(path, query), body=body, headers=self.headers(extra))
@@ -560,6 +601,28 @@ class Agent:
             raise
         finally:
             _current_step.reset(token)
+
+    def attach(
+        self,
+        file: str | os.PathLike[str] | bytes,
+        *,
+        name: str | None = None,
+        content_type: str | None = None,
+        message: str | None = None,
+    ) -> dict[str, Any]:
+        """Upload a file (a path, or bytes) to the run, after the lines logged before it; the stored record
+        {"id", "name", "content_type", "size", "url", "seq"}. SentraError if it was not stored."""
+        if isinstance(file, bytes | bytearray | memoryview):
+            data = bytes(file)
+            name = name or "attachment" + IMAGE_EXTENSIONS.get(image_type(data) or "", "")
+        else:
+            data = Path(file).read_bytes()
+            name = name or Path(file).name
+        kind = content_type or mimetypes.guess_type(name)[0] or image_type(data) or "application/octet-stream"
+        self.flush()
+        query = {"name": name, "message": message}
+        path = f"/api/agents/{self.id}/attachments"
+        return dict(self.client.request("POST", path, query=query, data=data, content_type=kind))
 
     def flush(self, timeout: float | None = 10.0) -> bool:
         """Block until every line logged so far is acknowledged; False if `timeout` expired first."""
@@ -1209,7 +1272,7 @@ class SentraHandler(logging.Handler):
             if record.stack_info:
                 message = f"{message}\n{self._formatter.formatStack(record.stack_info)}"
             fields = {
-                key: value
+                key: image_url(value) if isinstance(value, bytes) else value
                 for key, value in record.__dict__.items()
                 if key not in _RECORD_ATTRIBUTES and not key.startswith("_")
             }
