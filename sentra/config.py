@@ -210,6 +210,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("limits.max_body_size", "size", "8MiB", "Largest ingest request body (413 above it)."),
     Setting("limits.max_line_size", "size", "256KiB", "Largest single line, message and fields (400 above it)."),
     Setting("limits.max_lines_per_request", "int", 10000, "Most lines in one ingest request (413 above it)."),
+    Setting(
+        "limits.max_attachment_size",
+        "size",
+        "10MiB",
+        "Largest attachment: an uploaded file, or an image sent as a data URL in a line's fields (413 above it).",
+    ),
     Setting("limits.max_streams_per_user", "int", 1000, "Most open streams per user (429 above it)."),
     Setting(
         "limits.ingest_rate",

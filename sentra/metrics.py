@@ -70,6 +70,11 @@ class Metrics:
             "Webhook messages waiting to be delivered (due or retrying)",
             registry=self.registry,
         )
+        # Read from the database at each scrape (MetricsHandler): with several processes, each sees them all.
+        self.attachments = Gauge("sentra_attachments", "Attachments stored", registry=self.registry)
+        self.attachment_bytes = Gauge(
+            "sentra_attachment_bytes", "Bytes of the attachments stored", registry=self.registry
+        )
         self.registry.register(_RegistryCollector(topics))
 
     def observe_commit(self, lines: int, seconds: float) -> None:

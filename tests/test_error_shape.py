@@ -226,6 +226,24 @@ CASES = [
           ("write-only-token", 403, "insufficient_scope", "wh_" + "0" * 24, "write-only"),
           ("unknown", 404, "webhook_not_found", "wh_" + "0" * 24, "alice"),
       )],
+    Case("attachment-without-name", 400, "invalid_name", "POST", "/api/agents/run/attachments", content=b"x"),
+    Case("attachment-without-token", 401, "not_authenticated", "POST", "/api/agents/run/attachments?name=a",
+         content=b"x", auth="none"),
+    Case("other-user-attaches", 403, "not_owner", "POST", "/api/agents/run/attachments?name=a", content=b"x",
+         auth="bob"),
+    Case("attach-to-finished-agent", 409, "agent_finished", "POST", "/api/agents/done/attachments?name=a",
+         content=b"x"),
+    Case("attachment-too-large", 413, "body_too_large", "POST", "/api/agents/run/attachments?name=a",
+         content=b"x" * 5000, settings={"limits.max_attachment_size": 1024}),
+    Case("attachment-rate-limited", 429, "rate_limited", "POST", "/api/agents/run/attachments?name=a",
+         content=b"x", settings={"limits.ingest_rate": 2}),
+    *[Case(f"attachment-read-{name}", status, code, "GET", f"/api/agents/{agent}/attachments/{'0' * 32}", auth=auth)
+      for name, status, code, agent, auth in (
+          ("bad-agent-id", 400, "invalid_agent_id", "bad%20id", "alice"),
+          ("without-token", 401, "not_authenticated", "run", "none"),
+          ("other-user", 403, "not_owner", "run", "bob"),
+          ("unknown", 404, "attachment_not_found", "run", "alice"),
+      )],
 ]  # fmt: skip
 
 

@@ -29,6 +29,8 @@ SAMPLES = {
     "/api/agents/{agent_id}": "/api/agents/m1",
     "/api/agents/{agent_id}/logs": "/api/agents/m1/logs",
     "/api/agents/{agent_id}/logs/stream": "/api/agents/m1/logs/stream",
+    "/api/agents/{agent_id}/attachments": "/api/agents/m1/attachments?name=notes.txt",
+    "/api/agents/{agent_id}/attachments/{attachment_id}": "/api/agents/m1/attachments/0123456789abcdef0123456789abcdef",
     "/api/agents/{agent_id}/stop": "/api/agents/m1/stop",
     "/api/agents/{agent_id}/share": "/api/agents/m1/share",
     "/api/agents/{agent_id}/shares": "/api/agents/m1/shares",

@@ -25,10 +25,13 @@ REGISTRY: Registry[Any] = Registry().with_resource(
 METHODS = ("get", "post", "put", "patch", "delete")
 OPERATIONS = [(method, path) for path, item in DOC["paths"].items() for method in item if method in METHODS]
 # The webhooks' operations are checked against the document by tests/test_webhooks_api.py, on a server whose
-# webhooks.allowed_targets lets them reach a loopback receiver; this module's server refuses such targets. The share
-# links' revocation (whose path holds an id only a new link gives) is checked by tests/test_share.py.
+# webhooks.allowed_targets lets them reach a loopback receiver; this module's server refuses such targets. The
+# attachments' (whose paths hold an id only an upload gives) by tests/test_attachments.py, and the share links'
+# (whose revocation needs one made first) by tests/test_share.py.
 EXAMPLE_OPERATIONS = [
-    (method, path) for method, path in OPERATIONS if not path.startswith("/api/webhooks") and "/share/" not in path
+    (method, path)
+    for method, path in OPERATIONS
+    if not path.startswith("/api/webhooks") and "/attachments" not in path and "/share/" not in path
 ]
 
 

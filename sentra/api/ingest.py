@@ -14,6 +14,7 @@ from collections.abc import Awaitable
 from sentra.api.agents import MAX_NAME_LENGTH
 from sentra.api.base import ApiHandler
 from sentra.api.runcontrol import with_stop
+from sentra.attachments import DATA_URL_MARKS, Attachment, lines_with_images
 from sentra.auth import Principal
 from sentra.errors import BadRequest, TooManyRequests
 from sentra.http.answers import JSON_TYPE
@@ -44,6 +45,8 @@ class IngestHandler(ApiHandler):
     """Append the body's lines to an agent (created by its first lines), answering once they are durable."""
 
     counts_rejections = True
+    # Images the body brought as data URLs, stored with their lines (sentra/attachments.py).
+    attachments: tuple[Attachment, ...] = ()
 
     def body_limit(self) -> int:
         """limits.max_body_size: ingest takes the largest bodies."""
@@ -80,8 +83,20 @@ class IngestHandler(ApiHandler):
     def _lines(self) -> list[NewLine]:
         """The body's lines (BadRequest or PayloadTooLarge if it has none to store)."""
         config = self.config
+        body = self.body
+        # Two substring scans of the raw body keep lines without images off the per-field work.
+        if DATA_URL_MARKS[0] in body or DATA_URL_MARKS[1] in body:
+            lines, self.attachments = lines_with_images(
+                body,
+                self.header("Content-Type") or "",
+                self.path_args["agent_id"],
+                max_line_size=config["limits.max_line_size"],
+                max_lines=config["limits.max_lines_per_request"],
+                max_attachment_size=config["limits.max_attachment_size"],
+            )
+            return lines
         return parse_body(
-            self.body,
+            body,
             self.header("Content-Type") or "",
             max_line_size=config["limits.max_line_size"],
             max_lines=config["limits.max_lines_per_request"],
@@ -100,7 +115,16 @@ class IngestHandler(ApiHandler):
         if key is not None and not 0 < len(key) <= 255:
             raise BadRequest("Idempotency-Key must be 1-255 characters", code="invalid_idempotency_key")
         name = next((str(line.fields["agent_name"]) for line in lines if "agent_name" in line.fields), "")
-        job = AppendJob(agent_id, principal.subject, principal.is_admin, lines, key, name[:MAX_NAME_LENGTH], {})
+        job = AppendJob(
+            agent_id,
+            principal.subject,
+            principal.is_admin,
+            lines,
+            key,
+            name[:MAX_NAME_LENGTH],
+            {},
+            attachments=self.attachments,
+        )
         return self.services.store.queue_append(job)
 
     def _committed(self, committed: asyncio.Future[AppendResult]) -> None:

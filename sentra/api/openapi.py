@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from sentra import __version__
+from sentra.api import openapi_attachments as attachments
 from sentra.api import openapi_runcontrol as runcontrol
 from sentra.api import openapi_webhooks as webhooks
 from sentra.api.openapi_schemas import (
@@ -358,11 +359,12 @@ def details() -> dict[str, Schema]:
 
 def paths() -> dict[str, Schema]:
     """Every path with its operations; each error status refers to an Error-shaped response."""
-    extra = {**details(), **webhooks.details(), **runcontrol.details()}
+    extra = {**details(), **webhooks.details(), **attachments.details(), **runcontrol.details()}
     items: dict[str, Schema] = {}
     for (method, path), (op_id, tag, errors, summary) in {
         **OPERATIONS,
         **webhooks.OPERATIONS,
+        **attachments.OPERATIONS,
         **runcontrol.OPERATIONS,
     }.items():
         answers = dict(extra[op_id]["responses"])
@@ -373,6 +375,10 @@ def paths() -> dict[str, Schema]:
         item = items.setdefault(path, {})
         if "{agent_id}" in path:
             item["parameters"] = [param("agent_id", "path", AGENT_ID, "The agent's id.", required=True)]
+        if "{attachment_id}" in path:
+            item["parameters"].append(
+                param("attachment_id", "path", attachments.ATTACHMENT_ID, "The attachment's id.", required=True)
+            )
         if "{share_id}" in path:
             item["parameters"].append(param("share_id", "path", runcontrol.SHARE_ID, "The link's id.", required=True))
         if "{hook_id}" in path:
@@ -402,6 +408,7 @@ def openapi_document() -> dict[str, Any]:
                 **request_schemas(),
                 **event_schemas(),
                 **webhooks.schemas(),
+                **attachments.schemas(),
                 **runcontrol.schemas(),
             },
             "responses": error_responses(),

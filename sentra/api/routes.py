@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sentra.api.agent_events import AgentEventsHandler
 from sentra.api.agents import AgentHandler, AgentsHandler
+from sentra.api.attachments import AttachmentHandler, AttachmentUploadHandler
 from sentra.api.ingest import IngestHandler
 from sentra.api.logs import LogsHandler
 from sentra.api.mcp import McpHandler
@@ -36,6 +37,8 @@ ROUTES = (
     Route("/api/agents/{agent_id}", AgentHandler),
     Route("/api/agents/{agent_id}/logs", LogsHandler, IngestHandler),
     Route("/api/agents/{agent_id}/logs/stream", LogStreamHandler),
+    Route("/api/agents/{agent_id}/attachments", AttachmentUploadHandler),
+    Route("/api/agents/{agent_id}/attachments/{attachment_id}", AttachmentHandler),
     Route("/api/agents/{agent_id}/stop", StopHandler),
     Route("/api/agents/{agent_id}/share", ShareHandler),
     Route("/api/agents/{agent_id}/shares", SharesHandler),

@@ -30,7 +30,7 @@ class HealthHandler(ApiHandler):
 class MetricsHandler(ApiHandler):
     """Prometheus text format, for admin tokens or allow-listed addresses."""
 
-    def get(self) -> None:
+    async def get(self) -> None:
         """The metrics, if the caller may see them."""
         if not self._address_allowed():
             try:
@@ -39,6 +39,9 @@ class MetricsHandler(ApiHandler):
                 raise Unauthorized("metrics need an admin token or an address in server.metrics_allow") from None
             if not allowed:
                 raise Forbidden("metrics need an admin token or an address in server.metrics_allow")
+        count, size = await self.store.attachments.totals()
+        self.metrics.attachments.set(count)
+        self.metrics.attachment_bytes.set(size)
         self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
         self.end(self.metrics.render())
 

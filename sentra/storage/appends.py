@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sentra.attachments import Attachment
 from sentra.errors import ApiError, Conflict, Forbidden
 from sentra.lines import Line, NewLine
 from sentra.models import Agent, AppendResult
@@ -30,6 +31,8 @@ class AppendJob:
     name: str
     labels: dict[str, str]
     group: AppendGroup | None = None
+    # Files stored in the same transaction as the lines that carry their records (sentra/attachments.py).
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass

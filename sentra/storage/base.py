@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from sentra.attachments import AttachmentStore
 from sentra.lines import Line, NewLine
 from sentra.models import Agent, AppendResult, CommitListener
 from sentra.storage.appends import AppendJob
@@ -104,6 +105,10 @@ class Storage(Protocol):
     @property
     def webhooks(self) -> WebhookStore:
         """Webhooks, their outbox and delivery log."""
+
+    @property
+    def attachments(self) -> AttachmentStore:
+        """Stored attachments (written with their lines by the group commit)."""
 
     @property
     def shares(self) -> ShareStore:

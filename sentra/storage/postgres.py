@@ -25,6 +25,7 @@ from sentra.storage import postgres_writer as writer
 from sentra.storage.agent_cache import AgentCache
 from sentra.storage.appends import AppendJob, BatchOutcome
 from sentra.storage.base import LineQuery, SearchQuery
+from sentra.storage.postgres_attachments import ATTACHMENT_SCHEMA, PostgresAttachments
 from sentra.storage.postgres_schema import (
     AGENT_COLUMNS,
     SCHEMA,
@@ -74,6 +75,7 @@ async def _create_schema(conn: Any, search_index: bool = False) -> None:
         if search_index:
             await create_search_schema(conn)
         await conn.execute(WEBHOOK_SCHEMA)
+        await conn.execute(ATTACHMENT_SCHEMA)
         await conn.execute(PG_STOP_SCHEMA)
         await conn.execute(PG_SHARE_SCHEMA)
 
@@ -92,6 +94,7 @@ class PostgresStore:
         self._writes: WriteQueue[Work] = WriteQueue(commit_max_lines, self._run_appends, self._run_task)
         self._agents = AgentCache()
         self.webhooks = PostgresWebhooks(self._fetch, self._writes.submit)
+        self.attachments = PostgresAttachments(self._fetch)
         self.shares = PostgresShares(self._fetch, self._writes.submit)
         self._matches = PgMatchSource(self._fetch, search_index)
         self._index: PgIndexTarget | None = None

@@ -21,6 +21,7 @@ from sentra.storage.appends import (
     replay_of,
     stored_answer,
 )
+from sentra.storage.postgres_attachments import insert_attachments
 from sentra.storage.postgres_schema import AGENT_COLUMNS, agent_from_row, labels_to_pg, to_pg
 from sentra.storage.postgres_webhooks import queue_agent_event, queue_line_matches
 from sentra.webhooks.events import LineHooks
@@ -204,6 +205,7 @@ async def append_batch(conn: Any, jobs: list[AppendJob], hooks: LineHooks | None
         await conn.copy_records_to_table(
             "lines", records=line_rows, columns=["agent_pk", "seq", "ts", "level", "source", "message", "fields"]
         )
+        await insert_attachments(conn, jobs, out)
     if out.staged:
         await conn.executemany(
             "UPDATE agents SET last_seq = $1, last_line_at = $2, updated_at = $3 WHERE pk = $4",

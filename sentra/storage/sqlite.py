@@ -24,6 +24,7 @@ from sentra.storage.checkpointer import Checkpointer
 from sentra.storage.search_index import SEARCH_WAIT, IndexWriter
 from sentra.storage.search_reads import LAST_SEQ, matching_lines, search_matching
 from sentra.storage.shares import SqliteShares
+from sentra.storage.sqlite_attachments import SqliteAttachments
 from sentra.storage.sqlite_schema import AGENT_COLUMNS, SCHEMA, agent_from_row
 from sentra.storage.sqlite_search import IndexReader, IndexWriterConnection, SqliteMatchSource
 from sentra.storage.sqlite_webhooks import SqliteWebhooks
@@ -72,6 +73,7 @@ class Store:
         self._wal_bytes = 0
         self._checkpointer = Checkpointer(path, WAL_RESTART_BYTES)
         self.webhooks = SqliteWebhooks(self._writer, lambda: self.reader, self._writes.submit)
+        self.attachments = SqliteAttachments(lambda: self.reader)
         self.shares = SqliteShares(lambda: self._writer.db, lambda: self.reader, self._writes.submit)
         self._index: IndexWriterConnection | None = None
         self._indexer: IndexWriter | None = None

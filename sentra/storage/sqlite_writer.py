@@ -30,6 +30,7 @@ from sentra.storage.appends import (
     stored_answer,
 )
 from sentra.storage.shares import SQLITE_SHARE_SCHEMA
+from sentra.storage.sqlite_attachments import ATTACHMENT_SCHEMA, insert_attachments
 from sentra.storage.sqlite_schema import AGENT_COLUMNS, SCHEMA, agent_from_row
 from sentra.storage.sqlite_webhooks import WEBHOOK_SCHEMA, queue_agent_event, queue_line_matches
 from sentra.storage.stops import add_stop_column
@@ -72,6 +73,7 @@ class WriteConnection:
         conn.executescript(SCHEMA)
         add_stop_column(conn)
         conn.executescript(WEBHOOK_SCHEMA)
+        conn.executescript(ATTACHMENT_SCHEMA)
         conn.executescript(SQLITE_SHARE_SCHEMA)
         # A read-only file opens without complaint; find out now rather than at the first ingest.
         conn.execute("BEGIN IMMEDIATE")
@@ -249,6 +251,7 @@ class WriteConnection:
             + sum(len(fields) for fields in values[6::LINE_COLUMNS] if fields)
             + ROW_OVERHEAD * out.line_count
             + COMMIT_PAGES * PAGE_SIZE
+            + insert_attachments(self.db, jobs, out)
         )
         return out
 
