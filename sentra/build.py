@@ -51,8 +51,11 @@ class BuildError(Exception):
     """The pyz cannot be built; the message says why in one line."""
 
 
-# Distributions that are nothing without their compiled code: left out, and Sentra runs on asyncio's own loop.
-COMPILED_ONLY = frozenset({"uvloop"})
+# Distributions that are nothing without their compiled code: left out, and Sentra runs on asyncio's own loop
+# and reads ingest bodies with its pure-Python parser.
+COMPILED_ONLY = frozenset({"uvloop", "msgspec"})
+# Sentra's own modules that are nothing without one of those: left out too (sentra/lines.py goes without).
+COMPILED_MODULES = frozenset({"ingest_decode.py"})
 # The modules of the optional `scale` extra's backends (they import asyncpg or redis-py), loaded only when a setting
 # asks for them: PostgreSQL storage, the Redis bus and rate limit, and the Redis bridge.
 SCALE_MODULE = re.compile(
@@ -140,7 +143,7 @@ def stage(staging: Path) -> None:
     package = Path(sentra.__file__).resolve().parent
     for source in sorted(package.rglob("*.py")):
         relative = source.relative_to(package)
-        if "__pycache__" not in relative.parts:
+        if "__pycache__" not in relative.parts and relative.as_posix() not in COMPILED_MODULES:
             target = staging / "sentra" / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)

@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 import json
-import math
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from sentra.errors import BadRequest, PayloadTooLarge
+from sentra.line_values import LEVEL_BY_NUMBER as LEVEL_BY_NUMBER
+from sentra.line_values import LEVEL_NAMES, check_depth, encode_fields
+from sentra.line_values import LEVELS as LEVELS
+from sentra.line_values import NewLine as NewLine
+from sentra.line_values import parse_level as parse_level
+from sentra.line_values import parse_ts as parse_ts
 
-LEVELS: dict[str, int] = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
-LEVEL_ALIASES: dict[str, str] = {"WARN": "WARNING", "FATAL": "CRITICAL", "TRACE": "DEBUG", "ERR": "ERROR"}
+try:
+    from sentra.ingest_decode import decode_body as _decode_in_c
+except ImportError:  # no msgspec (sentra.pyz carries no compiled code): every body is read in Python
+    _decode_in_c = None  # type: ignore[assignment]
+
 AGENT_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-MAX_TS = 1e11  # seconds: the year 5138
-# Every reader re-encodes a line inside its answer, a few levels deeper than it arrived; Python's JSON encoder
-# stops near 1000 levels, so a line that parsed but nests close to that could be stored yet never read back.
-MAX_FIELDS_DEPTH = 100
-# Level names as most loggers spell them, to their canonical form without parsing.
-# Stored levels are numbers; a number no name has (never written by Sentra) reads back as INFO.
-LEVEL_BY_NUMBER: dict[int, str] = {number: name for name, number in LEVELS.items()}
-_LEVEL_NAMES: dict[str, str] = {**{name: name for name in LEVELS}, **{name.lower(): name for name in LEVELS}}
 _MISSING: Any = object()
 STATUSES = ("running", "completed", "failed")
 FINISHED = ("completed", "failed")
@@ -68,19 +67,6 @@ class Line:
         }
 
 
-@dataclass(slots=True)
-class NewLine:
-    """A parsed, validated line before the store gives it a seq."""
-
-    ts: float
-    level: str
-    message: str
-    source: str
-    fields: dict[str, Any]
-    # `fields` as stored (JSON, None when empty), encoded once while checking the line's size.
-    fields_json: str | None = None
-
-
 def check_agent_id(agent_id: str) -> str:
     """Return `agent_id` if it is 1–128 characters of A-Za-z0-9._:- , else raise BadRequest."""
     if not AGENT_ID_RE.fullmatch(agent_id):
@@ -89,76 +75,6 @@ def check_agent_id(agent_id: str) -> str:
             code="invalid_agent_id",
         )
     return agent_id
-
-
-def parse_level(value: Any) -> str:
-    """An upper-case level name from a name in any case or a numeric logging level."""
-    if isinstance(value, bool):
-        raise ValueError("level must be a name such as INFO or a number such as 20")
-    if isinstance(value, int | float):
-        if isinstance(value, float) and not value.is_integer():
-            raise ValueError(f"level {value} is not a whole number (or not finite)")
-        if value < 0:
-            raise ValueError(f"level {value} is negative")
-        number = int(value)
-        name = "DEBUG"
-        for level_name, level_no in LEVELS.items():
-            if number >= level_no:
-                name = level_name
-        return name
-    if isinstance(value, str):
-        upper = value.strip().upper()
-        if upper.isdigit():
-            return parse_level(int(upper))
-        upper = LEVEL_ALIASES.get(upper, upper)
-        if upper in LEVELS:
-            return upper
-        raise ValueError(f"unknown level {value[:40]!r}; use DEBUG, INFO, WARNING, ERROR or CRITICAL")
-    raise ValueError("level must be a name such as INFO or a number such as 20")
-
-
-def normalize_epoch(number: float) -> float:
-    """Seconds since the epoch from seconds, milliseconds, microseconds or nanoseconds."""
-    for _ in range(3):
-        if abs(number) < MAX_TS:  # before the year 5138 in seconds: it is seconds
-            break
-        number /= 1000.0
-    return _in_range(number)
-
-
-def _in_range(seconds: float) -> float:
-    # Every reader (ISO 8601 in seed 001's stream, the viewer) must be able to show the time.
-    if not 0 <= seconds < MAX_TS:
-        raise ValueError(f"ts {seconds:.6g} is out of range: give a time after 1970 in s, ms, µs or ns")
-    return seconds
-
-
-def parse_ts(value: Any) -> float:
-    """Epoch seconds from a number (s, ms, µs or ns) or an ISO 8601 string (UTC if no offset)."""
-    if isinstance(value, bool):
-        raise ValueError("ts must be epoch seconds or an ISO 8601 time")
-    if isinstance(value, int | float):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError("ts must be a finite number")
-        if isinstance(value, int) and abs(value) >= 10**20:
-            raise ValueError("ts is too large even for nanoseconds")
-        return normalize_epoch(float(value))
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            number = float(text)
-        except ValueError:
-            pass
-        else:
-            return parse_ts(number)
-        try:
-            moment = datetime.fromisoformat(text)
-        except ValueError:
-            raise ValueError(f"ts {value[:60]!r} is neither epoch seconds nor an ISO 8601 time") from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return _in_range(moment.timestamp())
-    raise ValueError("ts must be epoch seconds or an ISO 8601 time")
 
 
 def _reject_constant(name: str) -> Any:
@@ -202,19 +118,6 @@ def _json_type(value: Any) -> str:
     return "string" if isinstance(value, str) else type(value).__name__
 
 
-def _check_depth(value: Any) -> None:
-    """Raise ValueError if containers in `value` nest deeper than MAX_FIELDS_DEPTH (walked without recursion)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
-        for child in children:
-            if isinstance(child, dict | list):
-                if depth >= MAX_FIELDS_DEPTH:
-                    raise ValueError(f"'fields' nested too deeply: at most {MAX_FIELDS_DEPTH} levels")
-                stack.append((child, depth + 1))
-
-
 def _check_text(text: str, what: str) -> None:
     try:
         text.encode("utf-8")
@@ -240,7 +143,7 @@ def _plain_line(obj: dict[str, Any], now: float, max_line_size: int) -> NewLine 
         except UnicodeEncodeError:
             return None
     raw_level = obj.get("level", "INFO")
-    level = _LEVEL_NAMES.get(raw_level) if type(raw_level) is str else None
+    level = LEVEL_NAMES.get(raw_level) if type(raw_level) is str else None
     if level is None:
         return None
     ts = now
@@ -298,7 +201,7 @@ def line_from_object(obj: Any, now: float, max_line_size: int) -> NewLine:
         raise ValueError("'message' contains an unpaired UTF-16 surrogate") from None
     raw_level = picked.get("level", "INFO")
     # The common cases, a level name in upper or lower case, skip parsing.
-    level = _LEVEL_NAMES.get(raw_level) if type(raw_level) is str else None
+    level = LEVEL_NAMES.get(raw_level) if type(raw_level) is str else None
     if level is None:
         level = parse_level(raw_level)
     ts = parse_ts(picked["ts"]) if "ts" in picked else now
@@ -311,8 +214,8 @@ def line_from_object(obj: Any, now: float, max_line_size: int) -> NewLine:
         _check_text(source, "'source'")
     encoded_fields = None
     if fields:
-        _check_depth(fields)
-        encoded_fields = json.dumps(fields, ensure_ascii=False)
+        check_depth(fields)
+        encoded_fields = encode_fields(fields)
         _check_text(encoded_fields, "'fields'")
         size += len(encoded_fields.encode("utf-8"))
     if size > max_line_size:
@@ -349,6 +252,15 @@ def parse_body(
     """Parse an ingest body (JSON object/array, NDJSON or text) into lines; any bad line rejects all."""
     now = time.time() if now is None else now
     kind = _body_kind(content_type, body)
+    if _decode_in_c is not None and kind != "text":
+        lines = _decode_in_c(body, kind, now, max_line_size, max_lines)
+        if lines is not None:
+            return lines
+    return parse_body_in_python(body, kind, max_line_size=max_line_size, max_lines=max_lines, now=now)
+
+
+def parse_body_in_python(body: bytes, kind: str, *, max_line_size: int, max_lines: int, now: float) -> list[NewLine]:
+    """parse_body without the compiled decoder, for a body of `kind` json, ndjson or text: the one that words errors."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
