@@ -59,9 +59,10 @@ Buffer policy
 
 Steps
     `with agent.step("open google.com"):` tags every line sent inside the block, by any agent or SentraHandler of
-    the same thread or asyncio task, with `fields.step` (a line that has its own `step` field keeps it). If the
-    block raises, an ERROR line "step failed: TimeoutError: …" with `fields.step_status` = "failed" goes first;
-    the exception goes on. The viewer groups a step's lines under one header.
+    the same thread or asyncio task, and the line of a file attached in it, with `fields.step` (a line that has
+    its own `step` field keeps it). If the block raises, an ERROR line "step failed: TimeoutError: …" with
+    `fields.step_status` = "failed" goes first; the exception goes on. The viewer groups a step's lines under one
+    header.
 
 Stopping
     Someone may ask a run to stop (POST /api/agents/{id}/stop, the viewer's Stop button). Every ingest answer for
@@ -620,7 +621,8 @@ class Agent:
             name = name or Path(file).name
         kind = content_type or mimetypes.guess_type(name)[0] or image_type(data) or "application/octet-stream"
         self.flush()
-        query = {"name": name, "message": message}
+        # Inside agent.step(), the file's line is one of the step's lines.
+        query = {"name": name, "message": message, "step": _current_step.get()}
         path = f"/api/agents/{self.id}/attachments"
         return dict(self.client.request("POST", path, query=query, data=data, content_type=kind))
 

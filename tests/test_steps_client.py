@@ -7,6 +7,7 @@ import asyncio
 import logging
 import threading
 
+import httpx
 import pytest
 from processes import ServerProcess
 
@@ -105,3 +106,34 @@ def test_a_thread_or_task_outside_the_block_is_not_in_the_step(sentra: ServerPro
     agent.close()
     steps = {line["message"]: (line.get("fields") or {}).get("step") for line in sentra.history("step-context")}
     assert steps == {"from another thread": None, "from a task started inside": "main work"}
+
+
+def test_a_file_uploaded_with_a_step_is_a_line_of_that_step(sentra: ServerProcess) -> None:
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
+    answer = httpx.post(
+        f"{sentra.url}/api/agents/attached-step/attachments",
+        params={"name": "home.png", "message": "the home page", "step": "open the shop"},
+        content=png,
+        headers={"Authorization": f"Bearer {sentra.token()}", "Content-Type": "image/png"},
+    )
+    assert answer.status_code == 201, answer.text
+    (line,) = sentra.history("attached-step")
+    assert line["message"] == "the home page"
+    assert line["fields"]["step"] == "open the shop"
+    assert line["fields"]["attachment"]["name"] == "home.png"
+
+
+def test_a_file_attached_inside_a_step_is_one_of_its_lines(sentra: ServerProcess) -> None:
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
+    agent = Client(sentra.url, sentra.token()).agent("attach-in-step")
+    with agent.step("open the shop"):
+        agent.info("navigating")
+        agent.attach(png, name="home.png", message="the home page")
+    agent.attach(png, name="after.png")
+    agent.close()
+    lines = sentra.history("attach-in-step")
+    assert [(line["message"], line["fields"].get("step")) for line in lines] == [
+        ("navigating", "open the shop"),
+        ("the home page", "open the shop"),
+        ("attachment after.png", None),
+    ]

@@ -43,9 +43,12 @@ class AttachmentUploadHandler(IngestHandler):
         attachment = new_attachment(name, content_type, self.body)
         record = attachment.record(agent_id)
         message = self.query_argument("message") or f"attachment {name}"
+        # The step it was sent in (the client's agent.step()): the viewer shows the file among that step's lines.
+        step = self.query_argument("step")
+        fields = {"attachment": record, "step": step} if step else {"attachment": record}
         try:
             line = line_from_object(
-                {"message": message, "fields": {"attachment": record}},
+                {"message": message, "fields": fields},
                 time.time(),
                 self.config["limits.max_line_size"],
             )

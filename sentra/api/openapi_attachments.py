@@ -69,6 +69,12 @@ def details() -> dict[str, Schema]:
                     "schema": t("string"),
                     "description": 'The line\'s message; default "attachment NAME".',
                 },
+                {
+                    "name": "step",
+                    "in": "query",
+                    "schema": t("string"),
+                    "description": "The step the file belongs to, kept as the line's fields.step.",
+                },
             ],
             "requestBody": {"required": True, "content": {"*/*": binary}},
         },
