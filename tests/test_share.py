@@ -199,3 +199,36 @@ async def test_share_answers_match_the_documented_schemas(server: RunningServer,
     check_response(await alice.post("/api/agents/documented/logs", json=["two"]))
     assert check_response(await alice.delete(f"/api/agents/documented/share/{made['id']}")) is None
     check_response(await alice.delete(f"/api/agents/documented/share/{made['id']}"))  # a 404, as documented
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(64))
+
+
+async def test_the_token_reads_the_agents_attachments_and_no_other(
+    server: RunningServer, alice: httpx.AsyncClient
+) -> None:
+    shown = await alice.post(
+        "/api/agents/pictured/attachments",
+        params={"name": "step.png"},
+        content=PNG,
+        headers={"Content-Type": "image/png"},
+    )
+    hidden = await alice.post(
+        "/api/agents/unshared/attachments", params={"name": "x.png"}, content=PNG, headers={"Content-Type": "image/png"}
+    )
+    assert shown.status_code == hidden.status_code == 201, shown.text
+    link = await share(alice, "pictured")
+    async with with_token(server, link["token"]) as guest:
+        image = await guest.get(shown.json()["url"])
+        assert (image.status_code, image.content, image.headers["content-type"]) == (200, PNG, "image/png")
+        other = await guest.get(hidden.json()["url"])
+        assert (other.status_code, error_of(other)["code"]) == (403, "not_owner")
+        upload = await guest.post(
+            "/api/agents/pictured/attachments",
+            params={"name": "y.png"},
+            content=PNG,
+            headers={"Content-Type": "image/png"},
+        )
+        assert upload.status_code == 403
+        await alice.delete(f"/api/agents/pictured/share/{link['id']}")
+        assert (await guest.get(shown.json()["url"])).status_code == 401
