@@ -14,7 +14,7 @@ class StreamTicketsHandler(ApiHandler):
         principal = self.principal
         principal.require("logs:read")
         if principal.agent is not None:
-            raise Forbidden("a stream ticket cannot mint other tickets", code="insufficient_scope")
+            raise Forbidden("a stream ticket or share link cannot mint stream tickets", code="insufficient_scope")
         body = self.json_body()
         agent_id = body.get("agent")
         if not isinstance(agent_id, str) or set(body) != {"agent"}:

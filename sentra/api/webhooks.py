@@ -123,7 +123,7 @@ class WebhookChecks(ApiHandler):
         principal = self.principal
         principal.require(SCOPE_READ)
         if principal.agent is not None:
-            raise Forbidden("a stream ticket cannot manage webhooks", code="insufficient_scope")
+            raise Forbidden("a stream ticket or share link cannot manage webhooks", code="insufficient_scope")
         return principal
 
     async def hook_for(self, hook_id: str) -> Webhook:
