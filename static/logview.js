@@ -14,6 +14,7 @@
  * @module logview
  */
 
+import { ScreenshotStrip } from "./attachments.js";
 import { agentPath, api, ApiError, copyText, query, toast } from "./api.js";
 import { fillDownloads } from "./downloads.js";
 import {
@@ -144,6 +145,8 @@ class LogView {
     });
     // Stop and Share (runcontrol.js).
     if (!this.multi) this.control = new RunControl(page, this.route.agents[0]);
+    // The run's screenshots above its lines (attachments.js).
+    if (!this.multi) this.shots = new ScreenshotStrip($(".screenshots"));
     this.wire();
     this.showFollow(true);
   }
@@ -436,6 +439,7 @@ class LogView {
     const inOrder = !this.multi || !newest || compareLines(fresh[0], newest) >= 0;
     if (inOrder) {
       for (const line of fresh) this.lines.push(line);
+      if (this.shots) this.shots.add(fresh);
       const shown = fresh.filter((line) => passes(line, filter));
       // The list's items are the shown lines with step headers among them (steps.js), so not this.visible itself.
       for (const line of shown) this.visible.push(line);
@@ -542,6 +546,7 @@ class LogView {
   showLines() {
     const filter = this.filter();
     this.visible = this.lines.filter((line) => passes(line, filter));
+    if (this.shots) this.shots.show(this.lines);
     // Rows are built anew: the highlight of the search may have changed.
     this.list.clearRows();
     this.list.setItems(this.steps.rows(this.visible), (line) => lowerBound(this.list.items, line));

@@ -5,6 +5,7 @@
  */
 
 import { renderAnsi, stripAnsi } from "./ansi.js";
+import { attachmentsHeight, renderAttachments } from "./attachments.js";
 import { matchesTerms } from "./terms.js";
 
 /** Sentra's levels, lowest first. */
@@ -109,7 +110,7 @@ export function estimateHeight(line, width, multi) {
   if (line.fields && Object.keys(line.fields).length) {
     lines += line.open ? JSON.stringify(line.fields, null, 2).split("\n").length + 1 : 1;
   }
-  return ROW_PADDING_PX + lines * ROW_LINE_PX;
+  return ROW_PADDING_PX + lines * ROW_LINE_PX + attachmentsHeight(line);
 }
 
 /**
@@ -202,6 +203,8 @@ export function renderRow(line, view) {
     renderFields(block, line);
     body.appendChild(block);
   }
+  const files = renderAttachments(line);
+  if (files) body.appendChild(files);
   row.appendChild(body);
   const actions = document.createElement("span");
   actions.className = "actions";
