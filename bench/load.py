@@ -32,7 +32,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from c_reader import CReaderPool, reader_binary
 from procstat import CpuWindow, tree_rss, verdict
 from subscribers import SubscriberPool, raise_fd_limit, use_uvloop
-from wire import OTLP_LOGS_PATH, HttpConnection, SseSubscriber, Tally, Target, marked_body, otlp_body, percentiles
+from wire import (
+    OTLP_LOGS_PATH,
+    HttpConnection,
+    SseSubscriber,
+    Tally,
+    Target,
+    agent_body,
+    marked_body,
+    otlp_body,
+    percentiles,
+)
 
 DRAIN = 20.0
 STALL = 5.0
@@ -329,9 +339,9 @@ async def ingest(
     threads: int = 1,
     otlp: bool = False,
 ) -> dict[str, Any]:
-    """wrk POSTs the same body back to back on keep-alive connections; nobody subscribes. The body is marked
-    lines (NDJSON, or one JSON object for one line), or with `otlp` one OTLP/HTTP protobuf request of
-    `lines_per_post` records to Sentra's /v1/logs."""
+    """wrk POSTs the same body back to back on keep-alive connections; nobody subscribes. The body is lines as
+    agents send them (NDJSON, or one JSON object for one line; wire.agent_line), or with `otlp` one OTLP/HTTP
+    protobuf request of `lines_per_post` records to Sentra's /v1/logs."""
     wrk = shutil.which("wrk")
     if wrk is None:
         raise RuntimeError("wrk is not installed (Debian package wrk)")
@@ -341,7 +351,7 @@ async def ingest(
     if otlp:
         body, ctype, path = otlp_body(channel, lines_per_post), "application/x-protobuf", OTLP_LOGS_PATH
     else:
-        body, path = marked_body(0, 0, lines_per_post), target.pub_path(channel)
+        body, path = agent_body(lines_per_post), target.pub_path(channel)
         ctype = "application/json" if lines_per_post == 1 else "application/x-ndjson"
     with tempfile.TemporaryDirectory() as tmp:
         body_file = Path(tmp, "body")

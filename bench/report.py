@@ -17,7 +17,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-KINDS = ("sentra", "nchan", "peer")
+KINDS = ("sentra", "nchan", "peer", "sqlite_loop")
+# What Sentra's figures are divided by, in the same run: the other servers, and the plain Python loop writing the
+# same rows to SQLite (bench/sqlite_loop.py, beside the 1,000-line batches).
+OTHERS = ("nchan", "peer", "sqlite_loop")
 
 # (key, label, direction): direction + when higher is better, - when lower is better, "" for counts.
 _CPU = [
@@ -143,7 +146,7 @@ def ratios(data: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
         servers = scenario["servers"]
         if "sentra" not in servers:
             continue
-        for other in ("nchan", "peer"):
+        for other in OTHERS:
             if other not in servers:
                 continue
             pairs = [
@@ -323,7 +326,19 @@ def targets(data: dict[str, Any]) -> list[tuple[str, str, bool | None, str]]:
             )
         )
     at_least("Ingest ≥ 400,000 lines/s in 1,000-line batches, durable", ing1000.get("lines_per_s"), 400_000, "/s")
+    same_run = ratios(data)
+    loop = _median(data, "ingest_1000", "sqlite_loop")
+    at_least(
+        "Ingest, 1,000-line batches: lines/s ≥ a plain Python loop writing the same rows to SQLite, same run (loop: "
+        f"{_fmt(loop.get('lines_per_s'))} rows/s; the figure is Sentra/loop)",
+        same_run.get("ingest_1000", {}).get("sqlite_loop", {}).get("lines_per_s"),
+        1.0,
+        "×",
+    )
     at_least("Ingest ≥ 10,000 single-line POSTs/s", ing1.get("posts_per_s"), 10_000, "/s")
+    peer1 = same_run.get("ingest_1", {}).get("peer", {}).get("posts_per_s")
+    if peer1 is not None:
+        out.append(("Ingest, single-line POSTs/s: Sentra/Starlette peer, same run", _times(peer1), None, "reported"))
     at_most("Idle: ≤ 15 KB per SSE connection", idle.get("kb_per_connection"), 15, " KB")
     if idle and idle.get("opened", 0) < 10_000:
         out.append(
@@ -434,7 +449,7 @@ def render(data: dict[str, Any], json_path: str) -> str:
             + ", ".join(f"`{k} = {val}`" for k, val in data["sentra_settings"].items()),
             "",
         ]
-    out += ["### Targets (issue 5)", "", "| target | Sentra | met | how far |", "|---|---|---|---|"]
+    out += ["### Targets (issues 5 and 26)", "", "| target | Sentra | met | how far |", "|---|---|---|---|"]
     for name, figure, met, gap in targets(data):
         out.append(f"| {name} | {figure} | {'yes' if met else 'no' if met is False else '–'} | {gap} |")
     out.append("")
@@ -443,7 +458,7 @@ def render(data: dict[str, Any], json_path: str) -> str:
         kinds = [k for k in KINDS if k in servers]
         out += [f"### {scenario['title']}", ""]
         head = ["figure", *kinds]
-        others = [(k, f"Sentra/{k}") for k in ("nchan", "peer") if k in servers and "sentra" in servers]
+        others = [(k, f"Sentra/{k}") for k in OTHERS if k in servers and "sentra" in servers]
         head += [label for _, label in others]
         out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         medians = {k: servers[k]["median"] for k in kinds}

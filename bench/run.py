@@ -4,7 +4,8 @@
 
 Installs what is missing (Debian: nginx-light, libnginx-mod-nchan, wrk, gcc, zlib1g-dev; pip: bench/requirements.txt),
 starts the three servers on 127.0.0.1 for each run, runs every scenario against every server that
-supports it, and writes the medians of the runs to bench/results/<date>-<machine>.json and the tables to
+supports it (and, beside the 1,000-line ingest batches, a plain Python loop writing the same rows to SQLite on the
+same disk: sqlite_loop.py), and writes the medians of the runs to bench/results/<date>-<machine>.json and the tables to
 docs/performance.md. A full run takes about 25 minutes, --quick about 4.
 """
 
@@ -45,6 +46,7 @@ ROOT = BENCH.parent
 DEBIAN_PACKAGES = ("nginx-light", "libnginx-mod-nchan", "wrk", "gcc", "zlib1g-dev")
 PIP_MODULES = ("starlette", "sse_starlette", "uvicorn", "uvloop", "httptools")
 ALL = ("sentra", "nchan", "peer")
+REFERENCE = "sqlite_loop"  # not a server: the plain Python loop writing to SQLite (sqlite_loop.py)
 TIME_BUDGET = {False: 30 * 60, True: 6 * 60}
 SCENARIO_TIMEOUT = 180.0
 
@@ -78,6 +80,8 @@ class Scenario:
     servers: tuple[str, ...]
     run: Runner
     compare: Comparer | None = None
+    # Also the plain Python loop writing the same rows to SQLite (sqlite_loop.py), in the same run, for a ratio.
+    reference: bool = False
 
 
 def _channels(tag: str, count: int) -> list[str]:
@@ -186,7 +190,11 @@ SCENARIOS = (
         "ingest_100", "1b. Ingest, 100 NDJSON lines per POST (wrk, 8 connections)", ("sentra", "peer"), _ingest(100)
     ),
     Scenario(
-        "ingest_1000", "1c. Ingest, 1,000 NDJSON lines per POST (wrk, 8 connections)", ("sentra", "peer"), _ingest(1000)
+        "ingest_1000",
+        "1c. Ingest, 1,000 NDJSON lines per POST (wrk, 8 connections); a Python loop writing the rows to SQLite",
+        ("sentra", "peer"),
+        _ingest(1000),
+        reference=True,
     ),
     Scenario(
         "ingest_otlp_1000",
@@ -215,6 +223,27 @@ SCENARIOS = (
     Scenario("many_paced", "4b. 100 agents x 10 subscribers, paced at 1,000 lines/s in all", ALL, _many_paced),
     Scenario("replay", "6. Late joiner replays 100,000 stored lines; a 10,000-line history page", ("sentra",), _replay),
 )
+
+
+async def sqlite_reference(workdir: Path, seconds: float) -> dict[str, Any]:
+    """sqlite_loop.py for `seconds` on a new database file in `workdir` (beside the servers', on the same disk)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    args = [sys.executable, str(BENCH / "sqlite_loop.py"), "--db", str(workdir / "loop.db"), "--seconds", str(seconds)]
+    process = await asyncio.create_subprocess_exec(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), seconds + 60)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        return {"error": f"sqlite_loop.py took more than {seconds + 60:.0f} s"}
+    finally:
+        # Hundreds of MB a run: gone before the next scenario writes to the same disk.
+        for path in workdir.glob("loop.db*"):
+            path.unlink()
+    if process.returncode != 0:
+        return {"error": f"sqlite_loop.py failed: {err.decode()[-400:]}"}
+    result: dict[str, Any] = json.loads(out)
+    return result
 
 
 def ensure_installed() -> None:
@@ -422,6 +451,10 @@ async def run_all(args: argparse.Namespace, workroot: Path) -> dict[str, Any]:
                     print(f"  {scenario.name:<12} {kind:<7} {report.one_line(scenario.name, result)}", flush=True)
                     if server.process.poll() is not None:
                         raise RuntimeError(f"{kind} exited during {scenario.name}:\n{server.tail()}")
+                if scenario.reference:
+                    result = await sqlite_reference(workroot / f"run{run}" / REFERENCE, size.ingest)
+                    results[scenario.name].setdefault(REFERENCE, []).append(result)
+                    print(f"  {scenario.name:<12} {REFERENCE} {report.one_line(scenario.name, result)}", flush=True)
                 if scenario.compare is not None:
                     this_run = {kind: runs[-1] for kind, runs in results[scenario.name].items() if len(runs) > run}
                     await compare_at_rates(scenario, servers, this_run, f"r{run}{scenario.name}", size, args.gzip)

@@ -47,6 +47,31 @@ def marked_body(pub: int, first: int, count: int) -> bytes:
     return b"\n".join([marked_line(pub, n, sent) for n in range(first, first + count)]) + b"\n"
 
 
+_ROUTES = ("/api/v1/items", "/api/v1/items/{id}", "/api/v1/orders", "/api/v1/search", "/healthz")
+_METHODS = ("GET", "GET", "GET", "POST", "PUT")
+
+
+def agent_line(n: int) -> dict[str, Any]:
+    """Line `n` as agents really send them: an access-log message, a level, a source and a small `fields` object,
+    each a little different from the last so that nothing along the way is trivially cached."""
+    route, method = _ROUTES[n % len(_ROUTES)], _METHODS[n % len(_METHODS)]
+    status = 500 if n % 97 == 96 else 404 if n % 23 == 22 else 200
+    path = route.replace("{id}", str(1000 + n % 911))
+    return {
+        "message": f"{method} {path}?page={n % 50 + 1} {status} {10 + n % 7}.{n % 10}ms request {n:08x}",
+        "level": "ERROR" if status == 500 else "WARNING" if status == 404 else "INFO",
+        "source": "web",
+        "fields": {"route": route, "status": status},
+    }
+
+
+def agent_body(count: int, first: int = 0) -> bytes:
+    """`count` agent lines: one JSON object for one line, NDJSON for more."""
+    if count == 1:
+        return json.dumps(agent_line(first)).encode()
+    return b"".join(json.dumps(agent_line(n)).encode() + b"\n" for n in range(first, first + count))
+
+
 OTLP_LOGS_PATH = "/v1/logs"  # Sentra's OTLP/HTTP logs endpoint
 
 

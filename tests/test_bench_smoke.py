@@ -95,9 +95,13 @@ def test_ingest_counts_every_stored_line_of_both_encodings(sentra: ServerProcess
         assert line["message"].startswith("GET /api/v1/items?page=1 200 ")
         assert line["fields"] == {"http.route": "/api/v1/items", "http.response.status_code": 200}
     else:
-        # The NDJSON scenarios' lines are bare: a level and a message.
-        assert (line["level"], line["source"], line["fields"]) == ("INFO", "", {})
-        assert line["message"].startswith("M0:0:")
+        # The NDJSON scenarios' lines are as agents send them: a source and a small fields object too.
+        assert (line["level"], line["source"], line["fields"]) == (
+            "INFO",
+            "web",
+            {"route": "/api/v1/items", "status": 200},
+        )
+        assert line["message"].startswith("GET /api/v1/items?page=1 200 ")
 
 
 def test_the_report_shows_otlp_ingest_beside_ndjson_ingest_of_the_same_run() -> None:
