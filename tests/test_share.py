@@ -232,3 +232,19 @@ async def test_the_token_reads_the_agents_attachments_and_no_other(
         assert upload.status_code == 403
         await alice.delete(f"/api/agents/pictured/share/{link['id']}")
         assert (await guest.get(shown.json()["url"])).status_code == 401
+
+
+async def test_deleting_the_agent_revokes_its_links_so_a_new_agent_of_that_id_is_not_theirs(
+    server: RunningServer, alice: httpx.AsyncClient
+) -> None:
+    await post_lines(alice, "reused", ["first run"])
+    link = await share(alice, "reused")
+    assert (await alice.delete("/api/agents/reused")).status_code == 204
+    await post_lines(alice, "reused", ["second run, not shared"])
+    async with with_token(server, link["token"]) as guest:
+        deadline = time.monotonic() + 2
+        while (answer := await guest.get("/api/agents/reused/logs")).status_code != 401:
+            assert time.monotonic() < deadline, answer.text
+            await asyncio.sleep(0.1)
+        assert error_of(answer)["code"] == "token_revoked"
+    assert (await alice.get("/api/agents/reused/shares")).json()["shares"] == []

@@ -98,3 +98,20 @@ async def test_a_share_link_revoked_on_one_process_is_refused_by_both_within_a_s
                 refused = await guest.get("/api/agents/pg-shared")
                 assert refused.status_code == 401, refused.text
                 assert refused.json()["error"]["code"] == "token_revoked"
+
+
+async def test_deleting_the_agent_on_one_process_revokes_its_links_on_both(pair: list[ServerProcess]) -> None:
+    a, b = pair
+    async with a.client() as on_a:
+        await on_a.post("/api/agents/pg-reused/logs", json=[{"message": "first run"}])
+        link = (await on_a.post("/api/agents/pg-reused/share", json={"ttl": "1h"})).json()
+        async with b.client() as on_b:
+            assert (await on_b.delete("/api/agents/pg-reused")).status_code == 204
+        await on_a.post("/api/agents/pg-reused/logs", json=[{"message": "second run"}])
+    headers = {"Authorization": f"Bearer {link['token']}"}
+    for process in (a, b):
+        async with httpx.AsyncClient(base_url=process.url, headers=headers, timeout=10) as guest:
+            deadline = time.monotonic() + 2
+            while (answer := await guest.get("/api/agents/pg-reused/logs")).status_code != 401:
+                assert time.monotonic() < deadline, answer.text
+                await asyncio.sleep(0.1)

@@ -24,6 +24,7 @@ from sentra.storage.appends import (
 from sentra.storage.postgres_attachments import insert_attachments
 from sentra.storage.postgres_schema import AGENT_COLUMNS, agent_from_row, labels_to_pg, to_pg
 from sentra.storage.postgres_webhooks import queue_agent_event, queue_line_matches
+from sentra.storage.shares import revoke_agent_shares_pg
 from sentra.webhooks.events import LineHooks
 
 CREATE_ATTEMPTS = 3
@@ -86,6 +87,7 @@ async def delete_agent(conn: Any, *, agent_id: str) -> Agent | None:
     agent = agent_from_row(row)
     for table in ("lines", "idempotency"):
         await conn.execute(f"DELETE FROM {table} WHERE agent_pk = $1", agent.pk)
+    await revoke_agent_shares_pg(conn, agent.pk)
     return agent
 
 

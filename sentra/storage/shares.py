@@ -181,6 +181,27 @@ class PostgresShares:
         await self._submit(work, _same)
 
 
+def revoke_agent_shares(db: sqlite3.Connection, agent_pk: int) -> None:
+    """In SQLite's writer, as the agent is deleted: revoke its links' tokens, so an agent made later with its id and
+    owner is not theirs to read."""
+    db.execute(
+        "INSERT OR IGNORE INTO revoked_tokens (jti, revoked_at) SELECT id, ? FROM shares WHERE agent_pk = ?",
+        (time.time(), agent_pk),
+    )
+    db.execute("DELETE FROM shares WHERE agent_pk = ?", (agent_pk,))
+
+
+async def revoke_agent_shares_pg(conn: Any, agent_pk: int) -> None:
+    """On PostgreSQL's writer connection, as the agent is deleted: revoke its links' tokens (see above)."""
+    await conn.execute(
+        "INSERT INTO revoked_tokens (jti, revoked_at) SELECT id, $2 FROM shares WHERE agent_pk = $1 "
+        "ON CONFLICT (jti) DO NOTHING",
+        agent_pk,
+        time.time(),
+    )
+    await conn.execute("DELETE FROM shares WHERE agent_pk = $1", agent_pk)
+
+
 def _values(share: Share) -> tuple[Any, ...]:
     return (share.id, share.agent_pk, share.agent_id, share.created_by, share.created_at, share.expires_at)
 

@@ -29,7 +29,7 @@ from sentra.storage.appends import (
     replay_of,
     stored_answer,
 )
-from sentra.storage.shares import SQLITE_SHARE_SCHEMA
+from sentra.storage.shares import SQLITE_SHARE_SCHEMA, revoke_agent_shares
 from sentra.storage.sqlite_attachments import ATTACHMENT_SCHEMA, insert_attachments
 from sentra.storage.sqlite_schema import AGENT_COLUMNS, SCHEMA, agent_from_row
 from sentra.storage.sqlite_webhooks import WEBHOOK_SCHEMA, queue_agent_event, queue_line_matches
@@ -163,6 +163,7 @@ class WriteConnection:
             for table in ("lines", "idempotency"):
                 self.db.execute(f"DELETE FROM {table} WHERE agent_pk = ?", (agent.pk,))
             self.db.execute("DELETE FROM agents WHERE pk = ?", (agent.pk,))
+            revoke_agent_shares(self.db, agent.pk)
             if agent.pk > self._pk_floor:
                 self._pk_floor = agent.pk
                 self.db.execute(
