@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pytest
 from conftest import (
     RunningServer,
     ServerFactory,
@@ -234,6 +235,7 @@ async def test_the_token_reads_the_agents_attachments_and_no_other(
         assert (await guest.get(shown.json()["url"])).status_code == 401
 
 
+@pytest.mark.slow  # waits for the revocation watch (once a second)
 async def test_deleting_the_agent_revokes_its_links_so_a_new_agent_of_that_id_is_not_theirs(
     server: RunningServer, alice: httpx.AsyncClient
 ) -> None:
