@@ -17,7 +17,15 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from sentra.line_values import LEVEL_NAMES, NewLine, check_depth, encode_fields, parse_level, parse_ts
+from sentra.line_values import (
+    LEVEL_NAMES,
+    MAX_FIELDS_DEPTH,
+    NewLine,
+    check_depth,
+    encode_fields,
+    parse_level,
+    parse_ts,
+)
 
 MAX_SOURCE = 256  # characters, as sentra/lines.py checks
 
@@ -109,12 +117,16 @@ def _checked(records: list[_Record], now: float, max_line_size: int) -> list[New
         if fields is UNSET:
             fields = {}
         elif fields:
-            if any(type(value) is dict or type(value) is list for value in fields.values()):
+            try:
+                encoded = encode_fields(fields)
+            except RecursionError:
+                return None
+            # Fewer brackets than levels allowed (strings' included): cannot nest too deep, no need to walk it.
+            if encoded.count("{") + encoded.count("[") > MAX_FIELDS_DEPTH:
                 try:
                     check_depth(fields)
                 except ValueError:
                     return None
-            encoded = encode_fields(fields)
             size += len(encoded) if encoded.isascii() else len(encoded.encode("utf-8"))
         if size > max_line_size:
             return None
