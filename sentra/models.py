@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from sentra.errors import Conflict
 from sentra.lines import FINISHED, Line
+from sentra.summary import EMPTY_SUMMARY, RunSummary
 
 
 @dataclass(slots=True)
@@ -27,6 +28,8 @@ class Agent:
     first_seq: int = 1
     last_seq: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    # Lines per level, first error, usage and end time, kept by the writer (sentra/summary.py).
+    summary: RunSummary = EMPTY_SUMMARY
     stop_requested_by: str | None = None  # who asked the run to stop (POST /api/agents/{id}/stop), if anyone
 
     @property
@@ -83,6 +86,7 @@ class Agent:
             "last_seq": self.last_seq,
             "stop_requested": self.stop_requested_by is not None,
             "stop_requested_by": self.stop_requested_by,
+            **self.summary.to_json(),
         }
 
     def labels_json(self) -> str:

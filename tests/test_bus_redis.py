@@ -196,7 +196,7 @@ async def test_start_refuses_an_unreachable_redis(tmp_path: Path, own_redis: Red
 async def test_events_lost_between_processes_make_streams_resync(nodes: tuple[Node, Node], redis_url: str) -> None:
     _, b = nodes
     sub = b.watch("job-9")
-    agent = [1, "job-9", "", "alice", "running", None, {}, 1.0, 1.0, 1.0, 1, 1, None]
+    agent = [1, "job-9", "", "alice", "running", None, {}, 1.0, 1.0, 1.0, 1, 1, None, None]
     other = aioredis.Redis.from_url(redis_url)
     try:
         first = {"o": "elsewhere", "n": 0, "e": [["l", agent, [[1, 1.0, "INFO", "one", "", {}]]]]}

@@ -110,6 +110,7 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str, str, str]] = {
     ("delete", AGENT): ("deleteAgent", "agents", "400 401 403 404", "Delete the agent and its lines."),
     ("post", LOGS): ("ingestLogs", "logs", "400 401 403 409 413 429 503 507", "Append lines, once committed."),
     ("get", LOGS): ("getLogHistory", "logs", "400 401 403 404", "History: JSON pages, NDJSON or text."),
+    ("get", AGENT + "/volume"): ("getAgentVolume", "agents", "400 401 403 404", "Lines per level in time buckets."),
     ("get", LOGS + "/stream"): ("streamLogs", "streams", "400 401 403 404 429", "Seed 000's event stream."),
     ("get", SEED001): ("streamLogsSeed001", "streams", "400 401 403 429", "Seed 001's event stream."),
     ("get", "/api/streams"): ("streamManyAgents", "streams", "400 401 403 404 429", "Many agents, one stream."),
@@ -244,6 +245,18 @@ def details() -> dict[str, Schema]:
                 LEVEL_PARAM,
                 Q,
                 param("format", "query", t("string", enum=["json", "ndjson", "text"]), "Without limit: everything."),
+            ],
+        },
+        "getAgentVolume": {
+            "description": "The run's stored lines (or those of since..until) counted per level in equal time "
+            "buckets, from an index: a line counts in the bucket where its second starts (for wider buckets, its "
+            "10 s, minute, 10 minutes or hour, the widest not wider than a bucket). Without lines, since and until: "
+            "no buckets.",
+            "responses": {"200": json_response("The buckets, oldest first.", ref("Volume"))},
+            "parameters": [
+                param("buckets", "query", t("integer", minimum=1, maximum=500, default=60), "How many buckets."),
+                param("since", "query", t("string"), "Start of the span: epoch s (ms, µs, ns) or ISO 8601."),
+                param("until", "query", t("string"), "End of the span: epoch s (ms, µs, ns) or ISO 8601."),
             ],
         },
         "streamLogs": {

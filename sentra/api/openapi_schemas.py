@@ -42,6 +42,8 @@ STATUS = t("string", enum=["running", "completed", "failed"])
 LEVEL = t("string", enum=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
 TIME = t("string", format="date-time")
 SEQ = t("integer", minimum=1)
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+COUNT_OF = t("integer", minimum=0)
 LABELS = t(
     "object",
     'String keys to string values, e.g. {"batch": "42"}.',
@@ -82,6 +84,29 @@ def resource_schemas() -> dict[str, Schema]:
                 "last_seq": t("integer", "0 until the first line.", minimum=0),
                 "stop_requested": t("boolean", "Someone asked the run to stop (POST /api/agents/{id}/stop)."),
                 "stop_requested_by": t(["string", "null"], "Who asked the run to stop; null: nobody."),
+                "level_counts": obj({name: COUNT_OF for name in LEVELS}, "*", description="Stored lines per level."),
+                "first_error_seq": t(["integer", "null"], "The first stored ERROR or CRITICAL line; null: none."),
+                "ended_at": t(["number", "null"], "When the run finished; null while it runs."),
+                "usage": {
+                    "anyOf": [obj({"tokens": t("number"), "cost": t("number")}, "*"), t("null")],
+                    "description": "Sums of the stored lines' numeric tokens and cost fields; null: no line had any.",
+                },
+            },
+            "*",
+        ),
+        "Volume": obj(
+            {
+                "buckets": t(
+                    "array",
+                    items=obj(
+                        {
+                            "start": t("number", "Epoch seconds."),
+                            "end": t("number"),
+                            "counts": obj({name: COUNT_OF for name in LEVELS}, "*"),
+                        },
+                        "*",
+                    ),
+                )
             },
             "*",
         ),

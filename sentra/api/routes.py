@@ -21,6 +21,7 @@ from sentra.api.static import StaticHandler
 from sentra.api.streams import LogStreamHandler, Seed001StreamHandler
 from sentra.api.system import HealthHandler, MetricsHandler, OpenAPIHandler
 from sentra.api.tickets import StreamTicketsHandler
+from sentra.api.volume import VolumeHandler
 from sentra.api.webhooks import (
     WebhookDeliveriesHandler,
     WebhookHandler,
@@ -43,6 +44,7 @@ ROUTES = (
     Route("/api/agents/{agent_id}/share", ShareHandler),
     Route("/api/agents/{agent_id}/shares", SharesHandler),
     Route("/api/agents/{agent_id}/share/{share_id}", RevokeShareHandler),
+    Route("/api/agents/{agent_id}/volume", VolumeHandler),
     Route("/api/v1/stream-logs/request/{agent_id}", Seed001StreamHandler),
     Route("/api/streams", MultiStreamHandler),
     Route("/api/search", SearchHandler),

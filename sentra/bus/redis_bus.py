@@ -8,7 +8,7 @@ status change and its lines would hang on two channels. One channel keeps each p
 A message is JSON: {"o": origin, "n": number of its first event, "e": [event, ...]}, where an event is
 ["l", agent, [[seq, ts, level, message, source, fields], ...]], ["c", agent] or ["d", agent], and an agent
 is [pk, id, name, owner, status, reason, labels, created_at, updated_at, last_line_at, first_seq, last_seq,
-stop_requested_by].
+stop_requested_by, summary] (summary as RunSummary.to_wire gives it).
 Events are numbered per origin, so a receiver that sees a gap (events dropped while Redis was slow or
 down) asks every stream to re-read storage, exactly as after its own reconnect.
 """
@@ -32,6 +32,7 @@ from sentra.lines import Line
 from sentra.models import Agent
 from sentra.registry import TopicRegistry
 from sentra.storage.base import Storage
+from sentra.summary import RunSummary
 
 log = logging.getLogger("sentra.bus")
 
@@ -58,14 +59,17 @@ def agent_to_wire(agent: Agent) -> list[Any]:
         agent.first_seq,
         agent.last_seq,
         agent.stop_requested_by,
+        agent.summary.to_wire(),
     ]
 
 
 def agent_from_wire(row: list[Any]) -> Agent:
     """The agent record from its JSON array."""
+    row, summary = row[:-1], row[-1]  # the summary comes last
     pk, agent_id, name, owner, status, reason, labels, created, updated, last_line_at, first, last, stop_by = row
     agent = Agent(pk, agent_id, name, owner, status, reason, labels, created, updated, last_line_at, first, last)
     agent.stop_requested_by = stop_by
+    agent.summary = RunSummary.from_wire(summary)
     return agent
 
 

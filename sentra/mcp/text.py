@@ -40,8 +40,22 @@ def agent_details(agent: Agent) -> str:
         ("created", iso_time(agent.created_at)),
         ("updated", iso_time(agent.updated_at)),
         ("last line", iso_time(agent.last_line_at) if agent.last_line_at is not None else "(none yet)"),
+        *summary_rows(agent),
     ]
     return "\n".join(f"{name}: {value}" for name, value in rows)
+
+
+def summary_rows(agent: Agent) -> list[tuple[str, str]]:
+    """The run summary's fields (sentra/summary.py) as agent_details shows them."""
+    summary = agent.summary.to_json()
+    counts = ", ".join(f"{level} {count}" for level, count in summary["level_counts"].items() if count)
+    usage = summary["usage"]
+    return [
+        ("lines by level", counts or "none"),
+        ("first error", f"seq {summary['first_error_seq']}" if summary["first_error_seq"] else "(none)"),
+        ("usage", f"{usage['tokens']} tokens, cost {usage['cost']}" if usage else "(none reported)"),
+        ("ended", iso_time(summary["ended_at"]) if summary["ended_at"] is not None else "(running)"),
+    ]
 
 
 def line_text(line: Line, *, with_agent: bool = False) -> str:

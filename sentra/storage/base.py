@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from sentra.attachments import AttachmentStore
 from sentra.lines import Line, NewLine
@@ -175,6 +175,10 @@ class Storage(Protocol):
 
     async def revoked_since(self, after_rowid: int) -> list[tuple[int, str]]:
         """Revoked token ids recorded after `after_rowid`, as (rowid, jti)."""
+
+    async def volume(self, agent: Agent, buckets: int, since: float | None, until: float | None) -> dict[str, Any]:
+        """The agent's lines per level in `buckets` equal buckets of since..until (default: its stored lines' span),
+        as GET /api/agents/{id}/volume answers, from the volume index (sentra/volume.py)."""
 
     async def append_lines(
         self,

@@ -36,12 +36,15 @@ from sentra.storage.postgres_schema import (
     to_pg,
 )
 from sentra.storage.postgres_search import PgIndexTarget, PgMatchSource, create_search_schema
+from sentra.storage.postgres_summary import backfill_step, create_summary_schema, stored_seconds, volume_rows
 from sentra.storage.postgres_webhooks import WEBHOOK_SCHEMA, PostgresWebhooks
 from sentra.storage.search_index import SEARCH_WAIT, IndexWriter
 from sentra.storage.search_reads import LAST_SEQ, matching_lines, search_matching
 from sentra.storage.shares import PG_SHARE_SCHEMA, PostgresShares
 from sentra.storage.stops import PG_STOP_SCHEMA, request_stop_pg
+from sentra.storage.summary_backfill import SummaryBackfill
 from sentra.storage.write_queue import Task, WriteQueue, announce
+from sentra.volume import buckets_json, run_span
 
 log = logging.getLogger("sentra.store")
 CONNECT_TIMEOUT = 10.0
@@ -75,6 +78,7 @@ async def _create_schema(conn: Any, search_index: bool = False) -> None:
         if search_index:
             await create_search_schema(conn)
         await conn.execute(WEBHOOK_SCHEMA)
+        await create_summary_schema(conn)
         await conn.execute(ATTACHMENT_SCHEMA)
         await conn.execute(PG_STOP_SCHEMA)
         await conn.execute(PG_SHARE_SCHEMA)
@@ -97,6 +101,7 @@ class PostgresStore:
         self.attachments = PostgresAttachments(self._fetch)
         self.shares = PostgresShares(self._fetch, self._writes.submit)
         self._matches = PgMatchSource(self._fetch, search_index)
+        self.summaries = SummaryBackfill(self._count_uncounted)
         self._index: PgIndexTarget | None = None
         self._indexer: IndexWriter | None = None
 
@@ -125,6 +130,7 @@ class PostgresStore:
             self._indexer = IndexWriter(self._index, sees_every_commit=False)
             self._indexer.start()
         self._writes.start()
+        self.summaries.start()
 
     async def _connect_writer(self) -> None:
         self._conn = await asyncpg.connect(
@@ -141,6 +147,7 @@ class PostgresStore:
 
     async def close(self) -> None:
         """Write everything queued, then disconnect."""
+        await self.summaries.close()
         await self._writes.close()
         if self._indexer is not None:
             await self._indexer.close()
@@ -252,6 +259,20 @@ class PostgresStore:
             self._indexer.nudge()  # this process may be the one that writes the index
         await self._matches.caught_up(query.owner, SEARCH_WAIT)
         return await search_matching(self._matches, query, before, limit)
+
+    async def volume(self, agent: Agent, buckets: int, since: float | None, until: float | None) -> dict[str, Any]:
+        """The agent's lines per level in `buckets` equal buckets of since..until (default: its stored lines' span),
+        from the volume index."""
+        first, last = await stored_seconds(self._fetch, agent.pk)
+        span = run_span(first, last, buckets, since, until)
+        if span is None:
+            return {"buckets": []}
+        return buckets_json(span, await volume_rows(self._fetch, agent.pk, span))
+
+    async def _count_uncounted(self) -> bool:
+        """One slice of the summaries' background count; False once every stored line is counted."""
+        outcome = await self._writes.submit(backfill_step, lambda outcome: outcome)
+        return outcome is not None
 
     async def revoked_since(self, after_rowid: int) -> list[tuple[int, str]]:
         """Revoked token ids recorded after `after_rowid`, as (id, jti)."""

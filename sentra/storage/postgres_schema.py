@@ -13,6 +13,8 @@ from typing import Any
 
 from sentra.lines import LEVEL_BY_NUMBER, Line
 from sentra.models import Agent
+from sentra.storage.postgres_summary import SUMMARY_COLUMN
+from sentra.summary import RunSummary
 
 # Any constant shared by every Sentra process: serialises schema creation when several start at once.
 SCHEMA_LOCK = 0x53454E545241
@@ -61,7 +63,8 @@ CREATE TABLE IF NOT EXISTS revoked_tokens (
 
 AGENT_COLUMNS = (
     "pk, id, name, owner, status, reason, labels, created_at, updated_at, last_line_at, first_seq, last_seq, "
-    "stop_requested_by"
+    "stop_requested_by, "
+    f"{SUMMARY_COLUMN}"
 )
 LINE_COLUMNS = "seq, ts, level, source, message, fields"
 _ESC = "\uffff"
@@ -89,6 +92,7 @@ def labels_to_pg(labels: Mapping[str, str]) -> str:
 
 def agent_from_row(row: Any) -> Agent:
     """An Agent from a row of AGENT_COLUMNS (labels in key order, as SQLite stores them)."""
+    row, summary = row[:-1], row[-1]  # the summary column comes last
     pk, agent_id, name, owner, status, reason, labels, created, updated, last_line_at, first_seq, last_seq, stop = row
     decoded = {from_pg(key): from_pg(value) for key, value in json.loads(labels).items()}
     return Agent(
@@ -105,6 +109,7 @@ def agent_from_row(row: Any) -> Agent:
         first_seq,
         last_seq,
         stop_requested_by=None if stop is None else from_pg(stop),
+        summary=RunSummary.from_wire(summary),
     )
 
 

@@ -23,8 +23,10 @@ from sentra.storage.appends import (
 )
 from sentra.storage.postgres_attachments import insert_attachments
 from sentra.storage.postgres_schema import AGENT_COLUMNS, agent_from_row, labels_to_pg, to_pg
+from sentra.storage.postgres_summary import add_tally, forget, mark_ended, trimmed
 from sentra.storage.postgres_webhooks import queue_agent_event, queue_line_matches
 from sentra.storage.shares import revoke_agent_shares_pg
+from sentra.summary import tally_batch
 from sentra.webhooks.events import LineHooks
 
 CREATE_ATTEMPTS = 3
@@ -76,6 +78,8 @@ async def update_agent(conn: Any, *, agent_id: str, changes: dict[str, Any]) -> 
         agent.pk,
     )
     await queue_agent_event(conn, current, agent)
+    if agent.finished and not current.finished:
+        await mark_ended(conn, agent)
     return agent
 
 
@@ -88,6 +92,7 @@ async def delete_agent(conn: Any, *, agent_id: str) -> Agent | None:
     for table in ("lines", "idempotency"):
         await conn.execute(f"DELETE FROM {table} WHERE agent_pk = $1", agent.pk)
     await revoke_agent_shares_pg(conn, agent.pk)
+    await forget(conn, agent.pk)
     return agent
 
 
@@ -98,6 +103,7 @@ async def trim(conn: Any, *, agent_id: str, max_lines: int) -> Agent | None:
         return None
     agent = current.copy()
     agent.first_seq = agent.last_seq - max_lines + 1
+    await trimmed(conn, current, agent)
     await conn.execute("DELETE FROM lines WHERE agent_pk = $1 AND seq < $2", agent.pk, agent.first_seq)
     await conn.execute("UPDATE agents SET first_seq = $1 WHERE pk = $2", agent.first_seq, agent.pk)
     return agent
@@ -208,6 +214,9 @@ async def append_batch(conn: Any, jobs: list[AppendJob], hooks: LineHooks | None
             "lines", records=line_rows, columns=["agent_pk", "seq", "ts", "level", "source", "message", "fields"]
         )
         await insert_attachments(conn, jobs, out)
+    for agent_id, tally in tally_batch(zip((job.agent_id for job in jobs), out.lines, strict=True)).items():
+        agent = out.staged[agent_id]
+        agent.summary = await add_tally(conn, agent.pk, tally)
     if out.staged:
         await conn.executemany(
             "UPDATE agents SET last_seq = $1, last_line_at = $2, updated_at = $3 WHERE pk = $4",

@@ -27,10 +27,14 @@ from sentra.storage.shares import SqliteShares
 from sentra.storage.sqlite_attachments import SqliteAttachments
 from sentra.storage.sqlite_schema import AGENT_COLUMNS, SCHEMA, agent_from_row
 from sentra.storage.sqlite_search import IndexReader, IndexWriterConnection, SqliteMatchSource
+from sentra.storage.sqlite_summary import backfill_step, stored_seconds, volume_rows
 from sentra.storage.sqlite_webhooks import SqliteWebhooks
 from sentra.storage.sqlite_writer import WriteConnection
 from sentra.storage.stops import request_stop_sqlite
+from sentra.storage.summary_backfill import SummaryBackfill
 from sentra.storage.write_queue import Task, WriteQueue, announce
+from sentra.summary import RunSummary
+from sentra.volume import buckets_json, run_span
 
 log = logging.getLogger("sentra.store")
 # A group commit of at most this many lines is made on the event loop: in WAL mode with synchronous=NORMAL a
@@ -79,6 +83,7 @@ class Store:
         self._indexer: IndexWriter | None = None
         self._index_reader: IndexReader | None = None
         self._matches: SqliteMatchSource | None = None
+        self.summaries = SummaryBackfill(self._count_uncounted)
 
     @property
     def description(self) -> str:
@@ -97,6 +102,7 @@ class Store:
             await self._open_index()
         self._matches = SqliteMatchSource(self._reader, self._index_reader)
         self._writes.start()
+        self.summaries.start()
 
     async def _open_index(self) -> None:
         """Open the word index beside the database and start its writer (see storage/search_index.py)."""
@@ -109,6 +115,7 @@ class Store:
 
     async def close(self) -> None:
         """Write everything queued, then close the connections and their threads."""
+        await self.summaries.close()
         await self._writes.close()
         if self._indexer is not None:
             await self._indexer.close()
@@ -247,6 +254,31 @@ class Store:
         if self._indexer is not None:
             await self._indexer.caught_up(SEARCH_WAIT)
         return await search_matching(self._index_reader, query, before, limit)
+
+    async def volume(self, agent: Agent, buckets: int, since: float | None, until: float | None) -> dict[str, Any]:
+        """The agent's lines per level in `buckets` equal buckets of since..until (default: its stored lines' span),
+        from the volume index."""
+        first, last = await stored_seconds(self.reader, agent.pk)
+        span = run_span(first, last, buckets, since, until)
+        if span is None:
+            return {"buckets": []}
+        return buckets_json(span, await volume_rows(self.reader, agent.pk, span))
+
+    async def _count_uncounted(self) -> bool:
+        """One slice of the summaries' background count; False once every stored line is counted."""
+
+        def after(outcome: tuple[str, RunSummary] | None) -> bool:
+            if outcome is None:
+                return False
+            agent_id, summary = outcome
+            cached = self._agents.get(agent_id)
+            if cached is not None:
+                agent = cached.copy()
+                agent.summary = summary
+                self._agents[agent_id] = agent
+            return True
+
+        return await self._writes.submit(lambda: backfill_step(self._writer.db), after)  # type: ignore[no-any-return]
 
     async def revoked_since(self, after_rowid: int) -> list[tuple[int, str]]:
         """Revoked token ids recorded after `after_rowid`, as (rowid, jti)."""

@@ -7,6 +7,8 @@ from typing import Any
 
 from sentra.lines import LEVEL_BY_NUMBER, Line
 from sentra.models import Agent
+from sentra.storage.sqlite_summary import SUMMARY_COLUMN
+from sentra.summary import RunSummary
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS agents (
@@ -59,12 +61,14 @@ CREATE TABLE IF NOT EXISTS meta (
 
 AGENT_COLUMNS = (
     "pk, id, name, owner, status, reason, labels, created_at, updated_at, last_line_at, first_seq, last_seq, "
-    "stop_requested_by"
+    "stop_requested_by, "
+    f"{SUMMARY_COLUMN}"
 )
 
 
 def agent_from_row(row: tuple[Any, ...]) -> Agent:
     """An Agent from a row of AGENT_COLUMNS."""
+    row, summary = row[:-1], row[-1]  # the summary column comes last
     pk, agent_id, name, owner, status, reason, labels, created, updated, last_line_at, first_seq, last_seq, stop = row
     return Agent(
         pk,
@@ -80,6 +84,7 @@ def agent_from_row(row: tuple[Any, ...]) -> Agent:
         first_seq,
         last_seq,
         stop_requested_by=stop,
+        summary=RunSummary.from_wire(summary),
     )
 
 

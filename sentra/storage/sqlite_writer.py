@@ -32,8 +32,10 @@ from sentra.storage.appends import (
 from sentra.storage.shares import SQLITE_SHARE_SCHEMA, revoke_agent_shares
 from sentra.storage.sqlite_attachments import ATTACHMENT_SCHEMA, insert_attachments
 from sentra.storage.sqlite_schema import AGENT_COLUMNS, SCHEMA, agent_from_row
+from sentra.storage.sqlite_summary import add_tally, forget, mark_ended, open_summaries, trimmed
 from sentra.storage.sqlite_webhooks import WEBHOOK_SCHEMA, queue_agent_event, queue_line_matches
 from sentra.storage.stops import add_stop_column
+from sentra.summary import tally_batch
 from sentra.webhooks.events import LineHooks
 
 T = TypeVar("T")
@@ -73,6 +75,7 @@ class WriteConnection:
         conn.executescript(SCHEMA)
         add_stop_column(conn)
         conn.executescript(WEBHOOK_SCHEMA)
+        open_summaries(conn)
         conn.executescript(ATTACHMENT_SCHEMA)
         conn.executescript(SQLITE_SHARE_SCHEMA)
         # A read-only file opens without complaint; find out now rather than at the first ingest.
@@ -154,6 +157,8 @@ class WriteConnection:
             (agent.status, agent.reason, agent.name, agent.labels_json(), agent.updated_at, agent.pk),
         )
         queue_agent_event(self.db, current, agent)
+        if agent.finished and not current.finished:
+            mark_ended(self.db, agent)
         return agent
 
     def delete_agent(self, agent_id: str, cache: Mapping[str, Agent]) -> Agent | None:
@@ -164,6 +169,7 @@ class WriteConnection:
                 self.db.execute(f"DELETE FROM {table} WHERE agent_pk = ?", (agent.pk,))
             self.db.execute("DELETE FROM agents WHERE pk = ?", (agent.pk,))
             revoke_agent_shares(self.db, agent.pk)
+            forget(self.db, agent.pk)
             if agent.pk > self._pk_floor:
                 self._pk_floor = agent.pk
                 self.db.execute(
@@ -178,6 +184,7 @@ class WriteConnection:
             return None
         agent = current.copy()
         agent.first_seq = agent.last_seq - max_lines + 1
+        trimmed(self.db, current, agent)
         self.db.execute("DELETE FROM lines WHERE agent_pk = ? AND seq < ?", (agent.pk, agent.first_seq))
         self.db.execute("UPDATE agents SET first_seq = ? WHERE pk = ?", (agent.first_seq, agent.pk))
         return agent
@@ -234,6 +241,9 @@ class WriteConnection:
                 key_rows.append((pk, job.key, json.dumps(result.to_json()), now))
             out.answer(result, lines)
         self._insert_lines(values)
+        for agent_id, tally in tally_batch(zip((job.agent_id for job in jobs), out.lines, strict=True)).items():
+            agent = out.staged[agent_id]
+            agent.summary = add_tally(self.db, agent.pk, tally)
         written = zip((job.agent_id for job in jobs), out.lines, strict=True)
         queue_line_matches(self.db, self.line_hooks, out.staged, written)
         if out.staged:
