@@ -8,6 +8,7 @@
 import { query } from "./api.js";
 import { FailureWatch } from "./notify.js";
 import { SearchResults } from "./search.js";
+import { Sparklines } from "./volume.js";
 
 /** How often "last activity" times are refreshed. */
 const CLOCK_MS = 1000;
@@ -41,6 +42,8 @@ class AgentsPage {
     this.rows = new Map();
     // A run seen running that turns failed: a desktop notification, if asked for.
     this.failures = new FailureWatch();
+    // Each row's recent activity, fetched only for the rows on screen (volume.js).
+    this.sparks = new Sparklines();
     this.selected = new Set();
     // An agent came or was renamed since the last render: the names of search results may be out of date.
     this.renamed = false;
@@ -186,6 +189,7 @@ class AgentsPage {
     for (const [id, row] of this.rows) {
       if (!seen.has(id)) {
         row.remove();
+        this.sparks.forget(row.querySelector(".spark"));
         this.rows.delete(id);
       }
     }
@@ -241,6 +245,7 @@ class AgentsPage {
     when.dataset.ts = String(agent.last_line_at || agent.updated_at || agent.created_at);
     when.textContent = ago(Number(when.dataset.ts));
     when.title = new Date(Number(when.dataset.ts) * 1000).toLocaleString();
+    this.sparks.watch(row.querySelector(".spark"), agent);
     row.querySelector(".pick").checked = this.selected.has(agent.id);
     row.classList.toggle("is-running", agent.status === "running");
   }

@@ -23,7 +23,15 @@ export function readRoute(params) {
     level: Math.max(0, level),
     q: params.get("q") || "",
     source: params.get("source") || "",
+    // A time range picked on the volume chart (epoch seconds), null when none.
+    since: timeParam(params.get("since")),
+    until: timeParam(params.get("until")),
   };
+}
+
+function timeParam(value) {
+  const number = value === null ? NaN : Number(value);
+  return Number.isFinite(number) ? number : null;
 }
 
 /** `label=key=value` arguments as {key: value}, as the server reads them. */

@@ -33,6 +33,7 @@ import { notifyFailed } from "./notify.js";
 import { FINISHED, connectionState, countsText, labelObject, lowerBound, mergeSorted, readRoute } from "./logstate.js";
 import { RunControl } from "./runcontrol.js";
 import { HEADER_PX, Steps, isStepHeader } from "./steps.js";
+import { RunPanel } from "./summary.js";
 import { highlightPatterns, narrowerTerms, parseQuery } from "./terms.js";
 import { VirtualList } from "./virtual.js";
 
@@ -74,7 +75,7 @@ class LogView {
     this.feedState = { state: "open" };
     this.problem = null;
     this.multi = route.agents.length !== 1 || route.labels.length > 0;
-    this.filters = { level: route.level, q: route.q, source: route.source };
+    this.filters = { level: route.level, q: route.q, source: route.source, since: route.since, until: route.until };
     this.terms = parseQuery(route.q);
     this.loadedWith = this.loadedFilters();
     this.agents = new Map();
@@ -143,12 +144,30 @@ class LogView {
       estimateHeight: (line, width) => (isStepHeader(line) ? HEADER_PX : estimateHeight(line, width, this.multi)),
       onStickChange: (stick) => this.showFollow(stick),
     });
+    // One agent's page: its run summary and volume chart (summary.js).
+    if (!this.multi) this.run = new RunPanel($(".run-summary"), $(".volume"), this.route.agents[0], this.runHandlers());
     // Stop and Share (runcontrol.js).
     if (!this.multi) this.control = new RunControl(page, this.route.agents[0]);
     // The run's screenshots above its lines (attachments.js).
     if (!this.multi) this.shots = new ScreenshotStrip($(".screenshots"));
     this.wire();
     this.showFollow(true);
+  }
+
+  runHandlers() {
+    return {
+      onLevel: (name) => {
+        this.el.level.value = name;
+        this.setFilter({ level: LEVELS.indexOf(name) });
+      },
+      onError: (seq) => {
+        if (this.filters.since !== null || this.filters.until !== null) this.setFilter({ since: null, until: null });
+        history.replaceState(null, "", `#${seq}`);
+        window.dispatchEvent(new HashChangeEvent("hashchange"));
+      },
+      onRange: (since, until) => this.setFilter({ since, until }),
+      onClear: () => this.setFilter({ since: null, until: null }),
+    };
   }
 
   rowContext() {
@@ -489,7 +508,8 @@ class LogView {
   // ---- filters -------------------------------------------------------------------------------------
 
   filter() {
-    return { level: this.filters.level, source: this.filters.source, terms: this.terms };
+    const { level, source, since, until } = this.filters;
+    return { level, source, terms: this.terms, since, until };
   }
 
   /** The filters the server is asked with, as a load remembers them. */
@@ -499,6 +519,7 @@ class LogView {
 
   setFilter(change) {
     Object.assign(this.filters, change);
+    if (this.run) this.run.setRange(this.filters);
     this.terms = parseQuery(this.filters.q);
     this.context = null;
     this.writeUrl();
@@ -528,6 +549,8 @@ class LogView {
     if (this.filters.level) params.set("level", LEVELS[this.filters.level]);
     if (this.filters.q) params.set("q", this.filters.q);
     if (this.filters.source) params.set("source", this.filters.source);
+    if (this.filters.since !== null) params.set("since", String(this.filters.since));
+    if (this.filters.until !== null) params.set("until", String(this.filters.until));
     history.replaceState(null, "", `?${params}${location.hash}`);
     this.showDownloads();
   }
@@ -571,7 +594,7 @@ class LogView {
     this.el.counts.textContent = countsText({
       shown,
       loaded,
-      narrowed: Boolean(this.filters.level || this.filters.q || this.filters.source),
+      narrowed: Boolean(this.filters.level || this.filters.q || this.filters.source || this.filters.since || this.filters.until),
       server: Boolean(this.loadedWith.level || this.loadedWith.q),
       total: this.runLines(),
       multi: this.multi,
@@ -625,6 +648,7 @@ class LogView {
         title.appendChild(reason);
       }
       this.setTitle((agent && agent.name) || id);
+      this.run.update(agent);
       this.control.update(agent);
     } else {
       const label = this.route.labels.join(", ");

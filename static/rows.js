@@ -47,13 +47,16 @@ export function compareLines(a, b) {
 /**
  * Does the line pass the filters?
  * @param {object} line
- * @param {{level: number, terms: object[], source: string}} filter  terms from terms.js's parseQuery.
+ * @param {{level: number, terms: object[], source: string, since?: number|null, until?: number|null}} filter
+ *   terms from terms.js's parseQuery; since and until (epoch seconds) a time range, if any.
  * @returns {boolean}
  */
 export function passes(line, filter) {
   return (
     line.lv >= filter.level &&
     (!filter.source || line.source === filter.source) &&
+    (filter.since == null || line.ts >= filter.since) &&
+    (filter.until == null || line.ts <= filter.until) &&
     matchesTerms(filter.terms, line)
   );
 }
