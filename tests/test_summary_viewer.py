@@ -3,6 +3,7 @@ Chromium (browsers.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -119,3 +120,23 @@ async def test_agents_list_shows_a_sparkline_per_agent(viewer: Viewer) -> None:
         spark = page.locator(f".agent-row[data-id='{name}'] .spark svg.sparkline")
         await expect(spark).to_be_visible()
         await expect(spark.locator("rect.vlv-3")).not_to_have_count(0)
+
+
+async def test_agents_list_of_1000_agents_fetches_sparklines_for_rows_on_screen_only(viewer: Viewer) -> None:
+    page = viewer.page
+    await viewer.sign_in()
+    ids = [f"many-{n:04d}" for n in range(1000)]
+    for start in range(0, len(ids), 50):
+        await asyncio.gather(*(post_lines(viewer.api, agent_id, ["hello"]) for agent_id in ids[start : start + 50]))
+    asked: list[str] = []
+    page.on("request", lambda request: "/volume" in request.url and asked.append(request.url))
+    await page.goto(viewer.url("/"))
+    await expect(page.locator(".agent-row")).to_have_count(1000, timeout=20_000)
+    await expect(page.locator(".agent-row[data-id='many-0999'] .spark svg")).to_be_visible()
+    await page.wait_for_timeout(1000)
+    on_screen = len(asked)
+    assert 0 < on_screen <= 40  # the rows a 800-pixel window shows, not 1,000
+    # Scrolling to the end fetches the rows that come into view.
+    await page.locator(".agent-row[data-id='many-0000']").scroll_into_view_if_needed()
+    await expect(page.locator(".agent-row[data-id='many-0000'] .spark svg")).to_be_visible()
+    assert len(asked) <= 2 * 40
