@@ -244,6 +244,14 @@ CASES = [
           ("other-user", 403, "not_owner", "run", "bob"),
           ("unknown", 404, "attachment_not_found", "run", "alice"),
       )],
+    *[Case(f"volume-{name}", status, code, "GET", f"/api/agents/{agent}/volume{query}", auth=auth)
+      for name, status, code, agent, query, auth in (
+          ("too-many-buckets", 400, "bad_request", "run", "?buckets=501", "alice"),
+          ("until-before-since", 400, "bad_request", "run", "?since=20&until=10", "alice"),
+          ("without-token", 401, "not_authenticated", "run", "", "none"),
+          ("other-user", 403, "not_owner", "run", "", "bob"),
+          ("unknown-agent", 404, "agent_not_found", "nobody", "", "alice"),
+      )],
 ]  # fmt: skip
 
 

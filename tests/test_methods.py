@@ -29,6 +29,7 @@ SAMPLES = {
     "/api/agents/{agent_id}": "/api/agents/m1",
     "/api/agents/{agent_id}/logs": "/api/agents/m1/logs",
     "/api/agents/{agent_id}/logs/stream": "/api/agents/m1/logs/stream",
+    "/api/agents/{agent_id}/volume": "/api/agents/m1/volume",
     "/api/agents/{agent_id}/attachments": "/api/agents/m1/attachments?name=notes.txt",
     "/api/agents/{agent_id}/attachments/{attachment_id}": "/api/agents/m1/attachments/0123456789abcdef0123456789abcdef",
     "/api/agents/{agent_id}/stop": "/api/agents/m1/stop",
