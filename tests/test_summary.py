@@ -57,6 +57,21 @@ async def test_counts_per_level_and_first_error_after_ingest(alice: httpx.AsyncC
     assert listed["level_counts"] == agent["level_counts"] and listed["first_error_seq"] == 5
 
 
+async def test_agents_written_together_each_get_their_own_counts(alice: httpx.AsyncClient) -> None:
+    # Sent at once, the requests meet in the same group commits: each agent's tally is its own.
+    async def send(n: int) -> None:
+        lines: list[Any] = [f"line {i}" for i in range(n)] + [
+            {"message": "bad", "level": "error", "fields": {"cost": n}}
+        ]
+        await post_lines(alice, f"many-{n}", lines)
+
+    await asyncio.gather(*(send(n) for n in range(1, 21)))
+    for n in range(1, 21):
+        agent = await agent_of(alice, f"many-{n}")
+        assert agent["level_counts"] == counts(INFO=n, ERROR=1)
+        assert agent["first_error_seq"] == n + 1 and agent["usage"] == {"tokens": 0, "cost": n}
+
+
 async def test_a_critical_line_is_a_first_error(alice: httpx.AsyncClient) -> None:
     await post_lines(alice, "crit", ["ok", {"message": "down", "level": "critical"}])
     assert (await agent_of(alice, "crit"))["first_error_seq"] == 2

@@ -15,6 +15,7 @@ from test_summary import (
     agent_of,
     counts,
     test_a_critical_line_is_a_first_error,
+    test_agents_written_together_each_get_their_own_counts,
     test_counts_per_level_and_first_error_after_ingest,
     test_delete_takes_the_summary_with_it,
     test_ended_at_is_set_when_the_run_finishes,
@@ -37,6 +38,7 @@ pytestmark = pytest.mark.slow  # PostgreSQL, Redis, server children
 
 # Collected here too (pytest collects the test functions a module holds), with start_server below.
 SHARED = (
+    test_agents_written_together_each_get_their_own_counts,
     test_a_critical_line_is_a_first_error,
     test_counts_per_level_and_first_error_after_ingest,
     test_delete_takes_the_summary_with_it,

@@ -23,7 +23,7 @@ from sentra.storage.appends import (
 )
 from sentra.storage.postgres_attachments import insert_attachments
 from sentra.storage.postgres_schema import AGENT_COLUMNS, agent_from_row, labels_to_pg, to_pg
-from sentra.storage.postgres_summary import add_tally, forget, mark_ended, trimmed
+from sentra.storage.postgres_summary import add_tallies, forget, mark_ended, trimmed
 from sentra.storage.postgres_webhooks import queue_agent_event, queue_line_matches
 from sentra.storage.shares import revoke_agent_shares_pg
 from sentra.summary import tally_batch
@@ -214,9 +214,11 @@ async def append_batch(conn: Any, jobs: list[AppendJob], hooks: LineHooks | None
             "lines", records=line_rows, columns=["agent_pk", "seq", "ts", "level", "source", "message", "fields"]
         )
         await insert_attachments(conn, jobs, out)
-    for agent_id, tally in tally_batch(zip((job.agent_id for job in jobs), out.lines, strict=True)).items():
-        agent = out.staged[agent_id]
-        agent.summary = await add_tally(conn, agent.pk, tally)
+    tallies = tally_batch(zip((job.agent_id for job in jobs), out.lines, strict=True))
+    if tallies:
+        summaries = await add_tallies(conn, {out.staged[agent_id].pk: tally for agent_id, tally in tallies.items()})
+        for agent_id in tallies:
+            out.staged[agent_id].summary = summaries[out.staged[agent_id].pk]
     if out.staged:
         await conn.executemany(
             "UPDATE agents SET last_seq = $1, last_line_at = $2, updated_at = $3 WHERE pk = $4",
