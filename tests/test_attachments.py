@@ -273,3 +273,13 @@ async def test_upload_and_read_answer_as_documented(alice: httpx.AsyncClient) ->
     assert "*/*" in check_headers(served)  # any stored type, with the documented headers
     line = (await alice.get("/api/agents/doc/logs")).json()["lines"][0]
     assert line["fields"]["attachment"] == {key: record[key] for key in ("id", "name", "content_type", "size", "url")}
+
+
+async def test_a_data_url_whose_json_escapes_the_slash_is_taken_too(alice: httpx.AsyncClient) -> None:
+    image = png(2, 2)
+    encoded = "data:image\\/png;base64," + base64.b64encode(image).decode()  # as PHP's json_encode writes it
+    body = '{"message": "escaped", "fields": {"shot": "' + encoded + '"}}'
+    sent = await alice.post("/api/agents/esc/logs", content=body, headers={"Content-Type": "application/json"})
+    assert sent.status_code == 200, sent.text
+    record = (await alice.get("/api/agents/esc/logs")).json()["lines"][0]["fields"]["shot"]
+    assert (await alice.get(record["url"])).content == image

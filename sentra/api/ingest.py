@@ -14,7 +14,7 @@ from collections.abc import Awaitable
 from sentra.api.agents import MAX_NAME_LENGTH
 from sentra.api.base import ApiHandler
 from sentra.api.runcontrol import with_stop
-from sentra.attachments import DATA_URL_MARKS, Attachment, lines_with_images
+from sentra.attachments import DATA_URL_MARK, Attachment, lines_with_images
 from sentra.auth import Principal
 from sentra.errors import BadRequest, TooManyRequests
 from sentra.http.answers import JSON_TYPE
@@ -84,8 +84,8 @@ class IngestHandler(ApiHandler):
         """The body's lines (BadRequest or PayloadTooLarge if it has none to store)."""
         config = self.config
         body = self.body
-        # Two substring scans of the raw body keep lines without images off the per-field work.
-        if DATA_URL_MARKS[0] in body or DATA_URL_MARKS[1] in body:
+        # One substring scan of the raw body keeps lines without images off the per-field work.
+        if DATA_URL_MARK in body:
             lines, self.attachments = lines_with_images(
                 body,
                 self.header("Content-Type") or "",

@@ -38,20 +38,20 @@ def insert_attachments(db: sqlite3.Connection, jobs: list[AppendJob], out: Batch
     """Store the attachments of the batch's committed jobs (a refused or replayed job stored no lines, so none);
     the bytes written."""
     rows = []
-    now = time.time()
     for job, lines in zip(jobs, out.lines, strict=True):
         if job.attachments and lines:
-            pk = out.staged[job.agent_id].pk
+            pk, now = out.staged[job.agent_id].pk, time.time()
             for item in job.attachments:
                 rows.append(
                     (item.id, pk, lines[item.line].seq, item.name, item.content_type, len(item.data), now, item.data)
                 )
-    if rows:
-        db.executemany(
-            "INSERT INTO attachments (id, agent_pk, seq, name, content_type, size, created_at, data) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
+    if not rows:
+        return 0  # most commits: one test per job is all they pay
+    db.executemany(
+        "INSERT INTO attachments (id, agent_pk, seq, name, content_type, size, created_at, data) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
     return sum(row[5] for row in rows)
 
 
