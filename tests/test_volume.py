@@ -122,3 +122,13 @@ async def test_ownership_as_elsewhere(server: RunningServer, alice: httpx.AsyncC
     async with httpx.AsyncClient(base_url=server.url, headers=server.headers("root", scope="admin")) as admin:
         answer = await admin.get("/api/agents/run/volume")
     assert answer.status_code == 200 and total(answer.json()["buckets"]) == 113
+
+
+async def test_a_share_link_reads_its_runs_volume_and_no_other(server: RunningServer, alice: httpx.AsyncClient) -> None:
+    await spread_run(alice)
+    await post_lines(alice, "other", ["not shared"])
+    link = (await alice.post("/api/agents/run/share", json={"ttl": "1h"})).json()
+    async with httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {link['token']}"}) as shared:
+        assert total(await volume(shared, "run")) == 113
+        assert (await shared.get("/api/agents/run")).json()["level_counts"]["ERROR"] == 2
+        assert (await shared.get("/api/agents/other/volume")).status_code == 403
