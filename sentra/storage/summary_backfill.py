@@ -18,7 +18,6 @@ class SummaryBackfill:
     def __init__(self, step: Callable[[], Awaitable[bool]]) -> None:
         self._step = step
         self._task: asyncio.Task[None] | None = None
-        self.done = asyncio.Event()
 
     def start(self) -> None:
         """Begin in the background."""
@@ -41,4 +40,3 @@ class SummaryBackfill:
                 log.warning("counting stored lines for run summaries failed, retrying: %s", exc)
                 await asyncio.sleep(RETRY_DELAY)
             await asyncio.sleep(0)
-        self.done.set()
