@@ -17,7 +17,7 @@ from sentra.storage.open import revoke_token
 
 pytestmark = pytest.mark.slow  # PostgreSQL
 
-TIMES = ("created_at", "updated_at", "last_line_at", "ts")
+TIMES = ("created_at", "updated_at", "last_line_at", "ended_at", "ts")
 
 
 def without_times(value: Any) -> Any:
