@@ -5,12 +5,16 @@ invalid lines (aliases, unknown keys, nested fields, Unicode, bad levels and tim
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sentra.build import stage
 from sentra.errors import ApiError
 from sentra.ingest_decode import decode_body
 from sentra.lines import NewLine, parse_body, parse_body_in_python
@@ -197,3 +201,22 @@ def test_generated_bodies_read_the_same_in_c_and_in_python(
             # The stored text is the fields, as JSON.
             assert (line.fields_json is None) == (not line.fields)
             assert line.fields_json is None or json.loads(line.fields_json) == line.fields
+
+
+@pytest.mark.slow  # lays out the pyz's files and imports them in a child interpreter
+def test_the_pyz_reads_bodies_in_python_without_msgspec(tmp_path: Path) -> None:
+    stage(tmp_path)
+    assert not (tmp_path / "msgspec").exists() and not (tmp_path / "sentra" / "ingest_decode.py").exists()
+    script = (
+        f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n"
+        "from sentra import lines\n"
+        "assert lines._decode_in_c is None\n"
+        'body = b\'{"message": "a", "fields": {"k": 1}}\\n{"msg": "b"}\\n\'\n'
+        "print(lines.parse_body(body, 'application/x-ndjson', max_line_size=99, max_lines=9, now=1.0))\n"
+    )
+    done = subprocess.run([sys.executable, "-I", "-S", "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (
+        "NewLine(ts=1.0, level='INFO', message='a', source='', fields={'k': 1}, fields_json='{\"k\": 1}')"
+        in done.stdout
+    )
