@@ -132,11 +132,33 @@ async def test_agents_list_of_1000_agents_fetches_sparklines_for_rows_on_screen_
     page.on("request", lambda request: "/volume" in request.url and asked.append(request.url))
     await page.goto(viewer.url("/"))
     await expect(page.locator(".agent-row")).to_have_count(1000, timeout=20_000)
-    await expect(page.locator(".agent-row[data-id='many-0999'] .spark svg")).to_be_visible()
+    # Rows are newest first; those created together come in any order, so the first row is whichever came last.
+    await expect(page.locator(".agent-row").first.locator(".spark svg")).to_be_visible()
     await page.wait_for_timeout(1000)
     on_screen = len(asked)
     assert 0 < on_screen <= 40  # the rows a 800-pixel window shows, not 1,000
-    # Scrolling to the end fetches the rows that come into view.
-    await page.locator(".agent-row[data-id='many-0000']").scroll_into_view_if_needed()
-    await expect(page.locator(".agent-row[data-id='many-0000'] .spark svg")).to_be_visible()
+    # Scrolling to the last row fetches the rows that come into view.
+    await page.locator(".agent-row").last.scroll_into_view_if_needed()
+    await expect(page.locator(".agent-row").last.locator(".spark svg")).to_be_visible()
     assert len(asked) <= 2 * 40
+
+
+async def test_the_chart_follows_a_running_agent(viewer: Viewer) -> None:
+    page = viewer.page
+    await viewer.sign_in()
+    now = time.time()
+    await post_lines(viewer.api, "live-chart", run_lines(now))
+    await page.goto(viewer.url("/?agent=live-chart"))
+    await expect(page.locator(".volume-chart rect.vlv-3")).not_to_have_count(0)
+    last_error_bucket = """() => Math.max(...[...document.querySelectorAll('.volume-chart rect.verr')]
+        .map((rect) => Number(rect.dataset.bucket)))"""
+    last_bucket = """() => Math.max(...[...document.querySelectorAll('.volume-chart rect')]
+        .map((rect) => Number(rect.dataset.bucket)))"""
+    assert await page.evaluate(last_error_bucket) < await page.evaluate(last_bucket) / 2
+    # A failure a minute later: the chart grows to it, its last bar an error, without a reload.
+    await post_lines(viewer.api, "live-chart", [{"message": "late failure", "level": "critical", "ts": now + 60}])
+    deadline = time.monotonic() + 10
+    while await page.evaluate(last_error_bucket) != await page.evaluate(last_bucket):
+        assert time.monotonic() < deadline, "the chart did not grow to the new line"
+        await asyncio.sleep(0.2)
+    await expect(page.locator(".volume-chart rect.vlv-4")).to_have_count(1)
