@@ -283,3 +283,17 @@ async def test_a_data_url_whose_json_escapes_the_slash_is_taken_too(alice: httpx
     assert sent.status_code == 200, sent.text
     record = (await alice.get("/api/agents/esc/logs")).json()["lines"][0]["fields"]["shot"]
     assert (await alice.get(record["url"])).content == image
+
+
+async def test_a_share_link_reads_its_runs_attachments_and_no_others(server: RunningServer) -> None:
+    async with server.client("alice") as alice:
+        shown = (await upload(alice, "shared-run", png(), "image/png", "s.png")).json()["url"]
+        hidden = (await upload(alice, "other-run", png(), "image/png", "o.png")).json()["url"]
+        created = await alice.post("/api/agents/shared-run/share", json={"ttl": "1h"})
+        assert created.status_code == 201, created.text
+        token = created.json()["token"]
+    async with server.client(None) as guest:
+        guest.headers["Authorization"] = f"Bearer {token}"
+        assert (await guest.get(shown)).content == png()
+        assert (await guest.get(hidden)).status_code == 403
+        assert (await upload(guest, "shared-run", b"x", "text/plain", "x.txt")).status_code == 403
