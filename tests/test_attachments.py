@@ -297,3 +297,16 @@ async def test_a_share_link_reads_its_runs_attachments_and_no_others(server: Run
         assert (await guest.get(shown)).content == png()
         assert (await guest.get(hidden)).status_code == 403
         assert (await upload(guest, "shared-run", b"x", "text/plain", "x.txt")).status_code == 403
+
+
+async def test_a_refused_request_stores_no_file(server: RunningServer, alice: httpx.AsyncClient) -> None:
+    await alice.post("/api/agents/ended/logs", json={"message": "done"})
+    assert (await alice.patch("/api/agents/ended", json={"status": "completed"})).status_code == 200
+    refused = await upload(alice, "ended", png(), "image/png", "late.png")
+    assert refused.status_code == 409 and error_of(refused)["code"] == "agent_finished"
+    # A valid screenshot in a batch with a bad line: the batch is refused whole, its screenshot with it.
+    encoded = "data:image/png;base64," + base64.b64encode(png()).decode()
+    batch = [{"message": "shot", "shot": encoded}, {"message": "bad", "level": "LOUD"}]
+    assert (await alice.post("/api/agents/mixed/logs", json=batch)).status_code == 400
+    assert (await alice.post("/api/agents/ended/logs", json=batch[:1])).status_code == 409
+    assert blob_rows(server.db) == 0
