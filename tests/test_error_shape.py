@@ -252,6 +252,35 @@ CASES = [
           ("other-user", 403, "not_owner", "run", "", "bob"),
           ("unknown-agent", 404, "agent_not_found", "nobody", "", "alice"),
       )],
+    *[Case(f"stop-{name}", status, code, "POST", f"/api/agents/{agent}/stop", auth=auth)
+      for name, status, code, agent, auth in (
+          ("bad-agent-id", 400, "invalid_agent_id", "bad%20id", "alice"),
+          ("without-token", 401, "not_authenticated", "run", "none"),
+          ("other-user", 403, "not_owner", "run", "bob"),
+          ("unknown-agent", 404, "agent_not_found", "nobody", "alice"),
+          ("finished-agent", 409, "agent_finished", "done", "alice"),
+      )],
+    Case("share-bad-ttl", 400, "invalid_ttl", "POST", "/api/agents/run/share", json={"ttl": "soon"}),
+    *[Case(f"share-{name}", status, code, "POST", f"/api/agents/{agent}/share", json={"ttl": "1h"}, auth=auth)
+      for name, status, code, agent, auth in (
+          ("without-token", 401, "not_authenticated", "run", "none"),
+          ("other-user", 403, "not_owner", "run", "bob"),
+          ("unknown-agent", 404, "agent_not_found", "nobody", "alice"),
+      )],
+    *[Case(f"shares-{name}", status, code, "GET", f"/api/agents/{agent}/shares", auth=auth)
+      for name, status, code, agent, auth in (
+          ("bad-agent-id", 400, "invalid_agent_id", "bad%20id", "alice"),
+          ("without-token", 401, "not_authenticated", "run", "none"),
+          ("other-user", 403, "not_owner", "run", "bob"),
+          ("unknown-agent", 404, "agent_not_found", "nobody", "alice"),
+      )],
+    *[Case(f"revoke-share-{name}", status, code, "DELETE", f"/api/agents/{agent}/share/{'0' * 32}", auth=auth)
+      for name, status, code, agent, auth in (
+          ("bad-agent-id", 400, "invalid_agent_id", "bad%20id", "alice"),
+          ("without-token", 401, "not_authenticated", "run", "none"),
+          ("other-user", 403, "not_owner", "run", "bob"),
+          ("unknown", 404, "share_not_found", "run", "alice"),
+      )],
 ]  # fmt: skip
 
 
