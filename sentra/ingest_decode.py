@@ -120,8 +120,8 @@ def _checked(records: list[_Record], now: float, max_line_size: int) -> list[New
         elif fields:
             try:
                 encoded = encode_fields(fields)
-            except RecursionError:
-                return None
+            except (RecursionError, ValueError):
+                return None  # the parser in Python says what is wrong
             # Fewer brackets than levels allowed (strings' included): cannot nest too deep, no need to walk it.
             if encoded.count("{") + encoded.count("[") > MAX_FIELDS_DEPTH:
                 try:

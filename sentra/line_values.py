@@ -121,7 +121,7 @@ def check_depth(value: Any) -> None:
 # One encoder for every line, the C encoder json.dumps(fields, ensure_ascii=False) itself uses (same text): dumps
 # builds a JSONEncoder and a C encoder per call, which costs more than encoding a typical line's fields (1.05 ms
 # against 0.5 ms for 1,000 two-key objects). No circular-reference check: fields come from parsed JSON or protobuf.
-_FIELDS_ENCODER = json.JSONEncoder(ensure_ascii=False)
+_FIELDS_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
 _C_ENCODE: Any = (
     None
     if c_make_encoder is None
@@ -134,13 +134,17 @@ _C_ENCODE: Any = (
         _FIELDS_ENCODER.item_separator,
         False,
         False,
-        True,
+        False,  # allow_nan: a number like 1e400 reads as infinity, which JSON (and so every reader) cannot carry
     )
 )
 
 
 def encode_fields(fields: dict[str, Any]) -> str:
-    """`fields` as stored: the text json.dumps(fields, ensure_ascii=False) gives."""
-    if _C_ENCODE is None:
-        return _FIELDS_ENCODER.encode(fields)
-    return "".join(_C_ENCODE(fields, 0))
+    """`fields` as stored: the text json.dumps(fields, ensure_ascii=False) gives; ValueError for a number JSON has
+    no text for (one too large for a float, such as 1e400, reads as infinity)."""
+    try:
+        if _C_ENCODE is None:
+            return _FIELDS_ENCODER.encode(fields)
+        return "".join(_C_ENCODE(fields, 0))
+    except ValueError:
+        raise ValueError("'fields' holds a number too large for JSON (such as 1e400)") from None

@@ -364,6 +364,8 @@ async def test_empty_batch_is_400(alice: httpx.AsyncClient, body: bytes, content
         (b'{"message": "x", "level": 1e400}', "invalid_line", "finite"),
         (b'{"message": "x", "ts": 1e400}', "invalid_line", "finite"),
         (b'{"message": "x", "ts": "1e400"}', "invalid_line", "finite"),
+        (b'{"message": "x", "fields": {"n": 1e400}}', "invalid_line", "'fields' holds a number too large for JSON"),
+        (b'{"message": "x", "size": -1e400}', "invalid_line", "'fields' holds a number too large for JSON"),
         (b'{"message": "x", "ts": 1' + b"0" * 40 + b"}", "invalid_line", "too large"),
         (b'{"message": "x", "ts": 1e25}', "invalid_line", "out of range"),
         (b'{"message": "x", "ts": -86400}', "invalid_line", "out of range"),
