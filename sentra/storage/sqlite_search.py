@@ -67,27 +67,62 @@ _FIRST, _LAST = -(1 << 62), 1 << 62
 # bits leaves it NULL, and the line to the rule. ASCII text without ESC is its own words for the `ascii` tokenizer
 # (the rule drops escape sequences, which the tokenizer would split into words); SQLite's length() of text counts
 # characters, of a blob bytes.
+# `picked` is MATERIALIZED: flattened into the INSERT, a line's text would be made again for each of the five times
+# the INSERT names it (json_tree included: 10.3 against 4.0 us a line).
 _VALUE = (
     "CASE j.type WHEN 'text' THEN j.atom WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN 'null' "
     "WHEN 'real' THEN sentra_number(j.atom) WHEN 'integer' THEN CASE typeof(j.atom) WHEN 'integer' THEN "
     "CAST(j.atom AS TEXT) END END"
 )
-_FIELD_TEXT = (
-    "(SELECT CASE WHEN sum(v IS NULL) = 0 THEN group_concat(v, char(10)) WHEN count(*) = 0 THEN '' END FROM "
-    f"(SELECT {_VALUE} AS v FROM json_tree(l.fields) AS j WHERE j.type NOT IN ('object', 'array')))"
+
+
+def _field_text(fields: str) -> str:
+    """SQL for the text of the `fields` column's values (see _BATCH)."""
+    return (
+        "(SELECT CASE WHEN sum(v IS NULL) = 0 THEN group_concat(v, char(10)) WHEN count(*) = 0 THEN '' END FROM "
+        f"(SELECT {_VALUE} AS v FROM json_tree({fields}) AS j WHERE j.type NOT IN ('object', 'array')))"
+    )
+
+
+# Agents send the same few `fields` objects again and again (a route and a status), and reading one with json_tree
+# costs more than the rest of its line's indexing: each distinct `fields` text is read once into `field_texts`
+# (a temporary table of this connection), whose text the batch then looks up. The table is emptied when it holds
+# FIELD_TEXTS rows. Where fields seldom repeat, the table costs more than it saves (one agent's lines 7.3 -> 8.1 us
+# each, two agents' 7.3 -> 10.2): after a batch with more new fields texts than half its lines, the next
+# SKIP_FIELD_TEXTS batches read fields as they come.
+FIELD_TEXTS = 20_000
+SKIP_FIELD_TEXTS = 16
+_FIELD_TEXTS_SCHEMA = "CREATE TEMP TABLE IF NOT EXISTS field_texts (fields TEXT PRIMARY KEY, text TEXT) WITHOUT ROWID"
+_NEW_FIELD_TEXTS = (
+    "WITH spans(pk, first, last, tag) AS (VALUES {spans}) INSERT INTO temp.field_texts (fields, text) "
+    f"SELECT m.fields, {_field_text('m.fields')} FROM (SELECT DISTINCT l.fields FROM spans s JOIN src.lines l "
+    "ON l.agent_pk = s.pk AND l.seq >= s.first AND l.seq <= s.last WHERE l.fields IS NOT NULL "
+    "AND NOT EXISTS (SELECT 1 FROM temp.field_texts c WHERE c.fields = l.fields)) AS m"
 )
 _BATCH = (
-    "WITH spans(pk, first, last, tag) AS (VALUES {spans}), picked AS (SELECT l.agent_pk, l.seq, l.level, "
-    "l.message, l.fields, s.tag, {running}(l.ts) OVER (PARTITION BY l.agent_pk ORDER BY l.seq {direction}) AS t, "
-    f"CASE WHEN l.fields IS NULL THEN l.message ELSE l.message || char(10) || {_FIELD_TEXT} END AS text "
-    "FROM spans s JOIN src.lines l ON l.agent_pk = s.pk AND l.seq >= s.first AND l.seq <= s.last) "
+    "WITH spans(pk, first, last, tag) AS (VALUES {spans}), picked AS MATERIALIZED (SELECT l.agent_pk, l.seq, l.level, "
+    "l.message, l.fields, s.tag, {t} AS t, "
+    "CASE WHEN l.fields IS NULL THEN l.message ELSE l.message || char(10) || {fields_text} END AS text "
+    "FROM spans s JOIN src.lines l ON l.agent_pk = s.pk AND l.seq >= s.first AND l.seq <= s.last {fields_join}) "
     "INSERT INTO line_refs (id, agent_pk, seq, words) "
-    "SELECT ? {sign} (row_number() OVER (ORDER BY t {direction}, agent_pk, seq {direction}) - 1), agent_pk, seq, "
+    "SELECT ? {sign} ({n} - 1), agent_pk, seq, "
     "CASE WHEN text IS NULL THEN sentra_words(message, fields) "
     "WHEN length(CAST(text AS BLOB)) = length(text) AND instr(text, char(27)) = 0 THEN text "
     "ELSE sentra_text(text) END "
     f"|| ' {TAG}a' || agent_pk || ' {TAG}l' || level || ' ' || tag FROM picked"
 )
+# A batch's lines numbered (`t`, then `n`, in _BATCH): across agents by time, within an agent by a running maximum
+# (minimum, going back) of it so that its ids follow its seqs. A batch of one agent's lines is numbered by its seqs
+# alone, without the two sorts (which cost more than the rest of a line's indexing): its ids are the span's, one
+# per seq, and seqs a trim removed meanwhile leave theirs unused.
+_ACROSS_AGENTS = {
+    "t": "{running}(l.ts) OVER (PARTITION BY l.agent_pk ORDER BY l.seq {direction})",
+    "n": "row_number() OVER (ORDER BY t {direction}, agent_pk, seq {direction})",
+}
+_ONE_AGENT = {"t": "l.seq - s.first + 1", "n": "t"}
+_ONE_AGENT_BACK = {"t": "s.last - l.seq + 1", "n": "t"}
+_LOOKED_UP = {"fields_text": "c.text", "fields_join": "LEFT JOIN temp.field_texts c ON c.fields = l.fields"}
+_READ = {"fields_text": _field_text("l.fields"), "fields_join": ""}
 
 
 def search_path(db_path: Path) -> Path:
@@ -106,6 +141,8 @@ class IndexWriterConnection:
         self._executor: ThreadPoolExecutor | None = None
         self._next_live = LIVE_BASE
         self._next_back = LIVE_BASE - 1
+        self._field_texts = 0  # rows in field_texts
+        self._skip_field_texts = 0  # batches left that read fields without field_texts
         # Calls in the thread (each reads the attached database), and until when none may start (see `hold`).
         self._running = 0
         self._held_until = 0.0
@@ -187,6 +224,7 @@ class IndexWriterConnection:
             row = None
         self.conn = conn
         conn.executescript(SCHEMA)
+        conn.execute(_FIELD_TEXTS_SCHEMA)
         conn.execute("ATTACH DATABASE ? AS src", (f"{self.db_path.resolve().as_uri()}?mode=ro",))
         if row is None:
             # Every line stored so far is added in the background, newest first; new ones as they come.
@@ -229,13 +267,13 @@ class IndexWriterConnection:
             return 0, False
         spans, more = live_spans([row[:5] for row in behind], max_lines)
         lows = {pk: first_seq if low is None else low for pk, _owner, first_seq, _last, _high, low in behind}
-        count = self._write(
+        count, taken = self._write(
             spans,
             self._next_live,
             descending=False,
             progress={span.agent_pk: (lows[span.agent_pk], span.last) for span in spans},
         )
-        self._next_live += count
+        self._next_live += taken
         return count, more
 
     async def backfill_batch(self, max_lines: int) -> int:
@@ -253,25 +291,42 @@ class IndexWriterConnection:
         spans = build_spans([(pk, owner, first, low) for pk, owner, first, low, _high in pending], max_lines)
         highs = {pk: high for pk, *_, high in pending}
         progress = {span.agent_pk: (span.first, highs[span.agent_pk]) for span in spans}
-        count = self._write(spans, self._next_back, descending=True, progress=progress)
-        self._next_back -= count
+        count, taken = self._write(spans, self._next_back, descending=True, progress=progress)
+        self._next_back -= taken
         return max(count, 1)
 
-    def _write(self, spans: list[Span], start: int, *, descending: bool, progress: dict[int, tuple[int, int]]) -> int:
+    def _write(
+        self, spans: list[Span], start: int, *, descending: bool, progress: dict[int, tuple[int, int]]
+    ) -> tuple[int, int]:
         """Add the lines of `spans` with ids from `start` (counting down if `descending`), and record each agent's
-        indexed seqs, in one transaction; how many lines."""
+        indexed seqs, in one transaction; how many lines, and how many ids they took."""
         db = self.db
+        sql_spans = ",".join(["(?, ?, ?, ?)"] * len(spans))
+        order = {"running": "min" if descending else "max", "direction": "DESC" if descending else ""}
+        numbering = (_ONE_AGENT_BACK if descending else _ONE_AGENT) if len(spans) == 1 else _ACROSS_AGENTS
+        looked_up = self._skip_field_texts == 0
         sql = _BATCH.format(
-            spans=",".join(["(?, ?, ?, ?)"] * len(spans)),
-            running="min" if descending else "max",
-            direction="DESC" if descending else "",
+            spans=sql_spans,
+            t=numbering["t"].format(**order),
+            n=numbering["n"].format(**order),
             sign="-" if descending else "+",
+            **(_LOOKED_UP if looked_up else _READ),
         )
+        span_values = [value for span in spans for value in span]
+        if self._field_texts >= FIELD_TEXTS:
+            db.execute("DELETE FROM temp.field_texts")
+            self._field_texts = 0
+        new_texts = 0
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.execute(sql, [*(value for span in spans for value in span), start])
+            if looked_up:
+                db.execute(_NEW_FIELD_TEXTS.format(spans=sql_spans), span_values)
+                new_texts = int(db.execute("SELECT changes()").fetchone()[0])
+                self._field_texts += new_texts
+            db.execute(sql, [*span_values, start])
             count = int(db.execute("SELECT changes()").fetchone()[0])
-            low, high = (start - count + 1, start) if descending else (start, start + count - 1)
+            taken = spans[0].last - spans[0].first + 1 if len(spans) == 1 else count
+            low, high = (start - taken + 1, start) if descending else (start, start + taken - 1)
             db.execute(
                 "INSERT INTO line_words (rowid, words) SELECT id, words FROM line_refs WHERE id BETWEEN ? AND ?",
                 (low, high),
@@ -290,7 +345,11 @@ class IndexWriterConnection:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
-        return int(count)
+        if not looked_up:
+            self._skip_field_texts -= 1
+        elif new_texts * 2 > count:
+            self._skip_field_texts = SKIP_FIELD_TEXTS
+        return count, taken
 
     async def backlog(self) -> int:
         """Lines stored before the index existed and not yet in it."""
