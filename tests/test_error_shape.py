@@ -227,6 +227,7 @@ CASES = [
           ("unknown", 404, "webhook_not_found", "wh_" + "0" * 24, "alice"),
       )],
     Case("attachment-without-name", 400, "invalid_name", "POST", "/api/agents/run/attachments", content=b"x"),
+    Case("attachment-empty", 400, "empty_attachment", "POST", "/api/agents/run/attachments?name=a", content=b""),
     Case("attachment-without-token", 401, "not_authenticated", "POST", "/api/agents/run/attachments?name=a",
          content=b"x", auth="none"),
     Case("other-user-attaches", 403, "not_owner", "POST", "/api/agents/run/attachments?name=a", content=b"x",

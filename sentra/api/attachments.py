@@ -40,6 +40,8 @@ class AttachmentUploadHandler(IngestHandler):
         """Store the file and its line in one commit; answer once both are durable."""
         name = check_name(self.query_argument("name"))
         content_type = check_content_type(self.header("Content-Type"))
+        if not self.body:
+            raise BadRequest("the body is empty: send the file's bytes as the request body", code="empty_attachment")
         attachment = new_attachment(name, content_type, self.body)
         record = attachment.record(agent_id)
         message = self.query_argument("message") or f"attachment {name}"

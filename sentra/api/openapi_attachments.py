@@ -45,7 +45,8 @@ def details() -> dict[str, Schema]:
     binary = {"schema": t("string", format="binary")}
     return {
         "uploadAttachment": {
-            "description": "The body is the file, its Content-Type the file's (application/octet-stream if none). "
+            "description": "The body is the file (not empty), its Content-Type the file's (application/octet-stream "
+            "if none). "
             "The agent is created as by ingest and gets a line whose message is `message` and whose "
             "fields.attachment is the attachment; the file and the line are stored together or not at all. Above "
             "limits.max_attachment_size: 413, nothing stored.",
@@ -97,7 +98,8 @@ def details() -> dict[str, Schema]:
                             "required": True,
                         },
                     },
-                    "content": {"*/*": binary},
+                    # The file as its uploader sent it, under the type they gave: no schema to hold it to.
+                    "content": {"*/*": {}},
                 }
             },
         },
