@@ -46,12 +46,9 @@ PAGE_SIZE = 4096
 COMMIT_PAGES = 6
 # Lines go in as a few INSERTs of many rows each. sqlite3 gives up the GIL around every statement it runs, and
 # taking it back from the event loop, busy parsing the next request, can cost a whole switch interval (5 ms):
-# executemany paid that for every row, a batch of many-row statements pays it a few times per commit (statements
-# of up to 4,096 rows rather than 1,024 pay it fewer times: docs/performance.md, twelfth round).
-# Statements come in few sizes so that each is prepared once (see _statement_rows).
-INSERT_ROWS = 4096
-# Above this many rows, statements hold whole multiples of it (each size kept prepared holds ~0.75 KB a row).
-ROUND_ROWS = 1024
+# executemany paid that for every row, a batch of many-row statements pays it a few times per commit.
+# Statements come in few sizes so that each is prepared once (see _insert_sql).
+INSERT_ROWS = 1024
 LINE_COLUMNS = 7
 
 
@@ -262,7 +259,7 @@ class WriteConnection:
         out.line_count = len(values) // LINE_COLUMNS
         out.byte_count = (
             sum(map(len, values[5::LINE_COLUMNS]))
-            + sum(map(len, filter(None, values[6::LINE_COLUMNS])))
+            + sum(len(fields) for fields in values[6::LINE_COLUMNS] if fields)
             + ROW_OVERHEAD * out.line_count
             + COMMIT_PAGES * PAGE_SIZE
             + insert_attachments(self.db, jobs, out)
@@ -271,15 +268,14 @@ class WriteConnection:
 
     def _insert_lines(self, values: list[Any]) -> None:
         """Insert rows given as one flat list of column values, INSERT_ROWS rows per statement at most."""
-        start = 0
-        while start < len(values):
-            rows = min(INSERT_ROWS, (len(values) - start) // LINE_COLUMNS)
+        step = INSERT_ROWS * LINE_COLUMNS
+        for start in range(0, len(values), step):
+            chunk = values[start : start + step]
+            rows = len(chunk) // LINE_COLUMNS
             size = _statement_rows(rows)
-            chunk = values[start : start + min(size, rows) * LINE_COLUMNS]
             if size > rows:
                 chunk += [None] * ((size - rows) * LINE_COLUMNS)
             self.db.execute(_insert_sql(size), chunk)
-            start += min(size, rows) * LINE_COLUMNS
 
     def _writable_agent(self, job: AppendJob, out: BatchOutcome, cache: Mapping[str, Agent], now: float) -> Agent:
         """The agent to append to (created on first ingest), staged as a copy."""
@@ -303,16 +299,13 @@ class WriteConnection:
 
 
 def _statement_rows(rows: int) -> int:
-    """The size of the statement that inserts (the first of) `rows` rows: exact up to 16, rounded up by at most an
-    eighth up to ROUND_ROWS, and above it whole multiples of ROUND_ROWS (the rest of the rows go in another).
+    """The size of the statement that inserts `rows` rows: exact up to 16, else rounded up by at most an eighth.
 
-    So the writer prepares at most 16 statements plus 8 per doubling up to ROUND_ROWS and 3 above, and pads each
-    with fewer spare rows than an eighth of the real ones.
+    So the writer prepares at most 16 statements plus 8 per doubling, and pads each with fewer spare rows than
+    an eighth of the real ones.
     """
     if rows <= 16:
         return rows
-    if rows > ROUND_ROWS:
-        return rows // ROUND_ROWS * ROUND_ROWS
     step = 1 << (rows.bit_length() - 4)
     return -(-rows // step) * step
 
