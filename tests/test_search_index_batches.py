@@ -17,7 +17,7 @@ ROUTES = ("/api/v1/items", "/api/v1/orders", "/healthz")
 
 def line(n: int) -> dict[str, Any]:
     """An agent line whose fields repeat (route, status) or not (a request id), some with values SQL leaves to
-    Python (a number past 64 bits, a non-ASCII word)."""
+    Python (a number past 64 bits, a non-ASCII word), some long."""
     fields: dict[str, Any] = {"route": ROUTES[n % 3], "status": 200 if n % 4 else 503}
     if n % 5 == 0:
         fields["request"] = f"req{n}"
@@ -25,6 +25,8 @@ def line(n: int) -> dict[str, Any]:
         fields["big"] = 2**70
     if n % 11 == 0:
         fields["city"] = "Zürich"
+    if n % 13 == 0:
+        fields["body"] = "x" * 1200 + f" long{n}"  # longer than the index keeps texts of
     return {"message": f"GET {ROUTES[n % 3]} took {n}ms", **fields}
 
 
@@ -52,7 +54,7 @@ async def test_lines_of_one_and_of_several_agents_are_found_by_their_field_value
                 sent += [(agent, first + i, item) for i, item in enumerate(lines)]
             # A search waits for the index: each round is a batch (or two) of its own.
             assert await found(alice, "took")
-        for q in ("orders", "503", "req45", "zürich", "1180591620717411303424", '"v1 items"', "healthz 200"):
+        for q in ("orders", "503", "req45", "zürich", "1180591620717411303424", '"v1 items"', "healthz 200", "long13"):
             terms = parse_query(q)
             expected = [
                 (agent, seq)

@@ -89,14 +89,16 @@ def _field_text(fields: str) -> str:
 # (a temporary table of this connection), whose text the batch then looks up. The table is emptied when it holds
 # FIELD_TEXTS rows. Where fields seldom repeat, the table costs more than it saves (one agent's lines 7.3 -> 8.1 us
 # each, two agents' 7.3 -> 10.2): after a batch with more new fields texts than half its lines, the next
-# SKIP_FIELD_TEXTS batches read fields as they come.
+# SKIP_FIELD_TEXTS batches read fields as they come. Fields longer than FIELD_TEXT_CHARS are always read as they
+# come, so that the table stays small (a line's fields may be 256 KiB).
 FIELD_TEXTS = 20_000
+FIELD_TEXT_CHARS = 1000
 SKIP_FIELD_TEXTS = 16
 _FIELD_TEXTS_SCHEMA = "CREATE TEMP TABLE IF NOT EXISTS field_texts (fields TEXT PRIMARY KEY, text TEXT) WITHOUT ROWID"
 _NEW_FIELD_TEXTS = (
     "WITH spans(pk, first, last, tag) AS (VALUES {spans}) INSERT INTO temp.field_texts (fields, text) "
     f"SELECT m.fields, {_field_text('m.fields')} FROM (SELECT DISTINCT l.fields FROM spans s JOIN src.lines l "
-    "ON l.agent_pk = s.pk AND l.seq >= s.first AND l.seq <= s.last WHERE l.fields IS NOT NULL "
+    "ON l.agent_pk = s.pk AND l.seq >= s.first AND l.seq <= s.last WHERE length(l.fields) <= {max_chars} "
     "AND NOT EXISTS (SELECT 1 FROM temp.field_texts c WHERE c.fields = l.fields)) AS m"
 )
 _BATCH = (
@@ -121,7 +123,10 @@ _ACROSS_AGENTS = {
 }
 _ONE_AGENT = {"t": "l.seq - s.first + 1", "n": "t"}
 _ONE_AGENT_BACK = {"t": "s.last - l.seq + 1", "n": "t"}
-_LOOKED_UP = {"fields_text": "c.text", "fields_join": "LEFT JOIN temp.field_texts c ON c.fields = l.fields"}
+_LOOKED_UP = {
+    "fields_text": f"CASE WHEN c.fields IS NULL THEN {_field_text('l.fields')} ELSE c.text END",
+    "fields_join": "LEFT JOIN temp.field_texts c ON c.fields = l.fields",
+}
 _READ = {"fields_text": _field_text("l.fields"), "fields_join": ""}
 
 
@@ -320,7 +325,7 @@ class IndexWriterConnection:
         db.execute("BEGIN IMMEDIATE")
         try:
             if looked_up:
-                db.execute(_NEW_FIELD_TEXTS.format(spans=sql_spans), span_values)
+                db.execute(_NEW_FIELD_TEXTS.format(spans=sql_spans, max_chars=FIELD_TEXT_CHARS), span_values)
                 new_texts = int(db.execute("SELECT changes()").fetchone()[0])
                 self._field_texts += new_texts
             db.execute(sql, [*span_values, start])
