@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING
 
 from sentra.auth import LOCAL_PRINCIPAL, Principal, TokenService
 from sentra.config import Config
-from sentra.errors import Forbidden, Unauthorized
+from sentra.errors import BadRequest, Forbidden, Unauthorized
 from sentra.http.answers import JSON_TYPE
 from sentra.http.handler import Handler
+from sentra.line_values import parse_ts
 from sentra.metrics import Metrics
 from sentra.models import Agent
 from sentra.reads import check_owner, checked_agent
@@ -65,6 +66,17 @@ class RequestChecks:
     def store(self) -> Storage:
         """Storage: agents and their lines."""
         return self.services.store
+
+    def time_argument(self, name: str) -> float | None:
+        """A time query argument, given as a line's ts is: epoch seconds (or ms, µs, ns) or ISO 8601 (UTC if no
+        offset); BadRequest naming it otherwise."""
+        raw = self.query_argument(name)
+        if raw is None:
+            return None
+        try:
+            return parse_ts(raw)
+        except ValueError as exc:
+            raise BadRequest(f"query parameter {name!r}: {exc}") from None
 
     @property
     def registry(self) -> TopicRegistry:

@@ -6,7 +6,6 @@ from sentra.api.agents import parse_label_arguments
 from sentra.api.base import ApiHandler
 from sentra.api.logs import query_from_arguments
 from sentra.errors import BadRequest
-from sentra.lines import parse_ts
 from sentra.scopes import SCOPE_READ
 from sentra.search import SEARCH_DEFAULT_LIMIT, SEARCH_MAX_LIMIT, SearchFilters, search_lines
 
@@ -26,20 +25,10 @@ class SearchHandler(ApiHandler):
             query.min_level,
             tuple(self.get_query_arguments("agent")),
             parse_label_arguments(self.get_query_arguments("label")),
-            self._time("since"),
-            self._time("until"),
+            self.time_argument("since"),
+            self.time_argument("until"),
         )
         page = await search_lines(
             self.store, principal, query.q, filters, limit=limit, cursor=self.query_argument("cursor")
         )
         self.write_json(page.to_json())
-
-    def _time(self, name: str) -> float | None:
-        """A time argument as a line's ts is given: epoch seconds (or ms, µs, ns) or ISO 8601 (UTC if no offset)."""
-        raw = self.query_argument(name)
-        if raw is None:
-            return None
-        try:
-            return parse_ts(raw)
-        except ValueError as exc:
-            raise BadRequest(f"query parameter {name!r}: {exc}") from None
