@@ -38,7 +38,12 @@ class AttachmentUploadHandler(IngestHandler):
 
     async def post(self, agent_id: str) -> None:
         """Store the file and its line in one commit; answer once both are durable."""
-        name = check_name(self.query_argument("name"))
+        # As sent: query arguments are otherwise read with control characters as spaces, and stripped.
+        sent = self.arguments.get("name")
+        try:
+            name = check_name(sent[-1].decode("utf-8") if sent else None)
+        except UnicodeDecodeError:
+            raise BadRequest("name must be UTF-8 text", code="invalid_name") from None
         content_type = check_content_type(self.header("Content-Type"))
         if not self.body:
             raise BadRequest("the body is empty: send the file's bytes as the request body", code="empty_attachment")
