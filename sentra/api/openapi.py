@@ -1,5 +1,5 @@
 """The OpenAPI 3.1 description of Sentra's HTTP API, built from small parts; tests keep it true. The schemas it
-refers to are in api/openapi_schemas.py."""
+refers to are in sentra/schemas.py."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from sentra import __version__
 from sentra.api import openapi_attachments as attachments
 from sentra.api import openapi_runcontrol as runcontrol
 from sentra.api import openapi_webhooks as webhooks
-from sentra.api.openapi_schemas import (
+from sentra.schemas import (
     AGENT_ID,
     JSON,
     NDJSON,

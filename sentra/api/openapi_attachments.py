@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sentra.api.openapi_schemas import JSON, Schema, obj, t
+from sentra.schemas import JSON, Schema, obj, t
 
 ATTACHMENTS = "/api/agents/{agent_id}/attachments"
 ATTACHMENT = ATTACHMENTS + "/{attachment_id}"

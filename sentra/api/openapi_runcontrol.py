@@ -3,7 +3,7 @@ api/openapi.py."""
 
 from __future__ import annotations
 
-from sentra.api.openapi_schemas import JSON, Schema, obj, ref, t
+from sentra.schemas import JSON, Schema, obj, ref, t
 
 AGENT = "/api/agents/{agent_id}"
 SHARE_ID = t("string", pattern="^sh_[0-9a-f]{32}$", examples=["sh_0123456789abcdef0123456789abcdef"])

@@ -3,7 +3,7 @@ the document by api/openapi.py. The events themselves (sent to the webhooks) are
 
 from __future__ import annotations
 
-from sentra.api.openapi_schemas import JSON, LEVEL, Schema, obj, ref, t
+from sentra.schemas import JSON, LEVEL, Schema, obj, ref, t
 
 HOOKS = "/api/webhooks"
 HOOK = HOOKS + "/{hook_id}"

@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sentra.api.openapi_schemas import obj, resource_schemas, t
 from sentra.auth import Principal
 from sentra.errors import ApiError, TooManyRequests
 from sentra.lines import AGENT_ID_RE, LEVELS, STATUSES
@@ -18,6 +17,7 @@ from sentra.mcp.arguments import Param, input_schema, read_arguments
 from sentra.mcp.text import agent_details, agent_summary, line_text, lines_text
 from sentra.reads import LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT, checked_agent, history_page, visible_agents
 from sentra.registry import Subscription
+from sentra.schemas import obj, resource_schemas, t
 from sentra.search import SearchFilters, search_lines
 from sentra.services import Services
 from sentra.storage.base import LineQuery

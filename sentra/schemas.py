@@ -1,5 +1,5 @@
-"""The schemas of Sentra's OpenAPI document: what the API answers, what it takes and the events its streams send,
-built from small helpers (t, ref, obj) that api/openapi.py uses too."""
+"""The JSON Schemas of what Sentra answers, takes and streams, built from small helpers (t, ref, obj): the OpenAPI
+document's components (api/openapi.py) and the shapes MCP's tools declare (mcp/tools.py)."""
 
 from __future__ import annotations
 
