@@ -26,7 +26,8 @@ from sentra.storage.search_reads import LAST_SEQ, matching_lines, search_matchin
 from sentra.storage.shares import SqliteShares
 from sentra.storage.sqlite_attachments import SqliteAttachments
 from sentra.storage.sqlite_schema import AGENT_COLUMNS, SCHEMA, agent_from_row
-from sentra.storage.sqlite_search import IndexReader, IndexWriterConnection, SqliteMatchSource
+from sentra.storage.sqlite_search import IndexWriterConnection
+from sentra.storage.sqlite_search_reads import IndexReader, SqliteMatchSource
 from sentra.storage.sqlite_summary import backfill_step, stored_seconds, volume_rows
 from sentra.storage.sqlite_webhooks import SqliteWebhooks
 from sentra.storage.sqlite_writer import WriteConnection
