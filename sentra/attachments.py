@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sentra.errors import BadRequest, PayloadTooLarge
+from sentra.line_values import encode_fields
 from sentra.lines import NewLine, parse_body
 
 # Shown in the browser; every other type (SVG and HTML included, which can run script) is downloaded in a sandbox.
@@ -162,7 +162,7 @@ def lines_with_images(
             line.fields[key] = attachment.record(agent_id)
             found = True
         if found:
-            line.fields_json = json.dumps(line.fields, ensure_ascii=False)
+            line.fields_json = encode_fields(line.fields)
         size = len(line.message.encode("utf-8")) + len((line.fields_json or "").encode("utf-8"))
         if size > max_line_size:
             raise BadRequest(
