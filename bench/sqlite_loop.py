@@ -49,7 +49,12 @@ def agent_rows(count: int) -> list[tuple[int, str, str, str]]:
     for n in range(count):
         line = agent_line(n)
         rows.append(
-            (LEVELS[line["level"]], line["source"], line["message"], json.dumps(line["fields"], ensure_ascii=False))
+            (
+                LEVELS[line["level"]],
+                line["source"],
+                line["message"],
+                json.dumps(line["fields"], ensure_ascii=False, separators=(",", ":")),
+            )
         )
     return rows
 

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from sentra.errors import BadRequest, PayloadTooLarge
 from sentra.line_values import encode_fields
-from sentra.lines import NewLine, parse_body
+from sentra.lines import NewLines, parse_body
 
 # Shown in the browser; every other type (SVG and HTML included, which can run script) is downloaded in a sandbox.
 INLINE_TYPES = frozenset(("image/png", "image/jpeg", "image/gif", "image/webp"))
@@ -136,12 +136,12 @@ def _percent(char: str) -> str:
 
 def lines_with_images(
     body: bytes, content_type: str, agent_id: str, *, max_line_size: int, max_lines: int, max_attachment_size: int
-) -> tuple[list[NewLine], tuple[Attachment, ...]]:
+) -> tuple[NewLines, tuple[Attachment, ...]]:
     """The lines of an ingest body holding a data URL, each `data:image/...;base64,` field value replaced by its
     attachment's record; the attachments to store with them. A line is held to max_line_size once its images
     are out of it, so a line may bring a screenshot larger than a line."""
     # The body as a whole is already bounded by limits.max_body_size; each line is checked below, images out.
-    lines = parse_body(body, content_type, max_line_size=len(body) + 1, max_lines=max_lines)
+    lines = list(parse_body(body, content_type, max_line_size=len(body) + 1, max_lines=max_lines))
     attachments: list[Attachment] = []
     for index, line in enumerate(lines):
         found = False
@@ -168,4 +168,4 @@ def lines_with_images(
             raise BadRequest(
                 f"line {index + 1}: line is {size} bytes, above the limit of {max_line_size}", code="invalid_line"
             )
-    return lines, tuple(attachments)
+    return NewLines.of(lines), tuple(attachments)

@@ -2,14 +2,14 @@
 then checked against the same limits as sentra/lines.py. Anything unusual or wrong is refused (None), and the
 pure-Python parser reads the body again: it gives the same lines, or the 400 naming the line.
 
-`fields` is decoded into a dict, not kept as msgspec.Raw: the store needs the dict (live subscribers get the line
-as parsed) and the text json.dumps(fields, ensure_ascii=False) gives, byte for byte, so that both parsers store
-the same; Raw would add a second decode and still need that encoding. sentra.pyz carries no compiled code and
-goes without this module (msgspec is compiled-only in sentra/build.py).
+`fields` is decoded into a dict, not kept as msgspec.Raw: live subscribers get the line as parsed, and the text
+stored is line_values.encode_fields', the one encoder both parsers use, so that they store the same bytes (Raw
+would keep the agent's spacing and escapes). The lines come out as NewLines, the rows the writer binds.
+sentra.pyz carries no compiled code and goes without this module (msgspec is compiled-only in sentra/build.py).
 
 Measured on the issue's 2-core machine, parse_body of 1,000 agent lines (message, level, source, a two-key
 fields object): 5.1 ms with the Python parser before this module, 1.8 ms with it (docs/performance.md, eleventh
-round, "Ingest bodies decoded in C")."""
+round, "Ingest bodies decoded in C"), 1.3 ms with compact fields and rows (thirteenth round)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ from msgspec import UNSET, UnsetType
 
 from sentra.line_values import (
     LEVEL_NAMES,
+    LEVELS,
     MAX_FIELDS_DEPTH,
-    NewLine,
+    NewLines,
     check_depth,
     encode_fields,
     parse_level,
@@ -48,9 +49,11 @@ class _Record(msgspec.Struct, forbid_unknown_fields=True):
 _NDJSON = msgspec.json.Decoder(_Record)
 _JSON = msgspec.json.Decoder(_Record | list[_Record])
 _Picked = tuple[Any, Any, Any, Any]
+# Level names as loggers spell them, upper or lower case, to the number stored.
+LEVEL_NUMBERS = {name: LEVELS[canonical] for name, canonical in LEVEL_NAMES.items()}
 
 
-def decode_body(body: bytes, kind: str, now: float, max_line_size: int, max_lines: int) -> list[NewLine] | None:
+def decode_body(body: bytes, kind: str, now: float, max_line_size: int, max_lines: int) -> NewLines | None:
     """The lines of a JSON ("json") or NDJSON ("ndjson") body, or None when the Python parser must read it."""
     try:
         if kind == "ndjson":
@@ -77,10 +80,13 @@ def _ndjson_records(body: bytes) -> list[_Record] | None:
     return records if len(records) == breaks + 1 else None
 
 
-def _checked(records: list[_Record], now: float, max_line_size: int) -> list[NewLine] | None:
-    """NewLines of the records, exactly as line_from_object makes them; None at the first it would refuse."""
-    lines: list[NewLine] = []
-    append = lines.append
+def _checked(records: list[_Record], now: float, max_line_size: int) -> NewLines | None:
+    """The records as NewLines, exactly as line_from_object makes each line; None at the first it would refuse."""
+    lines = NewLines()
+    rows: list[Any] = lines.rows
+    add_row = rows.extend
+    add_fields = lines.fields.append
+    levels = LEVEL_NUMBERS
     for record in records:
         if record.msg is UNSET and record.timestamp is UNSET and record.levelname is UNSET:
             message, raw_level, raw_ts, source = record.message, record.level, record.ts, record.source
@@ -96,10 +102,10 @@ def _checked(records: list[_Record], now: float, max_line_size: int) -> list[New
         if message is UNSET:
             return None
         size = len(message) if message.isascii() else len(message.encode("utf-8"))
-        level = "INFO" if raw_level is UNSET else LEVEL_NAMES.get(raw_level) if type(raw_level) is str else None
+        level = 20 if raw_level is UNSET else levels.get(raw_level) if type(raw_level) is str else None
         if level is None:
             try:
-                level = parse_level(raw_level)
+                level = LEVELS[parse_level(raw_level)]
             except ValueError:
                 return None
         if raw_ts is UNSET:
@@ -131,7 +137,8 @@ def _checked(records: list[_Record], now: float, max_line_size: int) -> list[New
             size += len(encoded) if encoded.isascii() else len(encoded.encode("utf-8"))
         if size > max_line_size:
             return None
-        append(NewLine(ts, level, message, source, fields, encoded))
+        add_row((None, None, ts, level, source, message, encoded))
+        add_fields(fields)
     return lines
 
 

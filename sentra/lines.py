@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import count
+from typing import Any, overload
 
 from sentra.errors import BadRequest, PayloadTooLarge
 from sentra.line_values import LEVEL_BY_NUMBER as LEVEL_BY_NUMBER
-from sentra.line_values import LEVEL_NAMES, check_depth, encode_fields
+from sentra.line_values import LEVEL_NAMES, ROW_WIDTH, check_depth, encode_fields
 from sentra.line_values import LEVELS as LEVELS
 from sentra.line_values import NewLine as NewLine
+from sentra.line_values import NewLines as NewLines
 from sentra.line_values import parse_level as parse_level
 from sentra.line_values import parse_ts as parse_ts
 
@@ -65,6 +68,63 @@ class Line:
             "source": self.source,
             "fields": self.fields,
         }
+
+
+class CommittedLines(Sequence[Line]):
+    """Lines as committed: runs of NewLines numbered from their first seq, made into Line objects on first use,
+    since most commits have nobody to hand them to (no stream follows the agent, no webhook wants them)."""
+
+    __slots__ = ("_made", "agent_id", "parts")
+
+    def __init__(self, agent_id: str, parts: list[tuple[int, NewLines]]) -> None:
+        self.agent_id = agent_id
+        self.parts = parts  # (first seq, lines) in seq order
+        self._made: list[Line] | None = None
+
+    @classmethod
+    def joined(cls, runs: list[CommittedLines]) -> CommittedLines:
+        """One agent's runs of a batch as one sequence (the first run itself when there is one)."""
+        if len(runs) == 1:
+            return runs[0]
+        return cls(runs[0].agent_id, [part for run in runs for part in run.parts])
+
+    def _lines(self) -> list[Line]:
+        if self._made is None:
+            agent_id = self.agent_id
+            made: list[Line] = []
+            for first, new in self.parts:
+                rows = new.rows
+                made += [
+                    Line(agent_id, seq, ts, LEVEL_BY_NUMBER[level], message, source, fields)
+                    for seq, ts, level, source, message, fields in zip(
+                        count(first),
+                        rows[2::ROW_WIDTH],
+                        rows[3::ROW_WIDTH],
+                        rows[4::ROW_WIDTH],
+                        rows[5::ROW_WIDTH],
+                        new.fields,
+                    )
+                ]
+            self._made = made
+        return self._made
+
+    def __len__(self) -> int:
+        return sum(len(new) for _, new in self.parts)
+
+    @overload
+    def __getitem__(self, index: int) -> Line: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Line]: ...
+
+    def __getitem__(self, index: int | slice) -> Line | list[Line]:
+        return self._lines()[index]
+
+    def __iter__(self) -> Iterator[Line]:
+        return iter(self._lines())
+
+
+NO_LINES = CommittedLines("", [])
 
 
 def check_agent_id(agent_id: str) -> str:
@@ -248,7 +308,7 @@ def _body_kind(content_type: str, body: bytes) -> str:
 
 def parse_body(
     body: bytes, content_type: str, *, max_line_size: int, max_lines: int, now: float | None = None
-) -> list[NewLine]:
+) -> NewLines:
     """Parse an ingest body (JSON object/array, NDJSON or text) into lines; any bad line rejects all."""
     now = time.time() if now is None else now
     kind = _body_kind(content_type, body)
@@ -259,7 +319,7 @@ def parse_body(
     return parse_body_in_python(body, kind, max_line_size=max_line_size, max_lines=max_lines, now=now)
 
 
-def parse_body_in_python(body: bytes, kind: str, *, max_line_size: int, max_lines: int, now: float) -> list[NewLine]:
+def parse_body_in_python(body: bytes, kind: str, *, max_line_size: int, max_lines: int, now: float) -> NewLines:
     """parse_body without the compiled decoder, for a body of `kind` json, ndjson or text: the one that words errors."""
     try:
         text = body.decode("utf-8")
@@ -280,12 +340,13 @@ def parse_body_in_python(body: bytes, kind: str, *, max_line_size: int, max_line
             f"the request has {len(items)} lines, above the limit of {max_lines} per request",
             code="too_many_lines",
         )
-    lines: list[NewLine] = []
+    lines = NewLines()
     for number, item in items:
         try:
-            lines.append(line_from_object(item, now, max_line_size))
+            line = line_from_object(item, now, max_line_size)
         except ValueError as exc:
             raise BadRequest(f"line {number}: {exc}", code="invalid_line") from None
+        lines.add(line.ts, line.level, line.message, line.source, line.fields, line.fields_json)
     return lines
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -117,7 +118,7 @@ class AppendResult:
 class CommitListener(Protocol):
     """Told synchronously, in commit order, of everything the store has just made durable."""
 
-    def lines_committed(self, agent: Agent, lines: list[Line]) -> None:
+    def lines_committed(self, agent: Agent, lines: Sequence[Line]) -> None:
         """New lines of `agent` are durable."""
 
     def agent_changed(self, agent: Agent) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter, deque
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
 from sentra.lines import Line
@@ -56,7 +56,7 @@ class Subscription:
         self.on_cut: Callable[[str], None] | None = None
         # Set by a stream that has caught up: lines are then written at publish time, with no wake-up,
         # and `shared` lets subscribers with the same wire format reuse one encoding of the batch.
-        self.direct: Callable[[list[Line], dict[Hashable, bytes]], None] | None = None
+        self.direct: Callable[[Sequence[Line], dict[Hashable, bytes]], None] | None = None
         # Set while the stream replays history; `resync` says queued lines were dropped meanwhile.
         self.replaying = False
         self.resync = False
@@ -73,7 +73,7 @@ class Subscription:
             return True
         return False
 
-    def push_lines(self, lines: list[Line], shared: dict[Hashable, bytes] | None = None) -> None:
+    def push_lines(self, lines: Sequence[Line], shared: dict[Hashable, bytes] | None = None) -> None:
         """Deliver or queue lines; once more than `max_pending` wait while the reader is busy, it is cut off."""
         if self.cut_reason is not None:
             return
@@ -210,7 +210,7 @@ class TopicRegistry:
                 subs.append(sub)
         return subs
 
-    def lines_committed(self, agent: Agent, lines: list[Line]) -> None:
+    def lines_committed(self, agent: Agent, lines: Sequence[Line]) -> None:
         """Deliver (or queue) committed lines to every subscriber of the agent."""
         shared: dict[Hashable, bytes] = {}
         for sub in self._targets(agent):

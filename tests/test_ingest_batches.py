@@ -156,7 +156,9 @@ async def test_thousand_line_ndjson_request_reads_back_exactly(server: RunningSe
         rows = conn.execute("SELECT ts, level, source, message, fields FROM lines ORDER BY seq").fetchall()
     conn.close()
     levels = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
-    fields = [json.dumps(new.fields, ensure_ascii=False) if new.fields else None for new in expected]
+    # Stored compact, as JSON without spaces: the text json.dumps gives with separators=(",", ":").
+    compact = {"ensure_ascii": False, "separators": (",", ":")}
+    fields = [json.dumps(new.fields, **compact) if new.fields else None for new in expected]
     assert [row[1:] for row in rows] == [
         (levels[new.level], new.source, new.message, text) for new, text in zip(expected, fields, strict=True)
     ]

@@ -39,7 +39,7 @@ from otlp_sdk import log_with_sdk
 from prometheus_client.parser import text_string_to_metric_families
 
 from sentra.errors import Forbidden
-from sentra.lines import NewLine
+from sentra.lines import NewLine, NewLines
 from sentra.otlp import agent_batches, decode_request
 from sentra.storage.appends import AppendGroup, AppendJob
 from sentra.storage.base import Storage
@@ -503,7 +503,7 @@ async def test_other_content_types_and_encodings_are_415(server: RunningServer) 
 async def group_refused_beside_a_racing_first_line(store: Storage) -> None:
     """Bob's first line creates "raced" in the same batch as alice's group (fresh, raced): the writer refuses the
     whole group, and "fresh" is not created."""
-    line = [NewLine(time.time(), "INFO", "x", "", {})]
+    line = NewLines.of([NewLine(time.time(), "INFO", "x", "", {})])
     group = AppendGroup(("fresh", "raced"))
     # Queued without a pause in between: one batch, in this order.
     queued = [
@@ -548,7 +548,7 @@ async def test_a_group_is_committed_in_one_batch_past_the_commit_size(tmp_path: 
     store.on_commit = lambda lines, seconds: commits.append(lines)
     await store.open()
     try:
-        lines = [NewLine(time.time(), "INFO", f"{n}", "", {}) for n in range(2)]
+        lines = NewLines.of([NewLine(time.time(), "INFO", f"{n}", "", {}) for n in range(2)])
         group = AppendGroup(("a", "b", "c"))
         queued = [store.queue_append(AppendJob(agent, "alice", False, lines, None, "", {}, group)) for agent in "abc"]
         queued.append(store.queue_append(AppendJob("d", "alice", False, lines, None, "", {})))

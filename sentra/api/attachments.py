@@ -21,7 +21,7 @@ from sentra.attachments import (
     new_attachment,
 )
 from sentra.errors import BadRequest, NotFound
-from sentra.lines import line_from_object
+from sentra.lines import NewLines, line_from_object
 from sentra.storage.appends import AppendJob
 
 # Attachments never change: a browser may keep one for a year without asking again. `private`: it is one
@@ -64,7 +64,14 @@ class AttachmentUploadHandler(IngestHandler):
         principal = self.principal
         await check_rate(self.services.rate, principal, 1)
         job = AppendJob(
-            agent_id, principal.subject, principal.is_admin, [line], None, "", {}, attachments=(attachment,)
+            agent_id,
+            principal.subject,
+            principal.is_admin,
+            NewLines.of([line]),
+            None,
+            "",
+            {},
+            attachments=(attachment,),
         )
         result = await self.services.store.queue_append(job)
         self.write_json({**record, "seq": result.first_seq}, status=201)

@@ -19,7 +19,7 @@ from sentra.auth import Principal
 from sentra.errors import BadRequest, TooManyRequests
 from sentra.http.answers import JSON_TYPE
 from sentra.http.handler import Handler
-from sentra.lines import NewLine, check_agent_id, parse_body
+from sentra.lines import NewLines, check_agent_id, parse_body
 from sentra.models import Agent, AppendResult
 from sentra.ratelimit.local import RateLimiter
 from sentra.reads import check_owner
@@ -80,7 +80,7 @@ class IngestHandler(ApiHandler):
             check_owner(principal, agent)
         Handler.before_body(self)  # the declared length
 
-    def _lines(self) -> list[NewLine]:
+    def _lines(self) -> NewLines:
         """The body's lines (BadRequest or PayloadTooLarge if it has none to store)."""
         config = self.config
         body = self.body
@@ -108,13 +108,13 @@ class IngestHandler(ApiHandler):
         await check_rate(self.services.rate, self.principal, len(lines))
         self._succeed(await self._queue(agent_id, lines))
 
-    def _queue(self, agent_id: str, lines: list[NewLine]) -> asyncio.Future[AppendResult]:
+    def _queue(self, agent_id: str, lines: NewLines) -> asyncio.Future[AppendResult]:
         """Queue the lines for the next group commit."""
         principal = self.principal
         key = self.header("Idempotency-Key")
         if key is not None and not 0 < len(key) <= 255:
             raise BadRequest("Idempotency-Key must be 1-255 characters", code="invalid_idempotency_key")
-        name = next((str(line.fields["agent_name"]) for line in lines if "agent_name" in line.fields), "")
+        name = next((str(fields["agent_name"]) for fields in lines.fields if "agent_name" in fields), "")
         job = AppendJob(
             agent_id,
             principal.subject,

@@ -15,6 +15,7 @@ from sentra.api.base import ApiHandler
 from sentra.api.ingest import check_rate
 from sentra.api.runcontrol import STOP_HEADER
 from sentra.errors import ServiceUnavailable
+from sentra.lines import NewLines
 from sentra.otlp import PROTOBUF, SUCCESS, AgentBatch, agent_batches, body_format, decode_request
 from sentra.storage.appends import AppendGroup, AppendJob
 
@@ -84,7 +85,7 @@ class OtlpLogsHandler(ApiHandler):
                     batch.agent_id,
                     principal.subject,
                     principal.is_admin,
-                    batch.lines,
+                    NewLines.of(batch.lines),
                     None,
                     batch.name[:MAX_NAME_LENGTH],
                     batch.labels,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import tornado.iostream
@@ -175,7 +175,7 @@ class AgentStreamHandler(StreamHandler):
     _cursor = 0
     _query: LineQuery = LineQuery()
 
-    def encode(self, agent: Agent, lines: list[Line], cursor: int, extra: dict[str, Any]) -> bytes:
+    def encode(self, agent: Agent, lines: Sequence[Line], cursor: int, extra: dict[str, Any]) -> bytes:
         """The event(s) for lines; `extra` carries final/status/reason/skipped."""
         raise NotImplementedError
 
@@ -319,7 +319,7 @@ class AgentStreamHandler(StreamHandler):
         if data:
             await self.send(data)
 
-    def _deliver(self, lines: list[Line], shared: dict[Hashable, bytes]) -> None:
+    def _deliver(self, lines: Sequence[Line], shared: dict[Hashable, bytes]) -> None:
         """Write committed lines straight to the socket (called by the registry at publish time)."""
         agent, cursor, query = self._agent, self._cursor, self._query
         if agent is None or lines[-1].seq <= cursor:
@@ -348,7 +348,7 @@ class AgentStreamHandler(StreamHandler):
 class LogStreamHandler(AgentStreamHandler):
     """GET /api/agents/{id}/logs/stream: seed 000's coalesced {"logs", "status", "lines"} events."""
 
-    def encode(self, agent: Agent, lines: list[Line], cursor: int, extra: dict[str, Any]) -> bytes:
+    def encode(self, agent: Agent, lines: Sequence[Line], cursor: int, extra: dict[str, Any]) -> bytes:
         if extra.get("final") is True and agent.reason and "reason" not in extra:
             extra = {**extra, "reason": agent.reason}
         return sse.logs_event(lines, agent.status, event_id=str(cursor), extra=extra)
@@ -366,7 +366,7 @@ class Seed001StreamHandler(AgentStreamHandler):
     def heartbeat(self) -> bytes:
         return sse.seed001_heartbeat(time.time())
 
-    def encode(self, agent: Agent, lines: list[Line], cursor: int, extra: dict[str, Any]) -> bytes:
+    def encode(self, agent: Agent, lines: Sequence[Line], cursor: int, extra: dict[str, Any]) -> bytes:
         events = b"".join(sse.seed001_log_event(line, agent) for line in lines)
         if "final" in extra:
             events += sse.seed001_end(agent, event_id=str(cursor), reason=extra.get("reason"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from sentra.config import Config, missing_extra
@@ -33,7 +34,7 @@ class LocalBus:
     async def close(self) -> None:
         """Nothing to disconnect."""
 
-    def lines_committed(self, agent: Agent, lines: list[Line]) -> None:
+    def lines_committed(self, agent: Agent, lines: Sequence[Line]) -> None:
         """Deliver to this process's subscribers."""
         self.registry.lines_committed(agent, lines)
 

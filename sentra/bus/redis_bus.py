@@ -21,6 +21,7 @@ import json
 import logging
 import uuid
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -73,7 +74,7 @@ def agent_from_wire(row: list[Any]) -> Agent:
     return agent
 
 
-def lines_to_wire(lines: list[Line]) -> list[list[Any]]:
+def lines_to_wire(lines: Sequence[Line]) -> list[list[Any]]:
     """Lines as JSON arrays (their agent is the event's)."""
     return [[line.seq, line.ts, line.level, line.message, line.source, line.fields] for line in lines]
 
@@ -132,7 +133,7 @@ class RedisBus:
 
     # ---- the storage's commit listener ------------------------------------------------------------
 
-    def lines_committed(self, agent: Agent, lines: list[Line]) -> None:
+    def lines_committed(self, agent: Agent, lines: Sequence[Line]) -> None:
         """Deliver to this process's subscribers, and queue for the others."""
         self.registry.lines_committed(agent, lines)
         self._enqueue(["l", agent_to_wire(agent), lines])

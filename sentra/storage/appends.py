@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from sentra.attachments import Attachment
 from sentra.errors import ApiError, Conflict, Forbidden
-from sentra.lines import Line, NewLine
+from sentra.lines import NO_LINES, CommittedLines, NewLines
 from sentra.models import Agent, AppendResult
 
 
@@ -26,7 +26,7 @@ class AppendJob:
     agent_id: str
     subject: str
     may_write_any: bool
-    lines: list[NewLine]
+    lines: NewLines
     key: str | None
     name: str
     labels: dict[str, str]
@@ -40,16 +40,16 @@ class BatchOutcome:
     """What one group commit did: per job a result or an error, and the agents it changed."""
 
     results: list[AppendResult | ApiError] = field(default_factory=list)
-    lines: list[list[Line]] = field(default_factory=list)
+    lines: list[CommittedLines] = field(default_factory=list)
     staged: dict[str, Agent] = field(default_factory=dict)
     created: list[Agent] = field(default_factory=list)
     line_count: int = 0
     byte_count: int = 0
 
-    def answer(self, result: AppendResult | ApiError, lines: list[Line] | None = None) -> None:
+    def answer(self, result: AppendResult | ApiError, lines: CommittedLines = NO_LINES) -> None:
         """Record the next job's answer and the lines it committed (none for a refusal or a replay)."""
         self.results.append(result)
-        self.lines.append(lines or [])
+        self.lines.append(lines)
 
 
 def admit(job: AppendJob, agent: Agent, replay: AppendResult | None) -> AppendResult | None:
@@ -101,10 +101,3 @@ def stored_answer(response: str) -> AppendResult:
 def replay_of(result: AppendResult) -> AppendResult:
     """What a retry of the request answered with `result` gets."""
     return AppendResult(result.accepted, result.first_seq, result.last_seq, True)
-
-
-def fields_json(new: NewLine) -> str | None:
-    """A line's fields as stored: the JSON the parser already made, or None when there are none."""
-    if new.fields_json is not None or not new.fields:
-        return new.fields_json
-    return json.dumps(new.fields, ensure_ascii=False)

@@ -4,7 +4,7 @@ query type they share; storage/open.py picks a backend."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -184,7 +184,7 @@ class Storage(Protocol):
         self,
         agent_id: str,
         subject: str,
-        lines: list[NewLine],
+        lines: Iterable[NewLine],
         *,
         may_write_any: bool = False,
         idempotency_key: str | None = None,

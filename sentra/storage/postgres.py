@@ -11,7 +11,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from sentra.errors import ApiError, ServiceUnavailable, StorageFull
-from sentra.lines import Line, NewLine
+from sentra.lines import Line, NewLine, NewLines
 from sentra.models import Agent, AppendResult, CommitListener
 from sentra.storage import postgres_writer as writer
 from sentra.storage.agent_cache import AgentCache
@@ -285,7 +285,7 @@ class PostgresStore:
         self,
         agent_id: str,
         subject: str,
-        lines: list[NewLine],
+        lines: Iterable[NewLine],
         *,
         may_write_any: bool = False,
         idempotency_key: str | None = None,
@@ -293,7 +293,7 @@ class PostgresStore:
         labels: dict[str, str] | None = None,
     ) -> AppendResult:
         """Assign gap-free seqs and commit `lines`, creating the agent on first ingest; returns once durable."""
-        job = AppendJob(agent_id, subject, may_write_any, lines, idempotency_key, name, labels or {})
+        job = AppendJob(agent_id, subject, may_write_any, NewLines.of(lines), idempotency_key, name, labels or {})
         return await self._writes.append(job)
 
     def queue_append(self, job: AppendJob) -> asyncio.Future[AppendResult]:

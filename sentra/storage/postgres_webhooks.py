@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from sentra.lines import Line
@@ -126,7 +126,7 @@ async def queue_agent_event(conn: Any, before: Agent, after: Agent) -> None:
 
 
 async def queue_line_matches(
-    conn: Any, hooks: LineHooks, staged: dict[str, Agent], written: Iterable[tuple[str, list[Line]]]
+    conn: Any, hooks: LineHooks, staged: dict[str, Agent], written: Iterable[tuple[str, Sequence[Line]]]
 ) -> None:
     """In a group commit: lines.matched for the webhooks its lines trigger, at most one delivery per agent and
     webhook per window (the agents are locked, so one process at a time decides for an agent)."""

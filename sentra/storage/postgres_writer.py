@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import time
+from itertools import count, repeat
 from typing import Any
 
 from sentra.errors import ApiError, Conflict, NotFound, ServiceUnavailable
-from sentra.lines import LEVELS, Line
+from sentra.line_values import ROW_WIDTH
+from sentra.lines import CommittedLines
 from sentra.models import Agent
 from sentra.storage.appends import (
     AppendGroup,
@@ -16,7 +18,6 @@ from sentra.storage.appends import (
     BatchOutcome,
     admit,
     advance,
-    fields_json,
     group_refusal,
     replay_of,
     stored_answer,
@@ -196,17 +197,22 @@ async def append_batch(conn: Any, jobs: list[AppendJob], hooks: LineHooks | None
             out.answer(answer)
             continue
         out.staged[job.agent_id] = agent
-        lines = []
-        for seq, new in enumerate(job.lines, start=agent.last_seq + 1):
-            lines.append(Line(job.agent_id, seq, new.ts, new.level, new.message, new.source, new.fields))
-            line_rows.append(
-                (agent.pk, seq, new.ts, LEVELS[new.level], to_pg(new.source), to_pg(new.message), fields_json(new))
-            )
-        result = advance(agent, len(lines), now)
+        first = agent.last_seq + 1
+        rows = job.lines.rows
+        line_rows += zip(
+            repeat(agent.pk),
+            count(first),
+            rows[2::ROW_WIDTH],
+            rows[3::ROW_WIDTH],
+            map(to_pg, rows[4::ROW_WIDTH]),
+            map(to_pg, rows[5::ROW_WIDTH]),
+            rows[6::ROW_WIDTH],
+        )
+        result = advance(agent, len(job.lines), now)
         if job.key is not None:
             replies[(job.agent_id, job.key)] = replay_of(result)
             key_rows.append((agent.pk, job.key, json.dumps(result.to_json()), now))
-        out.answer(result, lines)
+        out.answer(result, CommittedLines(job.agent_id, [(first, job.lines)]))
     if refused_any:
         await _drop_unwritten(conn, out)
     if line_rows:
@@ -214,7 +220,7 @@ async def append_batch(conn: Any, jobs: list[AppendJob], hooks: LineHooks | None
             "lines", records=line_rows, columns=["agent_pk", "seq", "ts", "level", "source", "message", "fields"]
         )
         await insert_attachments(conn, jobs, out)
-    tallies = tally_batch(zip((job.agent_id for job in jobs), out.lines, strict=True))
+    tallies = tally_batch(out.lines)
     if tallies:
         summaries = await add_tallies(conn, {out.staged[agent_id].pk: tally for agent_id, tally in tallies.items()})
         for agent_id in tallies:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -15,7 +15,7 @@ from typing import Any
 import aiosqlite
 
 from sentra.errors import ApiError, ServiceUnavailable, StorageFull
-from sentra.lines import Line, NewLine
+from sentra.lines import Line, NewLine, NewLines
 from sentra.models import Agent, AppendResult, CommitListener
 from sentra.storage.agent_cache import AgentCache
 from sentra.storage.appends import AppendJob
@@ -294,7 +294,7 @@ class Store:
         self,
         agent_id: str,
         subject: str,
-        lines: list[NewLine],
+        lines: Iterable[NewLine],
         *,
         may_write_any: bool = False,
         idempotency_key: str | None = None,
@@ -302,7 +302,7 @@ class Store:
         labels: dict[str, str] | None = None,
     ) -> AppendResult:
         """Assign seqs and commit `lines`, creating the agent on first ingest; returns once durable."""
-        job = AppendJob(agent_id, subject, may_write_any, lines, idempotency_key, name, labels or {})
+        job = AppendJob(agent_id, subject, may_write_any, NewLines.of(lines), idempotency_key, name, labels or {})
         return await self._writes.append(job)
 
     def queue_append(self, job: AppendJob) -> asyncio.Future[AppendResult]:

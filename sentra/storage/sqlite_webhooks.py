@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol, TypeVar
 
 import aiosqlite
@@ -132,7 +132,7 @@ def queue_agent_event(db: sqlite3.Connection, before: Agent, after: Agent) -> No
 
 
 def queue_line_matches(
-    db: sqlite3.Connection, hooks: LineHooks, staged: dict[str, Agent], written: Iterable[tuple[str, list[Line]]]
+    db: sqlite3.Connection, hooks: LineHooks, staged: dict[str, Agent], written: Iterable[tuple[str, Sequence[Line]]]
 ) -> None:
     """In a group commit: lines.matched for the webhooks its lines trigger, at most one delivery per agent and
     webhook per window (later matches join the message waiting for the window's end)."""

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sentra.errors import ApiError, Conflict, NotFound
-from sentra.lines import LEVELS, Line
+from sentra.line_values import ROW_WIDTH
+from sentra.lines import CommittedLines
 from sentra.models import Agent, AppendResult
 from sentra.storage.appends import (
     AppendGroup,
@@ -24,7 +25,6 @@ from sentra.storage.appends import (
     BatchOutcome,
     admit,
     advance,
-    fields_json,
     group_refusal,
     replay_of,
     stored_answer,
@@ -49,7 +49,7 @@ COMMIT_PAGES = 6
 # executemany paid that for every row, a batch of many-row statements pays it a few times per commit.
 # Statements come in few sizes so that each is prepared once (see _insert_sql).
 INSERT_ROWS = 1024
-LINE_COLUMNS = 7
+LINE_COLUMNS = ROW_WIDTH
 
 
 class WriteConnection:
@@ -229,19 +229,21 @@ class WriteConnection:
                 out.answer(answer)
                 continue
             out.staged[job.agent_id] = agent
-            lines = []
-            pk = agent.pk
-            agent_id = job.agent_id
-            for seq, new in enumerate(job.lines, start=agent.last_seq + 1):
-                lines.append(Line(agent_id, seq, new.ts, new.level, new.message, new.source, new.fields))
-                values += (pk, seq, new.ts, LEVELS[new.level], new.source, new.message, fields_json(new))
-            result = advance(agent, len(lines), now)
+            # The parser left each row's agent_pk and seq empty: two slice assignments fill them, no step per line.
+            count = len(job.lines)
+            first = agent.last_seq + 1
+            start = len(values)
+            values += job.lines.rows
+            end = len(values)
+            values[start:end:LINE_COLUMNS] = [agent.pk] * count
+            values[start + 1 : end : LINE_COLUMNS] = range(first, first + count)
+            result = advance(agent, count, now)
             if job.key is not None:
                 replies[(job.agent_id, job.key)] = replay_of(result)
-                key_rows.append((pk, job.key, json.dumps(result.to_json()), now))
-            out.answer(result, lines)
+                key_rows.append((agent.pk, job.key, json.dumps(result.to_json()), now))
+            out.answer(result, CommittedLines(job.agent_id, [(first, job.lines)]))
         self._insert_lines(values)
-        for agent_id, tally in tally_batch(zip((job.agent_id for job in jobs), out.lines, strict=True)).items():
+        for agent_id, tally in tally_batch(out.lines).items():
             agent = out.staged[agent_id]
             agent.summary = add_tally(self.db, agent.pk, tally)
         written = zip((job.agent_id for job in jobs), out.lines, strict=True)
@@ -259,7 +261,7 @@ class WriteConnection:
         out.line_count = len(values) // LINE_COLUMNS
         out.byte_count = (
             sum(map(len, values[5::LINE_COLUMNS]))
-            + sum(len(fields) for fields in values[6::LINE_COLUMNS] if fields)
+            + sum(map(len, filter(None, values[6::LINE_COLUMNS])))
             + ROW_OVERHEAD * out.line_count
             + COMMIT_PAGES * PAGE_SIZE
             + insert_attachments(self.db, jobs, out)

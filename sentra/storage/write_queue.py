@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from sentra.errors import ApiError, ServiceUnavailable
-from sentra.lines import Line
+from sentra.lines import CommittedLines
 from sentra.models import AppendResult, CommitListener
 from sentra.storage.appends import AppendJob, BatchOutcome
 
@@ -146,12 +146,12 @@ def announce(outcome: BatchOutcome, jobs: list[AppendJob], listener: CommitListe
         return
     for new in outcome.created:
         listener.agent_changed(outcome.staged.get(new.id, new))
-    by_agent: dict[str, list[Line]] = {}
+    by_agent: dict[str, list[CommittedLines]] = {}
     for job, lines in zip(jobs, outcome.lines, strict=True):
-        if lines:
-            by_agent.setdefault(job.agent_id, []).extend(lines)
-    for agent_id, lines in by_agent.items():
-        listener.lines_committed(outcome.staged[agent_id], lines)
+        if lines.parts:
+            by_agent.setdefault(job.agent_id, []).append(lines)
+    for agent_id, runs in by_agent.items():
+        listener.lines_committed(outcome.staged[agent_id], CommittedLines.joined(runs))
 
 
 def _settle(future: asyncio.Future[Any], outcome: Any) -> None:

@@ -4,7 +4,7 @@ transaction that causes the event."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -100,7 +100,7 @@ class LineHooks:
                     found.append((hook, matching))
         return found
 
-    def matches_of_batch(self, staged: dict[str, Agent], written: Iterable[tuple[str, list[Line]]]) -> list[Any]:
+    def matches_of_batch(self, staged: dict[str, Agent], written: Iterable[tuple[str, Sequence[Line]]]) -> list[Any]:
         """(webhook, agent, lines) for every webhook a group commit's lines trigger, one entry per agent."""
         if not self.everyone and not self.by_owner:
             return []
