@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -21,7 +21,9 @@ from hypothesis import strategies as st
 from processes import ServerProcess
 
 from sentra.errors import ApiError
-from sentra.lines import LEVELS, parse_body
+from sentra.ingest_decode import decode_body
+from sentra.line_values import encode_fields
+from sentra.lines import LEVELS, NewLines, parse_body, parse_body_in_python
 
 from .support import knob, record_figures
 
@@ -98,7 +100,7 @@ def size_of(line: dict[str, Any]) -> int:
     """The size Sentra holds against limits.max_line_size: the message and the fields, as UTF-8."""
     message = line.get("message", line.get("msg"))
     fields = expected_fields(line)
-    encoded = json.dumps(fields, ensure_ascii=False).encode() if fields else b""
+    encoded = encode_fields(fields).encode() if fields else b""  # as stored: compact JSON
     return len(message.encode()) + len(encoded)
 
 
@@ -127,6 +129,39 @@ def test_parser_turns_any_bytes_into_lines_or_a_client_error_with_a_message(body
         assert line.level in LEVELS
         assert math.isfinite(line.ts) and line.ts >= 0
         line.message.encode("utf-8")  # storable: no lone surrogate got through
+
+
+def parsed(parse: Callable[[], NewLines]) -> tuple[Any, ...]:
+    """A parser's outcome, to compare: the rows it made (the stored text of fields included) and each line's
+    fields, or its error's status, code and message."""
+    try:
+        lines = parse()
+    except ApiError as exc:
+        return (exc.status, exc.code, exc.message)
+    return (lines.rows, lines.fields)
+
+
+@settings(max_examples=5 * HTTP_EXAMPLES, deadline=None, database=None)
+@given(
+    objects=st.lists(line_objects() | JSON_VALUE, min_size=1, max_size=8),
+    form=st.sampled_from(["json", "ndjson"]),
+    ending=st.sampled_from(["\n", "\r\n", "\n\n"]),
+    ascii_only=st.booleans(),
+)
+def test_the_compiled_and_the_python_parser_make_the_same_lines_byte_for_byte(
+    objects: list[Any], form: str, ending: str, ascii_only: bool
+) -> None:
+    if form == "ndjson":
+        body = ending.join(json.dumps(o, ensure_ascii=ascii_only) for o in objects).encode("utf-8", "surrogatepass")
+    else:
+        body = json.dumps(objects, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+    now = 1_765_000_000.5
+    if decode_body(body, form, now, MAX_LINE_SIZE, 10_000) is not None:
+        counted["compiled"] = counted.get("compiled", 0) + 1
+    content_type = "application/x-ndjson" if form == "ndjson" else "application/json"
+    assert parsed(lambda: parse_body(body, content_type, max_line_size=MAX_LINE_SIZE, max_lines=10_000, now=now)) == (
+        parsed(lambda: parse_body_in_python(body, form, max_line_size=MAX_LINE_SIZE, max_lines=10_000, now=now))
+    )
 
 
 @settings(max_examples=200, deadline=None, database=None)
