@@ -199,9 +199,15 @@ def encode_fields(fields: dict[str, Any]) -> str:
             pass  # json's encoder keeps what msgspec's refuses (an unpaired surrogate): the line's check words it
         else:
             text: str = data.decode()
-            if "null" not in text:  # msgspec writes infinity and NaN as null: only then look closer
-                return text
+            if "null" in text:  # msgspec writes infinity and NaN as null: only then look closer
+                _check_finite(fields)
+            return text
+    _check_finite(fields)
+    return _STRICT.encode(fields)
+
+
+def _check_finite(fields: dict[str, Any]) -> None:
     try:
-        return _STRICT.encode(fields)
+        _STRICT.encode(fields)
     except ValueError:
         raise ValueError("'fields' holds a number too large for JSON (such as 1e400)") from None

@@ -219,6 +219,5 @@ def test_the_pyz_reads_bodies_in_python_without_msgspec(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-I", "-S", "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (
-        "NewLine(ts=1.0, level='INFO', message='a', source='', fields={'k': 1}, fields_json='{\"k\":1}')"
-        in done.stdout
+        "NewLine(ts=1.0, level='INFO', message='a', source='', fields={'k': 1}, fields_json='{\"k\":1}')" in done.stdout
     )
