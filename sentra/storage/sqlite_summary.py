@@ -10,6 +10,7 @@ database made before these tables existed gets a row per agent marking every sto
 from __future__ import annotations
 
 import sqlite3
+from functools import cache
 from typing import Any
 
 import aiosqlite
@@ -109,11 +110,13 @@ def add_tally(db: sqlite3.Connection, pk: int, tally: Tally, sign: int = 1) -> R
             sign * tally.usage_lines,
         ),
     ).fetchone()
-    db.executemany(
-        "INSERT INTO agent_volume AS v (agent_pk, granule, start, level, n) VALUES (?, ?, ?, ?, ?) "
-        "ON CONFLICT (agent_pk, granule, start, level) DO UPDATE SET n = v.n + excluded.n",
-        [(pk, granule, start, level, sign * n) for (granule, start, level), n in tally.volume.items()],
-    )
+    rows = [value for (granule, start, level), n in tally.volume.items() for value in (granule, start, level, sign * n)]
+    # A few statements of many rows, not one step per row: each step gives up the GIL, and taking it back from a
+    # busy event loop can cost a whole switch interval (see sqlite_writer.INSERT_ROWS).
+    step = VOLUME_ROWS * 4
+    for first in range(0, len(rows), step):
+        chunk = rows[first : first + step]
+        db.execute(_volume_sql(len(chunk) // 4), (pk, *chunk))
     if sign < 0:
         db.execute("DELETE FROM agent_volume WHERE agent_pk = ? AND n <= 0", (pk,))
     return _summary(row)
@@ -210,3 +213,16 @@ async def stored_seconds(reader: aiosqlite.Connection, pk: int) -> tuple[int | N
     )
     first, last = next(iter(rows))
     return first, last
+
+
+VOLUME_ROWS = 1000  # volume rows in one statement at most
+
+
+@cache
+def _volume_sql(rows: int) -> str:
+    """An upsert of `rows` volume rows of one agent (?1), four values each."""
+    values = ",".join(["(?1, ?, ?, ?, ?)"] * rows)
+    return (
+        f"INSERT INTO agent_volume AS v (agent_pk, granule, start, level, n) VALUES {values} "
+        "ON CONFLICT (agent_pk, granule, start, level) DO UPDATE SET n = v.n + excluded.n"
+    )
