@@ -212,8 +212,13 @@ class TopicRegistry:
 
     def lines_committed(self, agent: Agent, lines: Sequence[Line]) -> None:
         """Deliver (or queue) committed lines to every subscriber of the agent."""
+        targets = self._targets(agent)
+        if not targets:
+            return  # the lines' objects are never made (storage hands them over lazily)
+        # One list for every subscriber: each looks at the first and last line and iterates.
+        lines = lines if type(lines) is list else list(lines)
         shared: dict[Hashable, bytes] = {}
-        for sub in self._targets(agent):
+        for sub in targets:
             if sub.cut_reason is not None:
                 continue
             sub.push_lines(lines, shared)
