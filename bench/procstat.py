@@ -29,6 +29,11 @@ def _stat_ticks(path: str) -> int:
     return int(fields[11]) + int(fields[12])
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU seconds the processes used so far, user and system."""
+    return sum(_stat_ticks(f"/proc/{pid}/stat") for pid in pids) / TICKS
+
+
 def children(pid: int) -> list[int]:
     """Direct children of `pid` (from every thread's children list)."""
     found: list[int] = []

@@ -354,6 +354,23 @@ def wait_for_quiet(limit: float, most: float, *, quiet: bool = False) -> float:
     return busy
 
 
+# A server using less of a core than this between scenarios has finished its background work.
+IDLE_SERVER = 0.05
+
+
+def wait_for_idle_servers(servers: list[Server], most: float = 60.0) -> float:
+    """Wait up to `most` seconds until the servers use less than IDLE_SERVER of a core: Sentra's search index may
+    still be indexing the lines of the scenario before, and would take CPU from the next one. The seconds waited."""
+    began = time.monotonic()
+    pids = [pid for server in servers for pid in procstat.tree(server.pid)]
+    while time.monotonic() - began < most:
+        used = procstat.cpu_seconds(pids)
+        time.sleep(0.5)
+        if procstat.cpu_seconds(pids) - used < IDLE_SERVER * 0.5:
+            break
+    return time.monotonic() - began
+
+
 async def compare_at_rates(
     scenario: Scenario,
     servers: dict[str, Server],
@@ -433,6 +450,9 @@ async def run_all(args: argparse.Namespace, workroot: Path) -> dict[str, Any]:
                 servers[kind] = starter(workdir, args.sentra_set) if kind == "sentra" else starter(workdir)  # type: ignore[call-arg]
             for scenario in chosen:
                 # Other work on a shared machine skews a figure: give it a few seconds to pass.
+                waited = wait_for_idle_servers(list(servers.values()))
+                if waited > 2:
+                    print(f"  (waited {waited:.0f} s for the servers to finish background work)", flush=True)
                 wait_for_quiet(args.quiet, min(5.0, args.wait / 10), quiet=True)
                 for kind in kinds:
                     if kind not in scenario.servers:

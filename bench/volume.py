@@ -210,7 +210,7 @@ def batch_cost(batches: int = 2000) -> dict[str, Any]:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     import sqlite3
 
-    from sentra.lines import Line
+    from sentra.lines import CommittedLines, NewLine, NewLines
     from sentra.storage.sqlite_summary import add_tally, open_summaries
     from sentra.summary import tally_batch
 
@@ -223,8 +223,8 @@ def batch_cost(batches: int = 2000) -> dict[str, Any]:
         now = time.time()
         runs = []
         for b in range(batches):
-            lines = [Line(AGENT, b * BATCH + n, now + b + n / BATCH, level_of(n), "m", "", {}) for n in range(BATCH)]
-            runs.append([(AGENT, lines)])
+            lines = NewLines.of(NewLine(now + b + n / BATCH, level_of(n), "m", "", {}) for n in range(BATCH))
+            runs.append([CommittedLines(AGENT, [(b * BATCH, lines)])])
         started = time.perf_counter()
         tallies = [tally_batch(written) for written in runs]
         tally_us = (time.perf_counter() - started) / batches * 1e6
