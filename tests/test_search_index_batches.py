@@ -3,13 +3,17 @@ emptied), batches of one agent numbered by seq, batches of several by time; ever
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+import time
+from contextlib import closing
 from typing import Any
 
 import httpx
 import pytest
 from conftest import RunningServer, ServerFactory, post_lines
 
-from sentra.storage import sqlite_search
+from sentra.storage import search_index, sqlite_search
 from sentra.storage.words import parse_query
 
 ROUTES = ("/api/v1/items", "/api/v1/orders", "/healthz")
@@ -67,3 +71,26 @@ async def test_lines_of_one_and_of_several_agents_are_found_by_their_field_value
         newest = await found(alice, "took")
         assert newest[0] == ("two", sent[-1][1])
         assert newest[20] == ("one", sent[-21][1])
+
+
+async def test_the_index_catches_up_on_a_burst_without_waiting_for_its_interval(
+    start_server: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Passes of one 2-line batch and an interval longer than the test: 100 lines take fifty passes, which follow
+    # one another when a pass leaves lines behind (they used to wait for the interval, or for something to wake
+    # the index: 0.25 s a pass here, 12 s for the fifty).
+    monkeypatch.setattr(search_index, "BATCH_LINES", 2)
+    monkeypatch.setattr(search_index, "LIVE_BATCHES", 1)
+    monkeypatch.setattr(search_index, "INDEX_INTERVAL", 60.0)
+    server: RunningServer = await start_server()
+    async with server.client("alice") as alice:
+        await post_lines(alice, "burst", [{"message": f"line {n}"} for n in range(100)])
+
+    def indexed() -> int:
+        with closing(sqlite3.connect(f"file:{sqlite_search.search_path(server.db)}?mode=ro", uri=True)) as index:
+            return int(index.execute("SELECT count(*) FROM line_refs").fetchone()[0])
+
+    deadline = time.monotonic() + 10
+    while indexed() < 100 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert indexed() == 100

@@ -243,7 +243,9 @@ class IndexWriter:
                 pass
         if self._closing:
             return False
-        return await self._build_step()
+        # New lines left over (more than LIVE_BATCHES batches came in) are work left too: the next pass starts at
+        # once instead of after INDEX_INTERVAL, so the index catches up after a burst at its own speed.
+        return await self._build_step() or more
 
     async def _build_step(self) -> bool:
         if self._build_total == 0:
