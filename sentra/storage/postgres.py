@@ -50,6 +50,14 @@ log = logging.getLogger("sentra.store")
 CONNECT_TIMEOUT = 10.0
 DEADLOCK_RETRIES = 3
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# Errors after which the writer connection is not to be used again.
+_BROKEN = (
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # the server terminated the session (pg_terminate_backend)
+    OSError,
+    TimeoutError,
+)
 Work = Callable[[Any], Awaitable[Any]]
 
 
@@ -402,6 +410,12 @@ class PostgresStore:
                 attempts += 1
                 if attempts == DEADLOCK_RETRIES:
                     raise
+            except _BROKEN:
+                # The connection broke, or was left in the middle of an operation (a rollback that could not reach
+                # the server): the next write opens a new one instead of failing on this one too.
+                conn, self._conn = self._conn, None
+                conn.terminate()
+                raise
 
     async def _run_task(self, task: Task[Work]) -> Any:
         try:
