@@ -38,12 +38,9 @@ from sentra.summary import RunSummary
 from sentra.volume import buckets_json, run_span
 
 log = logging.getLogger("sentra.store")
-# A group commit of at most this many lines is made on the event loop: in WAL mode with synchronous=NORMAL a
-# commit does not wait for the disk (about 1.2 us a line, 12 ms for 10,000), and the writer thread would hold the
-# GIL as long to bind the rows, then give it up and wait to take it back for each of a commit's nine statements:
-# beside an event loop busy parsing the next requests, each wait can take a whole switch interval (5 ms), which made
-# a 4,000-line commit take 12 us a line instead of 1.2 (docs/performance.md, thirteenth round). Files, and commits
-# that wait for the disk (synchronous=FULL), go to the writer thread.
+# A group commit of at most this many lines is made on the event loop (with synchronous=NORMAL it does not wait for
+# the disk: ~1.2 us a line). In the writer thread each statement gives up the GIL and may wait a switch interval to
+# take it back from the busy loop: 12 us a line instead of 1.2 (docs/performance.md, thirteenth round).
 INLINE_COMMIT_LINES = 10_000
 # About SQLite's own auto-checkpoint size (1000 pages): past this much committed, a checkpoint pass begins
 # beside the commits.
