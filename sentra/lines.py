@@ -78,7 +78,8 @@ class CommittedLines(Sequence[Line]):
 
     def __init__(self, agent_id: str, parts: list[tuple[int, NewLines]]) -> None:
         self.agent_id = agent_id
-        self.parts = parts  # (first seq, lines) in seq order
+        # (first seq, lines) in seq order; never an empty run, so that "has parts" means "has lines".
+        self.parts = parts if all(new for _, new in parts) else [part for part in parts if part[1]]
         self._made: list[Line] | None = None
 
     @classmethod

@@ -55,3 +55,18 @@ async def test_callers_that_stop_waiting_do_not_stop_the_writer(storage: Storage
     agent = await storage.get_agent("run-1")
     assert agent is not None and agent.name == "renamed" and agent.last_seq == 4
     await asyncio.wait_for(storage.drain(), 10)
+
+
+async def test_an_empty_append_beside_others_stores_nothing_and_fails_nothing(storage: Storage) -> None:
+    # Queued without a pause in between: one group commit with an empty job between two others.
+    first, empty, last = await asyncio.gather(
+        storage.append_lines("beside", "alice", new_lines(2)),
+        storage.append_lines("beside", "alice", []),
+        storage.append_lines("beside", "alice", new_lines(1)),
+    )
+    assert (first.accepted, first.first_seq, first.last_seq) == (2, 1, 2)
+    assert (empty.accepted, empty.last_seq) == (0, 2)
+    assert (last.accepted, last.first_seq, last.last_seq) == (1, 3, 3)
+    agent = await storage.get_agent("beside")
+    assert agent is not None and agent.last_seq == 3
+    assert agent.summary.counts == (0, 3, 0, 0, 0)
