@@ -19,6 +19,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from sentra.line_values import (
+    COMPACT_JSON,
     LEVEL_NAMES,
     LEVELS,
     MAX_FIELDS_DEPTH,
@@ -60,7 +61,6 @@ class _Plain(msgspec.Struct, forbid_unknown_fields=True):
 
 _PLAIN = msgspec.json.Decoder(_Plain | list[_Plain])
 _RECORDS = msgspec.json.Decoder(_Record | list[_Record])
-_ENCODE = msgspec.json.Encoder().encode
 _Picked = tuple[Any, Any, Any, Any]
 # Level names as loggers spell them, upper or lower case, to the number stored.
 LEVEL_NUMBERS: dict[Any, int] = {name: LEVELS[canonical] for name, canonical in LEVEL_NAMES.items()}
@@ -121,7 +121,7 @@ def _columns(records: list[_Plain], now: float, max_line_size: int) -> NewLines 
             return None
     fields = [record.fields for record in records]
     # As encode_fields writes them: msgspec decoded these, so they hold no infinity for its encoder to write as null.
-    texts = [_ENCODE(value).decode() if value else None for value in fields]
+    texts = [COMPACT_JSON(value).decode() if value else None for value in fields]
     messages = [record.message for record in records]
     longest = max(map(len, filter(None, texts)), default=0)
     # A text of n characters nests at most n/2 deep: only longer ones may need a look.

@@ -184,17 +184,17 @@ try:
     from msgspec import EncodeError as _EncodeError
     from msgspec.json import Encoder as _Encoder
 except ImportError:  # sentra.pyz carries no compiled code
-    _COMPILED: Any = None
+    COMPACT_JSON: Any = None
 else:
-    _COMPILED = _Encoder().encode
+    COMPACT_JSON = _Encoder().encode  # bytes of compact JSON: the one msgspec encoder of stored fields
 
 
 def encode_fields(fields: dict[str, Any]) -> str:
     """`fields` as stored, compact JSON; ValueError for a number JSON has no text for (one too large for a float,
     such as 1e400, reads as infinity)."""
-    if _COMPILED is not None:
+    if COMPACT_JSON is not None:
         try:
-            data = _COMPILED(fields)
+            data = COMPACT_JSON(fields)
         except (_EncodeError, UnicodeEncodeError, OverflowError):
             pass  # json's encoder keeps what msgspec's refuses (an unpaired surrogate): the line's check words it
         else:
