@@ -54,7 +54,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from sentra.http.access_log import LOG_FORMAT, batch_access_log
     from sentra.serve import StartupError, loop_factory, serve, tune_gc
+    from sentra.storage.sqlite_library import turn_off_memory_statistics
 
+    # Before anything opens a database: it restarts the SQLite library.
+    turn_off_memory_statistics()
     config = config_from_args(args)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     if config["server.access_log"]:
