@@ -45,9 +45,9 @@ ROW_OVERHEAD = 64
 PAGE_SIZE = 4096
 COMMIT_PAGES = 6
 # Lines go in as a few INSERTs of many rows each. sqlite3 gives up the GIL around every statement it runs, and
-# taking it back from the event loop, busy parsing the next request, can cost a whole switch interval (5 ms):
-# executemany paid that for every row, a batch of many-row statements pays it a few times per commit.
-# Statements come in few sizes so that each is prepared once (see _insert_sql).
+# taking it back from a busy event loop can cost a whole switch interval (5 ms): executemany paid that for every
+# row, a batch of many-row statements pays it a few times per commit. Statements insert a power of two of rows, so
+# that each of the eleven sizes is prepared once (see _insert_sql).
 INSERT_ROWS = 1024
 LINE_COLUMNS = ROW_WIDTH
 
@@ -269,15 +269,14 @@ class WriteConnection:
         return out
 
     def _insert_lines(self, values: list[Any]) -> None:
-        """Insert rows given as one flat list of column values, INSERT_ROWS rows per statement at most."""
-        step = INSERT_ROWS * LINE_COLUMNS
-        for start in range(0, len(values), step):
-            chunk = values[start : start + step]
-            rows = len(chunk) // LINE_COLUMNS
-            size = _statement_rows(rows)
-            if size > rows:
-                chunk += [None] * ((size - rows) * LINE_COLUMNS)
-            self.db.execute(_insert_sql(size), chunk)
+        """Insert rows given as one flat list of column values: INSERT_ROWS rows per statement, the rest in
+        statements of the powers of two that add up to it (1,000 rows: 512 + 256 + 128 + 64 + 32 + 8)."""
+        rows = len(values) // LINE_COLUMNS
+        start = 0
+        while start < rows:
+            size = min(INSERT_ROWS, 1 << ((rows - start).bit_length() - 1))
+            self.db.execute(_insert_sql(size), values[start * LINE_COLUMNS : (start + size) * LINE_COLUMNS])
+            start += size
 
     def _writable_agent(self, job: AppendJob, out: BatchOutcome, cache: Mapping[str, Agent], now: float) -> Agent:
         """The agent to append to (created on first ingest), staged as a copy."""
@@ -300,23 +299,9 @@ class WriteConnection:
         return None if row is None else stored_answer(row[0])
 
 
-def _statement_rows(rows: int) -> int:
-    """The size of the statement that inserts `rows` rows: exact up to 16, else rounded up by at most an eighth.
-
-    So the writer prepares at most 16 statements plus 8 per doubling, and pads each with fewer spare rows than
-    an eighth of the real ones.
-    """
-    if rows <= 16:
-        return rows
-    step = 1 << (rows.bit_length() - 4)
-    return -(-rows // step) * step
-
-
 @cache
 def _insert_sql(rows: int) -> str:
-    """An INSERT of `rows` lines; rows whose agent_pk is NULL are padding and are skipped."""
+    """An INSERT of `rows` lines. Plain VALUES: a statement of padded sizes whose spare rows a WHERE skipped cost
+    10% more a row (0.91 against 0.82 us)."""
     placeholders = ",".join(["(?,?,?,?,?,?,?)"] * rows)
-    return (
-        "INSERT INTO lines (agent_pk, seq, ts, level, source, message, fields) "
-        f"SELECT * FROM (VALUES {placeholders}) WHERE column1 IS NOT NULL"
-    )
+    return f"INSERT INTO lines (agent_pk, seq, ts, level, source, message, fields) VALUES {placeholders}"
