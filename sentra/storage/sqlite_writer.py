@@ -46,9 +46,10 @@ PAGE_SIZE = 4096
 COMMIT_PAGES = 6
 # Lines go in as a few INSERTs of many rows each. sqlite3 gives up the GIL around every statement it runs, and
 # taking it back from a busy event loop can cost a whole switch interval (5 ms): executemany paid that for every
-# row, a batch of many-row statements pays it a few times per commit. Statements insert a power of two of rows, so
-# that each of the eleven sizes is prepared once (see _insert_sql).
+# row, a batch of many-row statements pays it a few times per commit. Statements insert up to SMALL_INSERT rows or a
+# power of two of them, so that each of their 22 sizes is prepared once (see _insert_sql).
 INSERT_ROWS = 1024
+SMALL_INSERT = 16
 LINE_COLUMNS = ROW_WIDTH
 
 
@@ -270,11 +271,13 @@ class WriteConnection:
 
     def _insert_lines(self, values: list[Any]) -> None:
         """Insert rows given as one flat list of column values: INSERT_ROWS rows per statement, the rest in
-        statements of the powers of two that add up to it (1,000 rows: 512 + 256 + 128 + 64 + 32 + 8)."""
+        statements of powers of two down to the last 16 or fewer rows, which take one (1,000 rows: 512 + 256 + 128
+        + 64 + 32 + 8; a commit of a few one-line POSTs is a single statement)."""
         rows = len(values) // LINE_COLUMNS
         start = 0
         while start < rows:
-            size = min(INSERT_ROWS, 1 << ((rows - start).bit_length() - 1))
+            left = rows - start
+            size = left if left <= SMALL_INSERT else min(INSERT_ROWS, 1 << (left.bit_length() - 1))
             self.db.execute(_insert_sql(size), values[start * LINE_COLUMNS : (start + size) * LINE_COLUMNS])
             start += size
 
