@@ -10,10 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from sentra.line_values import NewLines
 from sentra.lines import NewLine
+from sentra.storage.appends import AppendJob
 from sentra.storage.base import Storage
 from sentra.storage.postgres import PostgresStore
 from sentra.storage.sqlite import Store
+from sentra.storage.write_queue import GATHER_BELOW
 
 
 def new_lines(count: int) -> list[NewLine]:
@@ -70,3 +73,29 @@ async def test_an_empty_append_beside_others_stores_nothing_and_fails_nothing(st
     agent = await storage.get_agent("beside")
     assert agent is not None and agent.last_seq == 3
     assert agent.summary.counts == (0, 3, 0, 0, 0)
+
+
+def _job(agent_id: str) -> AppendJob:
+    return AppendJob(agent_id, "alice", False, NewLines.of(new_lines(1)), None, "", {})
+
+
+async def _commit_sizes(storage: Storage, waiting: int) -> list[int]:
+    """Lines per commit when `waiting` one-line writes are queued and one more comes in the event loop's next
+    turn, as the next request of a client the last commit answered does."""
+    await storage.append_lines("first", "alice", new_lines(1))
+    await asyncio.wait_for(storage.drain(), 10)  # the writer waits for work, as between requests
+    commits: list[int] = []
+    storage.on_commit = lambda lines, _seconds: commits.append(lines)
+    written = [storage.queue_append(_job(f"run-{n}")) for n in range(waiting)]
+    asyncio.get_running_loop().call_soon(lambda: written.append(storage.queue_append(_job("late"))))
+    await asyncio.sleep(0)
+    await asyncio.wait_for(asyncio.gather(*written), 10)
+    return commits
+
+
+async def test_a_write_that_comes_while_a_few_wait_joins_their_commit(storage: Storage) -> None:
+    assert await _commit_sizes(storage, 2) == [3]
+
+
+async def test_a_long_queue_is_committed_without_waiting_for_more(storage: Storage) -> None:
+    assert await _commit_sizes(storage, GATHER_BELOW) == [GATHER_BELOW, 1]
