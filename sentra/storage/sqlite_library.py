@@ -4,8 +4,9 @@ SQLite keeps memory statistics unless built without them (SQLITE_CONFIG_MEMSTATU
 whole library takes one mutex to count it. The server's threads that use SQLite (the group commit, the search index,
 the checkpoints, the readers) then wait for each other on it. Measured with 1,000-line batches of agent lines
 (docs/performance.md, fourteenth round): the event loop's thread slept on that mutex about 3,500 times a second and
-ingest went at 330,000 lines/s; with the statistics off, 80 times a second and 425,000 lines/s. SQLite's own list of
-recommended compile-time options turns them off (SQLITE_DEFAULT_MEMSTATUS=0); Python's builds leave them on.
+ingest went at about 330,000 lines/s; with the statistics off, 80 times a second and 390,000-425,000 lines/s.
+SQLite's own list of recommended compile-time options turns them off (SQLITE_DEFAULT_MEMSTATUS=0); Python's builds
+leave them on.
 
 The setting can only change while the library is shut down, so it restarts the library: only the server's own
 process does it, before it opens any database (the CLI's `serve`).
