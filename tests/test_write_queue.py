@@ -97,5 +97,9 @@ async def test_a_write_that_comes_while_a_few_wait_joins_their_commit(storage: S
     assert await _commit_sizes(storage, 2) == [3]
 
 
+async def test_a_lone_write_is_committed_at_once(storage: Storage) -> None:
+    assert await _commit_sizes(storage, 1) == [1, 1]
+
+
 async def test_a_long_queue_is_committed_without_waiting_for_more(storage: Storage) -> None:
     assert await _commit_sizes(storage, GATHER_BELOW) == [GATHER_BELOW, 1]
