@@ -16,6 +16,7 @@ from typing import Any
 import aiosqlite
 
 from sentra.models import Agent
+from sentra.storage.sqlite_statements import statement_sizes
 from sentra.summary import ERROR_LEVEL, RunSummary, Tally, add_volume
 from sentra.volume import VolumeSpan
 
@@ -113,10 +114,10 @@ def add_tally(db: sqlite3.Connection, pk: int, tally: Tally, sign: int = 1) -> R
     rows = [value for (granule, start, level), n in tally.volume.items() for value in (granule, start, level, sign * n)]
     # A few statements of many rows, not one step per row: each step gives up the GIL, and taking it back from a
     # busy event loop can cost a whole switch interval (see sqlite_writer.INSERT_ROWS).
-    step = VOLUME_ROWS * 4
-    for first in range(0, len(rows), step):
-        chunk = rows[first : first + step]
-        db.execute(_volume_sql(len(chunk) // 4), (pk, *chunk))
+    first = 0
+    for size in statement_sizes(len(rows) // 4, VOLUME_ROWS):
+        db.execute(_volume_sql(size), (pk, *rows[first : first + size * 4]))
+        first += size * 4
     if sign < 0:
         db.execute("DELETE FROM agent_volume WHERE agent_pk = ? AND n <= 0", (pk,))
     return _summary(row)
@@ -215,7 +216,7 @@ async def stored_seconds(reader: aiosqlite.Connection, pk: int) -> tuple[int | N
     return first, last
 
 
-VOLUME_ROWS = 1000  # volume rows in one statement at most
+VOLUME_ROWS = 1024  # volume rows in one statement at most
 
 
 @cache

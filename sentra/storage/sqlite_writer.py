@@ -32,6 +32,7 @@ from sentra.storage.appends import (
 from sentra.storage.shares import SQLITE_SHARE_SCHEMA, revoke_agent_shares
 from sentra.storage.sqlite_attachments import ATTACHMENT_SCHEMA, insert_attachments
 from sentra.storage.sqlite_schema import AGENT_COLUMNS, SCHEMA, agent_from_row
+from sentra.storage.sqlite_statements import statement_sizes
 from sentra.storage.sqlite_summary import add_tally, forget, mark_ended, open_summaries, trimmed
 from sentra.storage.sqlite_webhooks import WEBHOOK_SCHEMA, queue_agent_event, queue_line_matches
 from sentra.storage.stops import add_stop_column
@@ -46,10 +47,8 @@ PAGE_SIZE = 4096
 COMMIT_PAGES = 6
 # Lines go in as a few INSERTs of many rows each. sqlite3 gives up the GIL around every statement it runs, and
 # taking it back from a busy event loop can cost a whole switch interval (5 ms): executemany paid that for every
-# row, a batch of many-row statements pays it a few times per commit. Statements insert up to SMALL_INSERT rows or a
-# power of two of them, so that each of their 22 sizes is prepared once (see _insert_sql).
+# row, a batch of many-row statements pays it a few times per commit, in the sizes of statement_sizes.
 INSERT_ROWS = 1024
-SMALL_INSERT = 16
 LINE_COLUMNS = ROW_WIDTH
 
 
@@ -270,14 +269,9 @@ class WriteConnection:
         return out
 
     def _insert_lines(self, values: list[Any]) -> None:
-        """Insert rows given as one flat list of column values: INSERT_ROWS rows per statement, the rest in
-        statements of powers of two down to the last 16 or fewer rows, which take one (1,000 rows: 512 + 256 + 128
-        + 64 + 32 + 8; a commit of a few one-line POSTs is a single statement)."""
-        rows = len(values) // LINE_COLUMNS
+        """Insert rows given as one flat list of column values, INSERT_ROWS rows per statement at most."""
         start = 0
-        while start < rows:
-            left = rows - start
-            size = left if left <= SMALL_INSERT else min(INSERT_ROWS, 1 << (left.bit_length() - 1))
+        for size in statement_sizes(len(values) // LINE_COLUMNS, INSERT_ROWS):
             self.db.execute(_insert_sql(size), values[start * LINE_COLUMNS : (start + size) * LINE_COLUMNS])
             start += size
 
