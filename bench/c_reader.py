@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from wire import MAX_RESUMES
+
 SOURCE = Path(__file__).resolve().parent / "sse_reader.c"
 CACHE = Path(tempfile.gettempdir()) / "sentra-bench"
 OPEN_TIMEOUT = 90.0
@@ -44,8 +46,12 @@ def reader_binary() -> Path | None:
 class CReaderPool:
     """One C reader process holding every stream (it needs a fraction of a core where Python needs several)."""
 
-    def __init__(self, host: str, port: int, streams: list[tuple[str, bytes]], binary: Path) -> None:
+    def __init__(
+        self, host: str, port: int, streams: list[tuple[str, bytes]], binary: Path, *, resume: bool = False
+    ) -> None:
         self.host, self.port, self.binary = host, port, binary
+        # Open a stream the server cut again from its last id, as EventSource (and wire.SseSubscriber) does.
+        self.resumes = MAX_RESUMES if resume else 0
         self.channels: dict[str, int] = {}
         for channel, _ in streams:
             self.channels.setdefault(channel, len(self.channels))
@@ -81,6 +87,7 @@ class CReaderPool:
             str(self.port),
             str(self.workdir / "requests"),
             str(self.workdir / "latencies"),
+            str(self.resumes),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )

@@ -185,7 +185,7 @@ async def fanout(
     # and where no C compiler is installed.
     binary = None if strict or reader == "python" else reader_binary()
     pools: list[SubscriberPool | CReaderPool] = [
-        CReaderPool(server.host, server.port, streams[index :: len(watched)], binary)
+        CReaderPool(server.host, server.port, streams[index :: len(watched)], binary, resume=sentra)
         if binary is not None
         else SubscriberPool(
             server.host,

@@ -6,9 +6,12 @@
  * M<pub>:<n>:<sent ns> and counts it exactly as bench/wire.py does: per connection and publisher, counters in order
  * with no gap; Sentra's seqs consecutive; latency = receipt - send time on CLOCK_MONOTONIC.
  *
- *     sse_reader HOST PORT REQUESTS LATENCIES
+ *     sse_reader HOST PORT REQUESTS LATENCIES [RESUMES]
  *
  * REQUESTS holds, per connection, a line "<channel> <length>" and then <length> bytes of the GET request.
+ * With RESUMES > 0 a stream the server closes before it had every line opens again after RESUME_DELAY_NS, as
+ * EventSource does, with Last-Event-ID set to the last seq it read (as wire.SseSubscriber does), at most RESUMES
+ * times; its counts go on where they stopped.
  * Once every stream answered (or 60 s passed) it prints {"opened", "failed", "seconds", "errors"} on stdout.
  * Then it reads commands on stdin:
  *   expect <drain s> <stall s>, lines "<channel> <publisher> <count>", end: waits until every stream has every
@@ -37,11 +40,13 @@
 #define MAX_PUB 64
 #define MAX_CHAN 4096
 #define READ_SIZE 262144
+#define RESUME_DELAY_NS 50000000LL /* wire.RESUME_DELAY */
 
 typedef struct {
-    int fd, chan, status, chunked, ended, closing, cut;
+    int fd, chan, status, opened, chunked, ended, closing, cuts, resumes;
+    int64_t resume_at;   /* when a cut stream opens again (0: not waiting to) */
     char *req;
-    size_t req_len, sent;
+    size_t req_len, sent, base_len; /* base_len: the request as given, before a resume added Last-Event-ID */
     char head[8192];
     size_t head_len;
     long chunk_left;     /* bytes of the current chunk still to come */
@@ -56,7 +61,8 @@ typedef struct {
 } conn_t;
 
 static conn_t *conns;
-static int nconn, live_opened, failed;
+static int nconn, live_opened, failed, max_resumes, waiting_resumes;
+static struct sockaddr_in server_addr;
 static int64_t *lat;
 static size_t lat_len, lat_cap;
 static int64_t first_recv, last_recv;
@@ -233,8 +239,11 @@ static void on_head(conn_t *c, const char *data, size_t len, int64_t now) {
     }
     size_t head_bytes = (size_t)(end + 4 - c->head);
     size_t rest_from = head_bytes - (c->head_len - take); /* offset in data where the body starts */
-    if (c->status == 200) live_opened++;
-    else {
+    if (c->status == 200) {
+        if (!c->opened) live_opened++;
+        c->opened = 1;
+    } else {
+        if (c->opened) c->ended = 1; /* a resumed stream refused: it ends here */
         char text[200];
         snprintf(text, sizeof text, "status %d", c->status);
         note_error(text);
@@ -244,6 +253,7 @@ static void on_head(conn_t *c, const char *data, size_t len, int64_t now) {
 }
 
 static char rbuf[READ_SIZE];
+static int complete(conn_t *c);
 
 static void on_readable(conn_t *c) {
     for (;;) {
@@ -258,11 +268,19 @@ static void on_readable(conn_t *c) {
         if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
         if (got < 0 && errno == EINTR) continue;
         /* closed by the server (or an error) */
+        int was_cut = c->status == 200 && !c->closing && !c->ended && !complete(c);
         if (c->status == 0) { failed++; note_error("closed before the answer"); c->status = -1; }
-        else if (!c->closing && !c->ended) c->cut = 1;
-        c->ended = 1;
         close(c->fd);
         c->fd = -1;
+        if (was_cut) {
+            c->cuts++;
+            if (c->resumes < max_resumes) {
+                c->resume_at = now_ns() + RESUME_DELAY_NS;
+                waiting_resumes++;
+                return;
+            }
+        }
+        c->ended = 1;
         return;
     }
 }
@@ -293,8 +311,59 @@ static int complete(conn_t *c) {
 
 static long total_progress(void) {
     long sum = 0;
-    for (int i = 0; i < nconn; i++) sum += conns[i].count;
+    for (int i = 0; i < nconn; i++) sum += conns[i].count + conns[i].resumes; /* a resumed stream is progress too */
     return sum;
+}
+
+/* Open connection c (again): a socket to the server that sends its request once writable. */
+static int connect_stream(int ep, conn_t *c) {
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(c->fd, (struct sockaddr *)&server_addr, sizeof server_addr) < 0 && errno != EINPROGRESS) {
+        note_error(strerror(errno));
+        close(c->fd);
+        c->fd = -1;
+        return -1;
+    }
+    struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN, .data.u32 = (uint32_t)(c - conns)};
+    epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
+    return 0;
+}
+
+/* Open cut streams whose delay has passed, from the seq after the last one read, with the counts kept. */
+static void resume_due(int ep) {
+    int64_t now = now_ns();
+    for (int i = 0; i < nconn && waiting_resumes; i++) {
+        conn_t *c = &conns[i];
+        if (!c->resume_at || c->resume_at > now) continue;
+        c->resume_at = 0;
+        waiting_resumes--;
+        c->resumes++;
+        c->status = 0;
+        c->head_len = 0;
+        c->chunked = 0;
+        c->chunk_left = 0;
+        c->need_crlf = 0;
+        c->size_len = 0;
+        c->pay_len = 0; /* an unfinished line of the cut stream comes again */
+        if (c->gz) { inflateEnd(c->gz); free(c->gz); c->gz = NULL; }
+        /* The request ends with an empty line; Last-Event-ID goes before it (wire.SseSubscriber._reconnect). */
+        size_t base = c->req_len;
+        if (c->next_seq) {
+            char header[64];
+            int n = snprintf(header, sizeof header, "Last-Event-ID: %ld\r\n\r\n", c->next_seq - 1);
+            if (!c->base_len) c->base_len = c->req_len;
+            base = c->base_len - 2;
+            c->req = realloc(c->req, base + (size_t)n);
+            if (!c->req) { perror("realloc"); exit(2); }
+            memcpy(c->req + base, header, (size_t)n);
+            base += (size_t)n;
+        }
+        c->req_len = base;
+        c->sent = 0;
+        if (connect_stream(ep, c) < 0) c->ended = 1;
+    }
 }
 
 /* Serve the sockets until `until` (ns) or, when stop_when is set, until it returns true. */
@@ -302,6 +371,7 @@ static void pump(int ep, int64_t until, int (*stop_when)(void), int watch_stdin)
     struct epoll_event evs[512];
     while (now_ns() < until) {
         if (stop_when && stop_when()) return;
+        if (waiting_resumes) resume_due(ep);
         /* Poll, never wait inside epoll: a reader asleep there must be woken by each send, and on loopback the
            sender pays for that wake-up, which no remote client costs a server. */
         int n = epoll_wait(ep, evs, 512, 0);
@@ -334,7 +404,7 @@ static long drain_last_total;
 static int drained(void) {
     int waiting = 0;
     for (int i = 0; i < nconn; i++)
-        if (conns[i].status == 200 && !conns[i].ended && !complete(&conns[i])) waiting = 1;
+        if (conns[i].opened && !conns[i].ended && !complete(&conns[i])) waiting = 1;
     if (!waiting) return 1;
     long total = total_progress();
     int64_t now = now_ns();
@@ -353,7 +423,8 @@ static void print_errors(void) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 5) { fprintf(stderr, "usage: sse_reader HOST PORT REQUESTS LATENCIES\n"); return 2; }
+    if (argc != 5 && argc != 6) { fprintf(stderr, "usage: sse_reader HOST PORT REQUESTS LATENCIES [RESUMES]\n"); return 2; }
+    max_resumes = argc == 6 ? atoi(argv[5]) : 0;
     prctl(PR_SET_TIMERSLACK, 1000UL); /* wake within ~1 µs of the pause, not the default 50 µs */
     struct rlimit lim;
     getrlimit(RLIMIT_NOFILE, &lim);
@@ -376,27 +447,19 @@ int main(int argc, char **argv) {
         if (fread(c->req, 1, len, reqs) != len) { fprintf(stderr, "short request\n"); return 2; }
     }
     fclose(reqs);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[2]))};
-    inet_pton(AF_INET, argv[1], &addr.sin_addr);
+    server_addr.sin_family = AF_INET;
+    server_addr.sin_port = htons((uint16_t)atoi(argv[2]));
+    inet_pton(AF_INET, argv[1], &server_addr.sin_addr);
     int ep = epoll_create1(0);
     struct epoll_event sin = {.events = EPOLLIN, .data.u32 = UINT32_MAX};
     epoll_ctl(ep, EPOLL_CTL_ADD, 0, &sin);
     int64_t started = now_ns();
     for (int i = 0; i < nconn; i++) {
         conn_t *c = &conns[i];
-        c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-        int one = 1;
-        setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (connect(c->fd, (struct sockaddr *)&addr, sizeof addr) < 0 && errno != EINPROGRESS) {
-            note_error(strerror(errno));
+        if (connect_stream(ep, c) < 0) {
             failed++;
             c->status = -1;
-            close(c->fd);
-            c->fd = -1;
-            continue;
         }
-        struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN, .data.u32 = (uint32_t)i};
-        epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
     }
     pump(ep, started + 60000000000LL, all_answered, 0);
     printf("{\"opened\":%d,\"failed\":%d,\"seconds\":%.6f,", live_opened, nconn - live_opened,
@@ -425,18 +488,20 @@ int main(int argc, char **argv) {
             drain_last_change = now_ns();
             drain_last_total = -1;
             pump(ep, now_ns() + (int64_t)(drain * 1e9), drained, 0);
-            long delivered = 0, exp = 0, lost = 0, gaps = 0, disorder = 0, seq_errors = 0, cut = 0, events = 0;
+            long delivered = 0, exp = 0, lost = 0, gaps = 0, disorder = 0, seq_errors = 0, cut = 0, resumed = 0;
+            long events = 0;
             int subs = 0;
             for (int i = 0; i < nconn; i++) {
                 conn_t *c = &conns[i];
-                if (c->status != 200) continue;
+                if (!c->opened) continue;
                 subs++;
                 delivered += c->count;
                 events += c->events;
                 gaps += c->gaps;
                 disorder += c->disorder;
                 seq_errors += c->seq_errors;
-                cut += c->cut;
+                cut += c->cuts;
+                resumed += c->resumes;
                 lost += c->skipped;
                 for (int pub = 0; pub < MAX_PUB; pub++) {
                     exp += expected[c->chan][pub];
@@ -447,17 +512,20 @@ int main(int argc, char **argv) {
             if (!out || fwrite(lat, sizeof *lat, lat_len, out) != lat_len) { perror(argv[4]); return 2; }
             fclose(out);
             printf("{\"subscribers\":%d,\"delivered\":%ld,\"expected\":%ld,\"lost\":%ld,\"gaps\":%ld,"
-                   "\"disorder\":%ld,\"repeats\":0,\"seq_errors\":%ld,\"cut\":%ld,\"resumed\":0,\"events\":%ld,"
+                   "\"disorder\":%ld,\"repeats\":0,\"seq_errors\":%ld,\"cut\":%ld,\"resumed\":%ld,\"events\":%ld,"
                    "\"strict_count\":0,\"first_recv\":%lld,\"last_recv\":%lld,\"latencies\":%zu,",
-                   subs, delivered, exp, lost, gaps, disorder, seq_errors, cut, events, (long long)first_recv,
+                   subs, delivered, exp, lost, gaps, disorder, seq_errors, cut, resumed, events, (long long)first_recv,
                    (long long)last_recv, lat_len);
             print_errors();
             printf("}\n");
             fflush(stdout);
         } else if (strncmp(line, "close", 5) == 0) {
             int64_t began = now_ns();
-            for (int i = 0; i < nconn; i++)
-                if (conns[i].fd >= 0) { conns[i].closing = 1; close(conns[i].fd); conns[i].fd = -1; }
+            for (int i = 0; i < nconn; i++) {
+                conns[i].closing = 1;
+                conns[i].resume_at = 0;
+                if (conns[i].fd >= 0) { close(conns[i].fd); conns[i].fd = -1; }
+            }
             printf("{\"closed\":%.6f}\n", (now_ns() - began) / 1e9);
             fflush(stdout);
             return 0;

@@ -260,6 +260,49 @@ async def test_c_reader_dechunks_split_reads_and_reports_what_is_wrong(
     assert len(tally["latencies"]) == 8 * counted["delivered"]
 
 
+async def serve_cut_then_resume(first: list[int], rest: list[int]) -> tuple[asyncio.Server, int, list[bytes]]:
+    """A loopback server that sends `first`'s events and closes the stream, as Sentra cuts a slow reader; a
+    connection after that gets `rest`'s events and is held open. Returns the requests it read."""
+    requests: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        requests.append(await reader.readuntil(b"\r\n\r\n"))
+        stream = b"".join(chunked_sse(first if len(requests) == 1 else rest))
+        writer.write(stream)
+        await writer.drain()
+        if len(requests) > 1:
+            await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1], requests
+
+
+@pytest.mark.parametrize("resume", [True, False], ids=["resumes", "without-resume"])
+async def test_c_reader_resumes_a_cut_stream_from_its_last_id(resume: bool) -> None:
+    binary = reader_binary()
+    assert binary is not None, "the benchmark needs a C compiler (Debian: gcc)"
+    server, port, requests = await serve_cut_then_resume([0, 1, 2], [3, 4])
+    pool = CReaderPool("127.0.0.1", port, [("c0", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")], binary, resume=resume)
+    try:
+        assert (await pool.open())["opened"] == 1
+        (tally,) = await pool.collect({"c0": {0: 5}}, drain=3, stall=0.5)
+    finally:
+        await pool.close()
+        server.close()
+    if resume:
+        # Like EventSource: the same request again, from the last id read (seqs 1-3 came before the cut).
+        assert requests == [
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 3\r\n\r\n",
+        ]
+        counted = {"delivered": 5, "lost": 0, "cut": 1, "resumed": 1, "seq_errors": 0, "gaps": 0, "subscribers": 1}
+    else:
+        assert len(requests) == 1
+        counted = {"delivered": 3, "lost": 2, "cut": 1, "resumed": 0, "seq_errors": 0, "gaps": 0, "subscribers": 1}
+    assert {key: tally[key] for key in counted} == counted
+
+
 def step(rate: float, **figures: Any) -> dict[str, Any]:
     """A paced step's figures as the load tool reports them: held and delivered unless overridden."""
     result = {"published": int(rate * 4), "publish_rate": rate, "deliveries_per_s": rate * 100, "lost": 0, "cut": 0}
