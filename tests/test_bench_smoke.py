@@ -233,6 +233,19 @@ async def serve_once(stream: list[bytes]) -> tuple[asyncio.Server, int]:
     return server, server.sockets[0].getsockname()[1]
 
 
+async def c_reader_tally(port: int, published: int, *, resume: bool = False) -> dict[str, Any]:
+    """The C reader's tally of one stream of GET / on `port`, publisher 0 having sent `published` lines."""
+    binary = reader_binary()
+    assert binary is not None, "the benchmark needs a C compiler (Debian: gcc)"
+    pool = CReaderPool("127.0.0.1", port, [("c0", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")], binary, resume=resume)
+    try:
+        assert (await pool.open())["opened"] == 1
+        (tally,) = await pool.collect({"c0": {0: published}}, drain=3, stall=0.5)
+    finally:
+        await pool.close()
+    return tally
+
+
 @pytest.mark.parametrize(
     ("numbers", "counted"),
     [
@@ -245,15 +258,10 @@ async def serve_once(stream: list[bytes]) -> tuple[asyncio.Server, int]:
 async def test_c_reader_dechunks_split_reads_and_reports_what_is_wrong(
     numbers: list[int], counted: dict[str, int]
 ) -> None:
-    binary = reader_binary()
-    assert binary is not None, "the benchmark needs a C compiler (Debian: gcc)"
     server, port = await serve_once(chunked_sse(numbers))
-    pool = CReaderPool("127.0.0.1", port, [("c0", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")], binary)
     try:
-        assert (await pool.open())["opened"] == 1
-        (tally,) = await pool.collect({"c0": {0: 4}}, drain=3, stall=0.5)
+        tally = await c_reader_tally(port, 4)
     finally:
-        await pool.close()
         server.close()
     assert {key: tally[key] for key in counted} == counted
     assert tally["expected"] == 4 and tally["events"] == len(numbers)
@@ -280,15 +288,10 @@ async def serve_cut_then_resume(first: list[int], rest: list[int]) -> tuple[asyn
 
 @pytest.mark.parametrize("resume", [True, False], ids=["resumes", "without-resume"])
 async def test_c_reader_resumes_a_cut_stream_from_its_last_id(resume: bool) -> None:
-    binary = reader_binary()
-    assert binary is not None, "the benchmark needs a C compiler (Debian: gcc)"
     server, port, requests = await serve_cut_then_resume([0, 1, 2], [3, 4])
-    pool = CReaderPool("127.0.0.1", port, [("c0", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")], binary, resume=resume)
     try:
-        assert (await pool.open())["opened"] == 1
-        (tally,) = await pool.collect({"c0": {0: 5}}, drain=3, stall=0.5)
+        tally = await c_reader_tally(port, 5, resume=resume)
     finally:
-        await pool.close()
         server.close()
     if resume:
         # Like EventSource: the same request again, from the last id read (seqs 1-3 came before the cut).
